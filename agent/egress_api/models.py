@@ -1,0 +1,398 @@
+"""The shared desired-state models: the one place where input is validated.
+
+The agent validates every write with these models, and the provider validates
+Terraform configuration with the same models at plan time, so a client other
+than Terraform gets exactly the same errors. Field names match the Terraform
+schema (snake_case), so a pydantic error location *is* the attribute path.
+
+Cross-object rules (a policy's source IP must be one of some gateway's
+floating IPs, no two policies share a source IP, no floating IP is in two
+gateways) need the other objects, so they live in `check_references`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterable, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+# --- Kubernetes naming rules -------------------------------------------------
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def _check_object_name(value: str) -> str:
+    if not value or len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-63 lower-case letters, digits or '-', "
+            "starting and ending with a letter or digit (e.g. 'default')"
+        )
+    return value
+
+
+def check_label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key {key!r}: prefix {prefix!r} must be a DNS subdomain (e.g. 'example.com')")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"label key {key!r}: name must be 1-63 characters of letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return key
+
+
+def check_label_value(key: str, value: str) -> str:
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        raise ValueError(
+            f"label {key}={value!r}: value must be empty or 1-63 characters of letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for k, v in labels.items():
+        check_label_key(k)
+        check_label_value(k, v)
+    return labels
+
+
+# --- IPv4 value types ----------------------------------------------------------
+
+
+def parse_ipv4(value: Any) -> str:
+    """A single IPv4 address, returned in canonical form."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IPv4 address as a string, got {type(value).__name__}")
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 address (e.g. 192.0.2.100)") from None
+    if ip.version != 4:
+        raise ValueError(f"{value!r} is IPv6: the egress NAT gateway is IPv4 only")
+    return str(ip)
+
+
+def parse_ipv4_cidr(value: Any) -> str:
+    """An IPv4 network in CIDR notation with no host bits set, in canonical form."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IPv4 CIDR block as a string, got {type(value).__name__}")
+    text = value.strip()
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 CIDR block (e.g. 198.51.100.0/24)") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r} is IPv6: the egress NAT gateway is IPv4 only")
+    if "/" not in text:
+        raise ValueError(f"{value!r} has no prefix length: write it as {net.with_prefixlen}")
+    if net.network_address != ipaddress.ip_interface(text).ip:
+        raise ValueError(f"{value!r} has host bits set: did you mean {net.with_prefixlen}?")
+    return net.with_prefixlen
+
+
+def parse_ipv4_interface(value: Any) -> str:
+    """An IPv4 address with prefix length, e.g. a node's uplink address 192.0.2.11/24."""
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"{value!r} must be an IPv4 address with prefix length (e.g. 192.0.2.11/24)")
+    try:
+        iface = ipaddress.ip_interface(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 address with prefix length (e.g. 192.0.2.11/24)") from None
+    if iface.version != 4:
+        raise ValueError(f"{value!r} is IPv6: the egress NAT gateway is IPv4 only")
+    return iface.with_prefixlen
+
+
+def _unique_sorted(values: Iterable[str], parse, what: str) -> list[str]:
+    out: dict[str, None] = {}
+    for v in values:
+        canon = parse(v)
+        if canon in out:
+            raise ValueError(f"{what} {canon} is listed twice")
+        out[canon] = None
+    # Sets in Terraform are unordered; a canonical order keeps state and diffs stable.
+    return sorted(out, key=lambda s: ipaddress.ip_network(s, strict=False))
+
+
+# --- Desired state -------------------------------------------------------------------
+
+_strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelSelector(BaseModel):
+    """Kubernetes LabelSelector (match_labels only). An empty selector matches everything."""
+
+    model_config = _strict
+    match_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("match_labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+class EgressRule(BaseModel):
+    """One selection rule: both selectors must match (AND); an omitted selector matches everything."""
+
+    model_config = _strict
+    namespace_selector: Optional[LabelSelector] = None
+    pod_selector: Optional[LabelSelector] = None
+
+    def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
+        ns_ok = self.namespace_selector is None or self.namespace_selector.matches(namespace_labels)
+        pod_ok = self.pod_selector is None or self.pod_selector.matches(pod_labels)
+        return ns_ok and pod_ok
+
+
+Name = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class Gateway(BaseModel):
+    """The seed's AnthosNetworkGateway: a set of floating IPs for egress."""
+
+    model_config = _strict
+    name: Name = "default"
+    floating_ips: list[str] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_object_name(v)
+
+    @field_validator("floating_ips")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        return _unique_sorted(v, parse_ipv4, "floating IP")
+
+
+class Policy(BaseModel):
+    """The seed's EgressNATPolicy: which pods, which destinations, which source IP."""
+
+    model_config = _strict
+    name: Name
+    egress: list[EgressRule] = Field(min_length=1)
+    destination_cidrs: list[str] = Field(min_length=1)
+    egress_source_ip: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_object_name(v)
+
+    @field_validator("destination_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        return _unique_sorted(v, parse_ipv4_cidr, "destination CIDR")
+
+    @field_validator("egress_source_ip")
+    @classmethod
+    def _source_ip(cls, v: str) -> str:
+        return parse_ipv4(v)
+
+    def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
+        return any(rule.selects(namespace_labels, pod_labels) for rule in self.egress)
+
+
+# --- Cluster and workload inventory ------------------------------------------------
+
+
+class Node(BaseModel):
+    """A node as its agent registers it."""
+
+    model_config = _strict
+    name: Name
+    role: str = "worker"
+    node_ip: str  # uplink IPv4 with prefix, e.g. 192.0.2.11/24
+    interface: str = ""
+    pod_cidr: str = ""
+    api_address: str = ""
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v not in ("worker", "master"):
+            raise ValueError(f"role must be 'worker' or 'master', not {v!r}")
+        return v
+
+    @field_validator("node_ip")
+    @classmethod
+    def _node_ip(cls, v: str) -> str:
+        return parse_ipv4_interface(v)
+
+    @field_validator("pod_cidr")
+    @classmethod
+    def _pod_cidr(cls, v: str) -> str:
+        return parse_ipv4_cidr(v) if v else v
+
+
+class Namespace(BaseModel):
+    model_config = _strict
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
+
+
+class Pod(BaseModel):
+    model_config = _strict
+    name: Name
+    namespace: Name
+    node: Name
+    ip: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        return parse_ipv4(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_labels(v)
+
+
+# --- Errors with attribute paths ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One invalid field: `path` is the Terraform attribute path, e.g. ('egress', 0, 'pod_selector')."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+    def dotted(self) -> str:
+        return ".".join(str(p) for p in self.path)
+
+
+class InvalidObject(ValueError):
+    """Raised with every violation found; nothing is written when it is raised."""
+
+    def __init__(self, kind: str, name: str, violations: list[Violation]):
+        self.kind = kind
+        self.name = name
+        self.violations = violations
+        lines = "; ".join(f"{v.dotted() or kind}: {v.message}" for v in violations)
+        super().__init__(f"invalid {kind} {name!r}: {lines}")
+
+
+def _violations(err: ValidationError) -> list[Violation]:
+    out = []
+    for e in err.errors():
+        msg = e["msg"]
+        # pydantic prefixes messages raised from validators with "Value error, ".
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if e["type"] == "too_short" and e["loc"]:
+            msg = f"at least one {_singular(e['loc'][-1])} is required"
+        if e["type"] == "missing":
+            msg = "this attribute is required"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown attribute"
+        out.append(Violation(tuple(e["loc"]), msg))
+    return out
+
+
+def _singular(field: Any) -> str:
+    return {
+        "floating_ips": "floating IP",
+        "destination_cidrs": "destination CIDR",
+        "egress": "egress rule",
+    }.get(str(field), str(field))
+
+
+KINDS: dict[str, type[BaseModel]] = {
+    "gateway": Gateway,
+    "policy": Policy,
+    "node": Node,
+    "namespace": Namespace,
+    "pod": Pod,
+}
+
+
+def parse(kind: str, data: dict[str, Any]):
+    """Validate `data` as a `kind` object; raise InvalidObject naming every bad attribute."""
+    model = KINDS[kind]
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InvalidObject(kind, str(data.get("name", "")), _violations(err)) from None
+
+
+def check_references(
+    obj: Gateway | Policy,
+    gateways: Iterable[Gateway],
+    policies: Iterable[Policy],
+) -> list[Violation]:
+    """Rules that span objects. `gateways`/`policies` are the *other* stored objects."""
+    gateways = [g for g in gateways if not (isinstance(obj, Gateway) and g.name == obj.name)]
+    policies = [p for p in policies if not (isinstance(obj, Policy) and p.name == obj.name)]
+    out: list[Violation] = []
+    if isinstance(obj, Gateway):
+        for ip in obj.floating_ips:
+            for g in gateways:
+                if ip in g.floating_ips:
+                    out.append(Violation(("floating_ips",), f"floating IP {ip} already belongs to gateway {g.name!r}"))
+        kept = set(obj.floating_ips) | {ip for g in gateways for ip in g.floating_ips}
+        for p in policies:
+            if p.egress_source_ip not in kept:
+                out.append(
+                    Violation(
+                        ("floating_ips",),
+                        f"floating IP {p.egress_source_ip} is the egress_source_ip of policy {p.name!r}: "
+                        "change or delete that policy first",
+                    )
+                )
+    else:
+        if not any(obj.egress_source_ip in g.floating_ips for g in gateways):
+            known = sorted({ip for g in gateways for ip in g.floating_ips})
+            hint = f"one of {', '.join(known)}" if known else "none are defined yet: create an egress_gateway first"
+            out.append(
+                Violation(
+                    ("egress_source_ip",),
+                    f"{obj.egress_source_ip} is not a floating IP of any gateway ({hint})",
+                )
+            )
+        for p in policies:
+            if p.egress_source_ip == obj.egress_source_ip:
+                out.append(
+                    Violation(
+                        ("egress_source_ip",),
+                        f"{obj.egress_source_ip} is already the egress_source_ip of policy {p.name!r}: "
+                        "each policy needs its own source IP",
+                    )
+                )
+    return out
+
+
+def check_gateway_removal(gateway: Gateway, policies: Iterable[Policy]) -> list[Violation]:
+    """A gateway cannot be deleted while a policy still uses one of its floating IPs."""
+    return [
+        Violation(
+            ("floating_ips",),
+            f"floating IP {p.egress_source_ip} is the egress_source_ip of policy {p.name!r}: "
+            "delete that policy first",
+        )
+        for p in policies
+        if p.egress_source_ip in gateway.floating_ips
+    ]
