@@ -1,0 +1,43 @@
+"""Errors raised by `EgressClient`, one class per gRPC status the agent uses.
+
+Each carries the agent's message and, for INVALID_ARGUMENT, the violations
+with their attribute paths, so the provider can turn them into Terraform
+diagnostics that point at the right attribute.
+"""
+
+from __future__ import annotations
+
+from egress_api.models import Violation
+
+
+class ApiError(Exception):
+    """Base class: `message` is the agent's text; `violations` may be empty."""
+
+    def __init__(self, message: str, violations: list[Violation] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.violations = violations or []
+
+
+class InvalidArgument(ApiError):
+    """Validation failed (INVALID_ARGUMENT); see `violations`."""
+
+
+class NotFound(ApiError):
+    """No such object (NOT_FOUND)."""
+
+
+class AlreadyExists(ApiError):
+    """Create of an existing name (ALREADY_EXISTS)."""
+
+
+class Conflict(ApiError):
+    """Stale resource_version: a concurrent writer won (ABORTED)."""
+
+
+class FailedPrecondition(ApiError):
+    """A referential rule forbids the write (FAILED_PRECONDITION); see `violations`."""
+
+
+class Unavailable(ApiError):
+    """The agent, or its cluster store, cannot be reached (UNAVAILABLE / DEADLINE_EXCEEDED)."""
