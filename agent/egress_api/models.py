@@ -223,6 +223,17 @@ class Node(BaseModel):
     pod_cidr: str = ""
     api_address: str = ""
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # Kubernetes node names are DNS subdomains (hostnames), e.g. worker1 or worker1.example.com.
+        if not _DNS1123_SUBDOMAIN.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid node name: use lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit (e.g. 'worker1')"
+            )
+        return v
+
     @field_validator("role")
     @classmethod
     def _role(cls, v: str) -> str:

@@ -1,0 +1,226 @@
+"""`egressctl`: the operator CLI.
+
+    egressctl [--endpoint unix:///PATH] get gateways|policies|nodes [-o json]
+    egressctl [--endpoint ...] describe gateway|policy NAME
+    egressctl [--endpoint ...] delete gateway|policy NAME
+    egressctl [--endpoint ...] status
+
+`--endpoint` falls back to $EGRESS_ENDPOINT. Any failure prints one line on
+stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Iterable, Sequence
+
+from egress_api import errors
+from egress_api.client import EgressClient, Event
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="egressctl", description="Inspect and manage egress gateways and policies.")
+    p.add_argument("--endpoint", help="agent API: unix:///PATH or host:port (default: $EGRESS_ENDPOINT)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    sub = p.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("get", help="list gateways, policies or nodes")
+    get.add_argument("what", choices=["gateways", "policies", "nodes"])
+    get.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    desc = sub.add_parser("describe", help="spec, status and events of one object")
+    desc.add_argument("kind", choices=["gateway", "policy"])
+    desc.add_argument("name")
+    delete = sub.add_parser("delete", help="delete a gateway or policy")
+    delete.add_argument("kind", choices=["gateway", "policy"])
+    delete.add_argument("name")
+    sub.add_parser("status", help="nodes, roles, Up/Down, who holds which floating IP, leader")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    endpoint = args.endpoint or os.environ.get("EGRESS_ENDPOINT", "")
+    if not endpoint:
+        print("egressctl: no agent endpoint: pass --endpoint unix:///PATH or set EGRESS_ENDPOINT", file=sys.stderr)
+        return 1
+    try:
+        with EgressClient(endpoint, timeout=args.timeout) as client:
+            out = COMMANDS[args.command](client, args)
+    except errors.ApiError as err:
+        print(f"egressctl: {_one_line(err)}", file=sys.stderr)
+        return 1
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+def _one_line(err: errors.ApiError) -> str:
+    text = err.message
+    if err.violations and not any(v.message in text for v in err.violations):
+        text += ": " + "; ".join(f"{v.dotted()}: {v.message}" for v in err.violations)
+    return " ".join(text.split())
+
+
+# --- get ---------------------------------------------------------------------------------
+
+
+def _get(client: EgressClient, args) -> str:
+    if args.what == "gateways":
+        items = client.list_gateways()
+        rows = [
+            {"name": v.obj.name, "floating_ips": v.obj.floating_ips, "resource_version": v.resource_version}
+            for v in items
+        ]
+        table = [[r["name"], ",".join(r["floating_ips"]), str(r["resource_version"])] for r in rows]
+        header = ["NAME", "FLOATING IPS", "VERSION"]
+    elif args.what == "policies":
+        items = client.list_policies()
+        rows = [{**v.obj.model_dump(mode="json"), "resource_version": v.resource_version} for v in items]
+        table = [
+            [r["name"], r["egress_source_ip"], ",".join(r["destination_cidrs"]), str(len(r["egress"])),
+             str(r["resource_version"])]
+            for r in rows
+        ]
+        header = ["NAME", "SOURCE IP", "DESTINATIONS", "RULES", "VERSION"]
+    else:
+        nodes = client.list_nodes()
+        rows = [n.__dict__ for n in nodes]
+        table = [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-"] for n in nodes]
+        header = ["NAME", "ROLE", "STATE", "NODE IP", "FLOATING IPS"]
+    if args.output == "json":
+        return json.dumps(rows, indent=2, sort_keys=True)
+    if not rows:
+        return f"No {args.what} found."
+    return _table(header, table)
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> str:
+    rows = [header, *rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# --- describe ------------------------------------------------------------------------------
+
+
+def _describe(client: EgressClient, args) -> str:
+    return _describe_gateway(client, args.name) if args.kind == "gateway" else _describe_policy(client, args.name)
+
+
+def _describe_gateway(client: EgressClient, name: str) -> str:
+    gw = client.get_gateway(name)
+    st = client.gateway_status(name)
+    lines = [
+        f"Name:              {gw.obj.name}",
+        f"Resource Version:  {gw.resource_version}",
+        "Spec:",
+        "  Floating IPs:",
+        *[f"    {ip}" for ip in gw.obj.floating_ips],
+        "Status:",
+        "  Nodes:",
+        *([f"    {n}: {s}" for n, s in sorted(st.nodes.items())] or ["    <none>"]),
+        "  Floating IPs:",
+    ]
+    for ip in gw.obj.floating_ips:
+        holder = st.floating_ips.get(ip, "")
+        lines.append(f"    {ip}: {holder}" if holder else f"    {ip}: <unassigned> ({st.unassigned_reasons.get(ip, '')})")
+    lines += _events(client.list_events("gateway", name))
+    return "\n".join(lines)
+
+
+def _selector(sel) -> str:
+    if sel is None:
+        return "<all>"
+    return ",".join(f"{k}={v}" for k, v in sorted(sel.match_labels.items())) or "<all>"
+
+
+def _describe_policy(client: EgressClient, name: str) -> str:
+    d = client.describe_policy(name)
+    p = d.policy.obj
+    lines = [
+        f"Name:              {p.name}",
+        f"Resource Version:  {d.policy.resource_version}",
+        "Spec:",
+        "  Egress:",
+    ]
+    for i, rule in enumerate(p.egress):
+        lines += [
+            f"    Rule {i}:",
+            f"      Namespace Selector:  {_selector(rule.namespace_selector)}",
+            f"      Pod Selector:        {_selector(rule.pod_selector)}",
+        ]
+    lines += [
+        "  Destination CIDRs:",
+        *[f"    {c}" for c in p.destination_cidrs],
+        f"  Egress Source IP:  {p.egress_source_ip}",
+        "Status:",
+        f"  Holder:  {d.holder or '<none>'}",
+        "  Counters:",
+        *[f"    {k}: {v}" for k, v in d.counters.items()],
+    ]
+    lines += _events(d.events)
+    return "\n".join(lines)
+
+
+def _age(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _events(events: list[Event]) -> list[str]:
+    if not events:
+        return ["Events:  <none>"]
+    rows = [[e.type, e.reason, _age(e.timestamp), str(e.count), e.message] for e in events]
+    table = _table(["Type", "Reason", "Age", "Count", "Message"], rows)
+    return ["Events:", *["  " + line for line in table.splitlines()]]
+
+
+# --- delete, status -------------------------------------------------------------------------------
+
+
+def _delete(client: EgressClient, args) -> str:
+    (client.delete_gateway if args.kind == "gateway" else client.delete_policy)(args.name)
+    return f"{args.kind} {args.name!r} deleted"
+
+
+def _leader(h) -> str:
+    if h.leader:
+        return h.leader
+    # An embedded (sqlite) store means a single-node agent: it leads itself.
+    return f"{h.node} (standalone)" if h.store.startswith("sqlite:") else "<none elected>"
+
+
+def _status(client: EgressClient, args) -> str:
+    h = client.health()
+    nodes = client.list_nodes()
+    lines = [
+        f"Agent:   {h.node} ({h.status}, version {h.version})",
+        f"Store:   {h.store} ({'ok' if h.store_ok else 'DOWN: ' + h.detail})",
+        f"Leader:  {_leader(h)}",
+        "",
+        _table(
+            ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS"],
+            [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-"] for n in nodes],
+        ),
+        "",
+    ]
+    rows = []
+    for gw in client.list_gateways():
+        st = client.gateway_status(gw.obj.name)
+        for ip in gw.obj.floating_ips:
+            holder = st.floating_ips.get(ip, "")
+            rows.append([ip, gw.obj.name, holder or f"<unassigned: {st.unassigned_reasons.get(ip, '')}>"])
+    lines.append(_table(["FLOATING IP", "GATEWAY", "HOLDER"], rows) if rows else "No gateways found.")
+    return "\n".join(lines)
+
+
+COMMANDS = {"get": _get, "describe": _describe, "delete": _delete, "status": _status}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

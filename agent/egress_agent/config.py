@@ -1,0 +1,123 @@
+"""The agent's settings: command-line flags, optionally a YAML file with the same keys.
+
+Flags override the file. The node's own fields are validated by `models.Node`
+(the one place validation lives); errors name the flag/key to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from egress_api import models, transport
+
+#: YAML keys (flag --node-ip <-> key node_ip).
+KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath")
+DATAPATHS = ("off",)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: models.Node
+    socket: str  # absolute path of the unix socket
+    store: str  # store URL, e.g. sqlite:/var/lib/egress/state.db
+    listen: str = ""  # optional host:port
+    datapath: str = "off"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        return [f"unix://{self.socket}"] + ([self.listen] if self.listen else [])
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def load_file(path: str) -> dict[str, Any]:
+    import yaml  # only the agent needs YAML; keep it off the client's import path
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise ConfigError(f"--config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config {path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of settings ({', '.join(KEYS)})")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
+    return {k: (str(v) if v is not None else None) for k, v in data.items()}
+
+
+def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) -> AgentConfig:
+    settings: dict[str, Any] = load_file(config_file) if config_file else {}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    where = f" (in --config {config_file} or as a flag)" if config_file else ""
+
+    for required in ("node", "node_ip", "socket", "store"):
+        if not settings.get(required):
+            raise ConfigError(f"{_flag(required)} is required{where}")
+    try:
+        node = models.parse(
+            "node",
+            {
+                "name": settings["node"],
+                "role": settings.get("role") or "worker",
+                "node_ip": settings["node_ip"],
+                "interface": settings.get("interface") or "",
+                "pod_cidr": settings.get("pod_cidr") or "",
+                "api_address": settings.get("listen") or "",
+            },
+        )
+    except models.InvalidObject as err:
+        names = {"name": "node"}
+        raise ConfigError(
+            "; ".join(f"{_flag(names.get(str(v.path[0]), str(v.path[0])))}: {v.message}" for v in err.violations)
+        ) from None
+
+    socket = settings["socket"]
+    if socket.startswith("unix:"):
+        socket = transport.parse_target(socket).address
+    socket = os.path.abspath(socket)
+    if len(socket.encode()) > 107:
+        raise ConfigError(f"--socket {socket}: a unix socket path must be at most 107 bytes")
+
+    listen = settings.get("listen") or ""
+    if listen:
+        try:
+            if transport.parse_target(listen).scheme != "tcp":
+                raise transport.TargetError("use --socket for unix sockets")
+        except transport.TargetError as err:
+            raise ConfigError(f"--listen {listen}: {err}; expected host:port, e.g. 127.0.0.1:7443") from None
+
+    store = settings["store"]
+    scheme, _, rest = store.partition(":")
+    if scheme == "sqlite":
+        if not rest:
+            raise ConfigError(f"--store {store}: give a file, e.g. sqlite:/var/lib/egress/state.db")
+        store = f"sqlite:{os.path.abspath(rest)}"
+    else:
+        raise ConfigError(f"--store {store}: unsupported store; use sqlite:PATH")
+
+    datapath = settings.get("datapath") or "off"
+    if datapath not in DATAPATHS:
+        raise ConfigError(f"--datapath {datapath}: must be one of {', '.join(DATAPATHS)}")
+    return AgentConfig(node=node, socket=socket, store=store, listen=listen, datapath=datapath)
+
+
+def open_store(url: str):
+    """The Store for a validated store URL."""
+    scheme, _, rest = url.partition(":")
+    if scheme == "sqlite":
+        from egress_agent.store.sqlite import SqliteStore
+
+        return SqliteStore(rest)
+    raise ConfigError(f"unsupported store {url!r}")

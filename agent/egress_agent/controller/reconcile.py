@@ -1,0 +1,203 @@
+"""The reconcile loop: floating IPs -> nodes, written as ASSIGNMENT records, plus events.
+
+On every change to gateways, policies or nodes (and on a periodic resync, so a
+node source that changes without a store write is noticed) the leader:
+
+1. collects every gateway's floating IPs and the node view from the NodeSource;
+2. runs the pure `assignment.assign` with the stored assignments as `previous`;
+3. commits only the ASSIGNMENT records that changed, with their versions checked,
+   plus events: `FloatingIPMoved` (Normal) when a holder changes nodes,
+   `Unassignable` (Warning) for an IP no node can take, `UnknownEgressIP`
+   (Warning) for a policy whose source IP has no holder.
+
+A condition that persists emits its event once, when it starts (or when the
+object it concerns is changed again), not on every pass. Events of deleted
+gateways/policies are removed with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+from egress_agent.controller import events as ev
+from egress_agent.controller.assignment import Assignment, NodeInfo, assign
+from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
+from egress_agent.store import base
+from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, Delete, Put, Snapshot
+
+log = logging.getLogger(__name__)
+
+#: Extra operations prepended to every controller commit, e.g. a Check on the
+#: leader key so a deposed leader's write fails (fencing).
+Guard = Callable[[], Sequence[base.Op]]
+
+
+class Controller:
+    def __init__(
+        self,
+        store: base.Store,
+        nodes: NodeSource,
+        leadership: Leadership | None = None,
+        guard: Guard = lambda: (),
+        clock: Callable[[], float] = time.time,
+        resync: float = 2.0,
+    ):
+        self.store = store
+        self.nodes = nodes
+        self.leadership = leadership or Standalone()
+        self.guard = guard
+        self.clock = clock
+        self.resync = resync
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._cancel_watch: Optional[Callable[[], None]] = None
+        self._active: set[tuple] = set()  # conditions whose event was already recorded
+        self.passes = 0  # completed reconcile passes (for tests and Health)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._cancel_watch = self.store.watch([GATEWAY, POLICY, NODE], lambda rev, changes: self.trigger())
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self._thread.start()
+        self.trigger()
+
+    def trigger(self) -> None:
+        """Ask for a reconcile soon (e.g. the cluster layer saw a node's lease expire)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._cancel_watch:
+            self._cancel_watch()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.resync)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.reconcile_once()
+            except (base.Conflict, base.NotFound, base.AlreadyExists) as err:
+                log.info("reconcile raced with another writer (%s); retrying", err)
+                self._wake.set()
+            except base.Unavailable as err:
+                log.warning("reconcile skipped: %s", err)
+            except Exception:
+                log.exception("reconcile failed")
+
+    # --- one pass ----------------------------------------------------------------------
+
+    def reconcile_once(self) -> bool:
+        """One pass; returns True when it wrote something."""
+        if not self.leadership.is_leader():
+            self._active.clear()  # a future leader term re-announces current conditions
+            return False
+        snap = self.store.snapshot([GATEWAY, POLICY, ASSIGNMENT, EVENT])
+        gateway_of = {ip: g.name for g in snap.of(GATEWAY).values() for ip in g.value.get("floating_ips", [])}
+        nodes = list(self.nodes())
+        previous = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
+        result = assign(gateway_of, nodes, previous)
+
+        ops: list[base.Op] = self._assignment_ops(snap, gateway_of, result)
+        conditions, moves = self._conditions(snap, gateway_of, nodes, previous, result)
+        new = [c for c in conditions if c not in self._active]
+        now = self.clock()
+        pending: dict[str, Put] = {}
+        for spec in [spec for _, spec in new] + moves:
+            name = spec.record_name()
+            existing = snap.of(EVENT).get(name)
+            if name in pending:  # the same event twice in one pass folds into one write
+                op = pending[name]
+                pending[name] = Put(EVENT, name, {**op.value, "count": op.value["count"] + 1}, op.expect_version)
+            else:
+                pending[name] = ev.record_op(spec, existing, now)
+        ops += pending.values()
+        ops += self._garbage_events(snap)
+        if ops:
+            self.store.commit([*self.guard(), *ops])
+        self._active = set(conditions)
+        self.passes += 1
+        for spec in moves:
+            log.info("%s", spec.message)
+        return bool(ops)
+
+    @staticmethod
+    def _assignment_ops(snap: Snapshot, gateway_of: dict[str, str], result: Assignment) -> list[base.Op]:
+        ops: list[base.Op] = []
+        stored = snap.of(ASSIGNMENT)
+        for ip, holder in result.holders.items():
+            value = {"node": holder, "gateway": gateway_of[ip], "reason": result.reasons.get(ip, "")}
+            rec = stored.get(ip)
+            if rec is None:
+                ops.append(Put(ASSIGNMENT, ip, value, base.MUST_NOT_EXIST))
+            elif rec.value != value:
+                ops.append(Put(ASSIGNMENT, ip, value, rec.version))
+        for ip, rec in stored.items():
+            if ip not in result.holders:  # the IP left every gateway
+                ops.append(Delete(ASSIGNMENT, ip, rec.version))
+        return ops
+
+    @staticmethod
+    def _conditions(
+        snap: Snapshot,
+        gateway_of: dict[str, str],
+        nodes: list[NodeInfo],
+        previous: dict[str, str],
+        result: Assignment,
+    ) -> tuple[list[tuple[tuple, ev.EventSpec]], list[ev.EventSpec]]:
+        """(persistent conditions keyed for de-duplication, one-shot move events)."""
+        conditions: list[tuple[tuple, ev.EventSpec]] = []
+        for ip, reason in sorted(result.reasons.items()):
+            gw = gateway_of[ip]
+            spec = ev.EventSpec(
+                "gateway", gw, ev.WARNING, ev.UNASSIGNABLE, f"floating IP {ip} cannot be assigned to any node: {reason}"
+            )
+            conditions.append(((spec, snap.of(GATEWAY)[gw].version), spec))
+        for name, rec in sorted(snap.of(POLICY).items()):
+            ip = rec.value.get("egress_source_ip", "")
+            if result.holders.get(ip):
+                continue
+            if ip in result.reasons:
+                msg = f"egress_source_ip {ip} is not assigned to any gateway node: {result.reasons[ip]}"
+            else:
+                msg = f"egress_source_ip {ip} is not a floating IP of any gateway"
+            spec = ev.EventSpec("policy", name, ev.WARNING, ev.UNKNOWN_EGRESS_IP, msg)
+            conditions.append(((spec, rec.version), spec))
+
+        up = {n.name: n.up for n in nodes}
+        moves = []
+        for ip, holder in sorted(result.holders.items()):
+            before = previous.get(ip, "")
+            if before and holder and before != holder:
+                why = "is Down" if before in up else "left the cluster"
+                if up.get(before):
+                    why = "can no longer hold it"
+                moves.append(
+                    ev.EventSpec(
+                        "gateway",
+                        gateway_of[ip],
+                        ev.NORMAL,
+                        ev.FLOATING_IP_MOVED,
+                        f"floating IP {ip} moved from {before} to {holder}: {before} {why}",
+                    )
+                )
+        return conditions, moves
+
+    @staticmethod
+    def _garbage_events(snap: Snapshot) -> list[base.Op]:
+        live = {GATEWAY: snap.of(GATEWAY), POLICY: snap.of(POLICY)}
+        ops: list[base.Op] = []
+        for name, rec in snap.of(EVENT).items():
+            kind, obj = ev.object_of(rec)
+            if kind in live and obj not in live[kind]:
+                ops.append(Delete(EVENT, name, rec.version))
+        return ops

@@ -1,0 +1,79 @@
+"""Read-side RPC answers built from store records: status, nodes, events, descriptions."""
+
+from __future__ import annotations
+
+from egress_agent.controller import view
+from egress_agent.controller.nodes import NodeSource
+from egress_agent.store import base
+from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY
+from egress_api import convert, models
+from egress_api.v1 import egress_pb2 as pb
+
+
+def gateway_status(store: base.Store, nodes: NodeSource, name: str) -> pb.GatewayStatus:
+    snap = store.snapshot([GATEWAY, ASSIGNMENT, NODE])
+    rec = snap.of(GATEWAY).get(name)
+    if rec is None:
+        raise base.NotFound(GATEWAY, name)
+    v = view.gateway_view(rec, snap.of(ASSIGNMENT), snap.of(NODE), nodes())
+    return pb.GatewayStatus(
+        name=v.name, nodes=v.nodes, floating_ips=v.floating_ips, unassigned_reasons=v.unassigned_reasons
+    )
+
+
+def node_statuses(store: base.Store, nodes: NodeSource) -> list[pb.NodeStatus]:
+    snap = store.snapshot([NODE, ASSIGNMENT])
+    return [
+        pb.NodeStatus(
+            name=n.name,
+            role=n.role,
+            state=n.state,
+            node_ip=n.node_ip,
+            floating_ips=n.floating_ips,
+            pod_cidr=n.pod_cidr,
+            api_address=n.api_address,
+        )
+        for n in view.node_views(snap.of(NODE), snap.of(ASSIGNMENT), nodes())
+    ]
+
+
+def node_status(store: base.Store, nodes: NodeSource, name: str) -> pb.NodeStatus:
+    for n in node_statuses(store, nodes):
+        if n.name == name:
+            return n
+    raise base.NotFound(NODE, name)
+
+
+def events(store: base.Store, kind: str = "", name: str = "") -> list[pb.Event]:
+    out = []
+    for rec in store.list(EVENT):
+        v = rec.value
+        if (kind and v.get("kind") != kind) or (name and v.get("name") != name):
+            continue
+        out.append(
+            pb.Event(
+                kind=v.get("kind", ""),
+                name=v.get("name", ""),
+                type=v.get("type", ""),
+                reason=v.get("reason", ""),
+                message=v.get("message", ""),
+                timestamp=float(v.get("timestamp", 0.0)),
+                count=int(v.get("count", 1)),
+            )
+        )
+    return sorted(out, key=lambda e: (e.timestamp, e.reason, e.message))
+
+
+def describe_policy(store: base.Store, name: str, counters: dict[str, int] | None = None) -> pb.DescribePolicyResponse:
+    snap = store.snapshot([POLICY, ASSIGNMENT])
+    rec = snap.of(POLICY).get(name)
+    if rec is None:
+        raise base.NotFound(POLICY, name)
+    policy = models.Policy.model_validate(rec.value)
+    return pb.DescribePolicyResponse(
+        policy=convert.policy_to_proto(policy, rec.version),
+        holder=view.holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
+        events=events(store, "policy", name),
+        # All zero until a datapath reports its eBPF/nftables counters.
+        counters=pb.PolicyCounters(name=name, **(counters or {})),
+    )

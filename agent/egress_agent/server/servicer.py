@@ -1,0 +1,249 @@
+"""The gRPC servicer: every RPC of egress.v1.Egress.
+
+Each write validates the request with `models.parse` (INVALID_ARGUMENT with
+attribute paths on failure) and hands the model to `writes.Writes`, which
+checks it against the other objects and commits atomically. Errors are mapped
+to status codes in one place (`_rpc`), so no handler decides codes itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Callable, Optional
+
+import grpc
+
+from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
+from egress_agent.server import reads
+from egress_agent.server.writes import ReferenceViolation, StaleVersion, Writes
+from egress_agent.store import base
+from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
+from egress_api import convert, models
+from egress_api.client import ORIGIN_KEY, VIOLATIONS_KEY
+from egress_api.v1 import egress_pb2 as pb
+from egress_api.v1 import egress_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+#: name -> counter fields of PolicyCounters (steered_packets, ...); the datapath provides it.
+CounterSource = Callable[[str], dict[str, int]]
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, violations=(), origin=False):
+    metadata = []
+    if violations:
+        metadata.append((VIOLATIONS_KEY, convert.violations_to_bytes(violations)))
+    if origin:
+        metadata.append((ORIGIN_KEY, "agent"))
+    if metadata:
+        context.set_trailing_metadata(metadata)
+    context.abort(code, message)
+
+
+def _rpc(handler):
+    """Map every failure of a handler to the documented gRPC status code."""
+
+    @functools.wraps(handler)
+    def wrapper(self, request, context):
+        try:
+            return handler(self, request, context)
+        except models.InvalidObject as err:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err), err.violations)
+        except ReferenceViolation as err:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(err), err.violations)
+        except StaleVersion as err:
+            _abort(context, grpc.StatusCode.ABORTED, str(err))
+        except base.NotFound as err:
+            _abort(context, grpc.StatusCode.NOT_FOUND, str(err))
+        except base.AlreadyExists as err:
+            _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"{err}: import it, or update it instead of creating it")
+        except base.Conflict as err:
+            _abort(context, grpc.StatusCode.ABORTED, str(err))
+        except base.Unavailable as err:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
+        except Exception as err:
+            log.exception("%s failed", handler.__name__)
+            _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {handler.__name__}: {err}")
+
+    return wrapper
+
+
+def _name(request, what: str) -> str:
+    if not request.name:
+        raise models.InvalidObject(what, "", [models.Violation(("name",), "this attribute is required")])
+    return request.name
+
+
+class EgressServicer(pb_grpc.EgressServicer):
+    def __init__(
+        self,
+        store: base.Store,
+        node: str,
+        nodes: NodeSource,
+        leadership: Optional[Leadership] = None,
+        counters: Optional[CounterSource] = None,
+        version: str = "",
+    ):
+        self.store = store
+        self.node = node
+        self.nodes = nodes
+        self.leadership = leadership or Standalone()
+        self.counters = counters or (lambda name: {})
+        self.version = version
+        self.writes = Writes(store)
+
+    # --- gateways -------------------------------------------------------------------
+
+    @_rpc
+    def CreateGateway(self, request, context):
+        rec = self.writes.create(convert.gateway_from_proto(request))
+        return self._gateway(rec)
+
+    @_rpc
+    def GetGateway(self, request, context):
+        return self._gateway(self._get(GATEWAY, _name(request, "gateway")))
+
+    @_rpc
+    def UpdateGateway(self, request, context):
+        rec = self.writes.update(convert.gateway_from_proto(request), request.resource_version)
+        return self._gateway(rec)
+
+    @_rpc
+    def DeleteGateway(self, request, context):
+        self.writes.delete(GATEWAY, _name(request, "gateway"), request.resource_version)
+        return pb.Empty()
+
+    @_rpc
+    def ListGateways(self, request, context):
+        return pb.GatewayList(items=[self._gateway(r) for r in self.store.list(GATEWAY)])
+
+    @_rpc
+    def ValidateGateway(self, request, context):
+        return self._validate(lambda: convert.gateway_from_proto(request))
+
+    # --- policies --------------------------------------------------------------------
+
+    @_rpc
+    def CreatePolicy(self, request, context):
+        return self._policy(self.writes.create(convert.policy_from_proto(request)))
+
+    @_rpc
+    def GetPolicy(self, request, context):
+        return self._policy(self._get(POLICY, _name(request, "policy")))
+
+    @_rpc
+    def UpdatePolicy(self, request, context):
+        rec = self.writes.update(convert.policy_from_proto(request), request.resource_version)
+        return self._policy(rec)
+
+    @_rpc
+    def DeletePolicy(self, request, context):
+        self.writes.delete(POLICY, _name(request, "policy"), request.resource_version)
+        return pb.Empty()
+
+    @_rpc
+    def ListPolicies(self, request, context):
+        return pb.PolicyList(items=[self._policy(r) for r in self.store.list(POLICY)])
+
+    @_rpc
+    def ValidatePolicy(self, request, context):
+        return self._validate(lambda: convert.policy_from_proto(request))
+
+    @_rpc
+    def DescribePolicy(self, request, context):
+        name = _name(request, "policy")
+        return reads.describe_policy(self.store, name, self.counters(name))
+
+    # --- observed state ------------------------------------------------------------------
+
+    @_rpc
+    def GetGatewayStatus(self, request, context):
+        return reads.gateway_status(self.store, self.nodes, _name(request, "gateway"))
+
+    @_rpc
+    def GetNode(self, request, context):
+        return reads.node_status(self.store, self.nodes, _name(request, "node"))
+
+    @_rpc
+    def ListNodes(self, request, context):
+        return pb.NodeList(items=reads.node_statuses(self.store, self.nodes))
+
+    @_rpc
+    def ListEvents(self, request, context):
+        return pb.EventList(items=reads.events(self.store, request.kind, request.name))
+
+    # --- workload inventory -------------------------------------------------------------------
+
+    @_rpc
+    def UpsertPod(self, request, context):
+        pod = convert.pod_from_proto(request)
+        self.store.commit([Put(POD, f"{pod.namespace}/{pod.name}", pod.model_dump(mode="json"))])
+        return convert.pod_to_proto(pod)
+
+    @_rpc
+    def DeletePod(self, request, context):
+        key = _name(request, "pod")
+        if key.count("/") != 1:
+            raise models.InvalidObject(
+                "pod", key, [models.Violation(("name",), f"{key!r}: a pod is deleted by 'namespace/name'")]
+            )
+        self.store.commit([Delete(POD, key)])
+        return pb.Empty()
+
+    @_rpc
+    def ListPods(self, request, context):
+        return pb.PodList(items=[convert.pod_to_proto(models.Pod.model_validate(r.value)) for r in self.store.list(POD)])
+
+    @_rpc
+    def UpsertNamespace(self, request, context):
+        ns = convert.namespace_from_proto(request)
+        self.store.commit([Put(NAMESPACE, ns.name, ns.model_dump(mode="json"))])
+        return convert.namespace_to_proto(ns)
+
+    @_rpc
+    def ListNamespaces(self, request, context):
+        items = [convert.namespace_to_proto(models.Namespace.model_validate(r.value)) for r in self.store.list(NAMESPACE)]
+        return pb.NamespaceList(items=items)
+
+    # --- health ------------------------------------------------------------------------------
+
+    @_rpc
+    def Health(self, request, context):
+        ok, detail = self.store.healthy()
+        return pb.HealthResponse(
+            status="SERVING" if ok else "DEGRADED",
+            node=self.node,
+            store=self.store.url,
+            store_ok=ok,
+            detail=detail,
+            leader=self.leadership.leader(),
+            version=self.version,
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _get(self, kind: str, name: str) -> base.Record:
+        rec = self.store.get(kind, name)
+        if rec is None:
+            raise base.NotFound(kind, name)
+        return rec
+
+    @staticmethod
+    def _gateway(rec: base.Record) -> pb.Gateway:
+        return convert.gateway_to_proto(models.Gateway.model_validate(rec.value), rec.version)
+
+    @staticmethod
+    def _policy(rec: base.Record) -> pb.Policy:
+        return convert.policy_to_proto(models.Policy.model_validate(rec.value), rec.version)
+
+    def _validate(self, parse: Callable[[], models.Gateway | models.Policy]) -> pb.ValidateResult:
+        try:
+            obj = parse()
+        except models.InvalidObject as err:
+            return pb.ValidateResult(errors=[convert.violation_to_proto(v) for v in err.violations])
+        errors, warnings = self.writes.validate(obj, self.nodes)
+        return pb.ValidateResult(
+            errors=[convert.violation_to_proto(v) for v in errors],
+            warnings=[convert.violation_to_proto(v) for v in warnings],
+        )

@@ -1,0 +1,186 @@
+"""Desired-state writes: validate against the other objects, then commit atomically.
+
+Every write reads one snapshot of gateways, policies and the ("meta",
+"desired") guard, runs the cross-object rules of `models`, and commits
+
+    [Check(meta/desired, v), Put(meta/desired), Put/Delete(object, expect_version)]
+
+so a concurrent write of *any* desired object between our read and our commit
+fails the Check (no two writers can both pass validation against a world the
+other one changed). When only the guard moved, the write is simply retried
+against the new snapshot; when the object itself moved, the caller's
+resource_version is stale and that is the caller's conflict to resolve.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from egress_api import models
+from egress_agent.controller import view
+from egress_agent.controller.assignment import assign
+from egress_agent.controller.nodes import NodeSource
+from egress_agent.store import base
+from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, Check, Delete, Put, Record, Snapshot
+
+log = logging.getLogger(__name__)
+
+DESIRED = "desired"
+_RETRIES = 8
+
+Obj = models.Gateway | models.Policy
+
+
+class ReferenceViolation(Exception):
+    """A referential rule forbids the write (-> FAILED_PRECONDITION)."""
+
+    def __init__(self, message: str, violations: list[models.Violation]):
+        super().__init__(message)
+        self.violations = violations
+
+
+class StaleVersion(Exception):
+    """The caller's resource_version is not the current one (-> ABORTED)."""
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Gateways and policies as models, read at one revision, with the guard's version."""
+
+    snapshot: Snapshot
+    gateways: dict[str, models.Gateway]
+    policies: dict[str, models.Policy]
+
+    @property
+    def guard_version(self) -> int:
+        rec = self.snapshot.of(META).get(DESIRED)
+        return rec.version if rec else 0
+
+    def record(self, kind: str, name: str) -> Record | None:
+        return self.snapshot.of(kind).get(name)
+
+
+def read_desired(store: base.Store, extra_kinds: tuple[str, ...] = ()) -> Desired:
+    snap = store.snapshot([GATEWAY, POLICY, META, *extra_kinds])
+    return Desired(
+        snap,
+        {n: models.Gateway.model_validate(r.value) for n, r in snap.of(GATEWAY).items()},
+        {n: models.Policy.model_validate(r.value) for n, r in snap.of(POLICY).items()},
+    )
+
+
+def kind_of(obj: Obj) -> str:
+    return GATEWAY if isinstance(obj, models.Gateway) else POLICY
+
+
+def to_value(obj: Obj) -> dict[str, Any]:
+    return obj.model_dump(mode="json")
+
+
+class Writes:
+    def __init__(self, store: base.Store):
+        self.store = store
+
+    def create(self, obj: Obj) -> Record:
+        return self._write(obj, create=True, resource_version=0)
+
+    def update(self, obj: Obj, resource_version: int) -> Record:
+        return self._write(obj, create=False, resource_version=resource_version)
+
+    def _write(self, obj: Obj, create: bool, resource_version: int) -> Record:
+        kind = kind_of(obj)
+        for _ in range(_RETRIES):
+            d = read_desired(self.store)
+            current = d.record(kind, obj.name)
+            if create and current is not None:
+                raise base.AlreadyExists(kind, obj.name)
+            if not create:
+                if current is None:
+                    raise base.NotFound(kind, obj.name)
+                _check_version(kind, obj.name, resource_version, current.version)
+            violations = models.check_references(obj, d.gateways.values(), d.policies.values())
+            if violations:
+                raise models.InvalidObject(kind, obj.name, violations)
+            expect = base.MUST_NOT_EXIST if create else current.version
+            value = to_value(obj)
+            try:
+                rev = self.store.commit(_guarded(d, Put(kind, obj.name, value, expect)))
+            except base.Conflict as err:
+                if err.kind == META:
+                    continue  # another desired-state write landed first: re-validate and retry
+                raise StaleVersion(_stale_message(kind, obj.name, resource_version, err.actual)) from None
+            log.info("%s %s %r (resource_version %d)", "created" if create else "updated", kind, obj.name, rev)
+            return Record(kind, obj.name, value, rev)
+        raise base.Unavailable(f"{kind} {obj.name!r}: too many concurrent writes, try again")
+
+    def delete(self, kind: str, name: str, resource_version: int) -> None:
+        for _ in range(_RETRIES):
+            d = read_desired(self.store)
+            current = d.record(kind, name)
+            if current is None:
+                raise base.NotFound(kind, name)
+            _check_version(kind, name, resource_version, current.version)
+            if kind == GATEWAY:
+                violations = models.check_gateway_removal(d.gateways[name], d.policies.values())
+                if violations:
+                    raise ReferenceViolation(
+                        f"gateway {name!r} is still in use: " + "; ".join(v.message for v in violations), violations
+                    )
+            try:
+                rev = self.store.commit(_guarded(d, Delete(kind, name, current.version)))
+            except base.Conflict as err:
+                if err.kind == META:
+                    continue
+                raise StaleVersion(_stale_message(kind, name, resource_version, err.actual)) from None
+            log.info("deleted %s %r (revision %d)", kind, name, rev)
+            return
+        raise base.Unavailable(f"{kind} {name!r}: too many concurrent writes, try again")
+
+    # --- dry runs -------------------------------------------------------------------------
+
+    def validate(self, obj: Obj, nodes: NodeSource) -> tuple[list[models.Violation], list[models.Violation]]:
+        """(errors, warnings) a write of `obj` would get now, writing nothing."""
+        d = read_desired(self.store, (ASSIGNMENT,))
+        errors = models.check_references(obj, d.gateways.values(), d.policies.values())
+        warnings: list[models.Violation] = []
+        if errors:
+            return errors, warnings
+        assignments = d.snapshot.of(ASSIGNMENT)
+        if isinstance(obj, models.Policy):
+            ip = obj.egress_source_ip
+            if not view.holder_of(ip, assignments):
+                rec = assignments.get(ip)
+                why = (rec.value.get("reason") if rec else "") or "no node holds it yet"
+                warnings.append(
+                    models.Violation(
+                        ("egress_source_ip",),
+                        f"UnknownEgressIP: {ip} is not assigned to any gateway node ({why}); "
+                        "the policy is accepted but has no effect until a node in its subnet is Up",
+                    )
+                )
+        else:
+            previous = {ip: r.value.get("node", "") for ip, r in assignments.items()}
+            result = assign(obj.floating_ips, nodes(), previous)
+            for ip, reason in sorted(result.reasons.items()):
+                warnings.append(
+                    models.Violation(("floating_ips",), f"floating IP {ip} cannot be assigned to any node: {reason}")
+                )
+        return errors, warnings
+
+
+def _guarded(d: Desired, op: base.Op) -> list[base.Op]:
+    return [Check(META, DESIRED, d.guard_version), Put(META, DESIRED, {"last": f"{op.kind}/{op.name}"}), op]
+
+
+def _check_version(kind: str, name: str, wanted: int, actual: int) -> None:
+    if wanted and wanted != actual:
+        raise StaleVersion(_stale_message(kind, name, wanted, actual))
+
+
+def _stale_message(kind: str, name: str, wanted: int, actual: int) -> str:
+    return (
+        f"{kind} {name!r} was changed by someone else: you have resource_version {wanted}, "
+        f"the agent has {actual}. Re-read it (terraform refresh, or egressctl get) and apply again"
+    )

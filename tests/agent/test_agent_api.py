@@ -1,0 +1,266 @@
+"""The agent API through EgressClient against a real egress-agent process."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from egress_api import errors, models
+from egress_api.client import EgressClient
+from egress_agent.store.sqlite import SqliteStore
+
+from seed_objects import GW, policy
+
+
+def test_gateway_crud(agent_process):
+    c = agent_process.client
+    created = c.create_gateway(GW)
+    assert created.obj == GW and created.resource_version > 0
+    assert c.get_gateway("default") == created
+    assert c.list_gateways() == [created]
+
+    bigger = models.Gateway(name="default", floating_ips=[*GW.floating_ips, "192.0.2.103"])
+    updated = c.update_gateway(bigger, resource_version=created.resource_version)
+    assert updated.obj == bigger and updated.resource_version > created.resource_version
+
+    with pytest.raises(errors.AlreadyExists, match="already exists"):
+        c.create_gateway(GW)
+    c.delete_gateway("default", resource_version=updated.resource_version)
+    assert c.list_gateways() == []
+    with pytest.raises(errors.NotFound, match="gateway 'default' not found"):
+        c.get_gateway("default")
+    with pytest.raises(errors.NotFound):
+        c.delete_gateway("default")
+    with pytest.raises(errors.NotFound):
+        c.update_gateway(GW)
+
+
+def test_policy_crud_keeps_selectors_exactly(agent_process):
+    c = agent_process.client
+    c.create_gateway(GW)
+    p = policy()
+    created = c.create_policy(p)
+    assert created.obj == p
+    got = c.get_policy("egress")
+    assert got.obj.egress[1].pod_selector is None  # an omitted selector stays omitted (match all)
+    assert got.obj.egress[0].pod_selector.match_labels == {"role": "frontend"}
+
+    changed = policy(cidrs=("198.51.100.0/24", "203.0.113.0/24"))
+    updated = c.update_policy(changed, resource_version=got.resource_version)
+    assert updated.obj.destination_cidrs == ["198.51.100.0/24", "203.0.113.0/24"]
+    assert [v.obj.name for v in c.list_policies()] == ["egress"]
+    c.delete_policy("egress")
+    assert c.list_policies() == []
+    c.delete_gateway("default")  # no longer in use
+
+
+def test_stale_resource_version_is_a_conflict(agent_process):
+    c = agent_process.client
+    v1 = c.create_gateway(GW)
+    v2 = c.update_gateway(models.Gateway(name="default", floating_ips=["192.0.2.100"]), v1.resource_version)
+    with pytest.raises(errors.Conflict) as info:
+        c.update_gateway(GW, resource_version=v1.resource_version)
+    assert f"you have resource_version {v1.resource_version}" in info.value.message
+    assert "Re-read it" in info.value.message
+    with pytest.raises(errors.Conflict):
+        c.delete_gateway("default", resource_version=v1.resource_version)
+    assert c.get_gateway("default") == v2  # nothing was overwritten
+    # 0 means unconditional.
+    assert c.update_gateway(GW, resource_version=0).obj == GW
+
+
+def test_bad_input_is_invalid_argument_with_paths_and_writes_nothing(agent_process):
+    """A client other than Terraform (raw protobuf) gets the models' errors with attribute paths."""
+    from egress_api.v1 import egress_pb2 as pb
+
+    c = agent_process.client
+    c.create_gateway(GW)
+    before = (c.list_gateways(), c.list_policies())
+    bad = pb.Policy(
+        name="egress",
+        egress=[pb.EgressRule(pod_selector=pb.LabelSelector(match_labels={"role": "-bad"}))],
+        destination_cidrs=["198.51.100.1/24", "2001:db8::/32"],
+        egress_source_ip="192.0.2.999",
+    )
+    with pytest.raises(errors.InvalidArgument) as info:
+        c._call(c._stub.CreatePolicy, bad)
+    paths = {v.path for v in info.value.violations}
+    assert paths == {("egress", 0, "pod_selector", "match_labels"), ("destination_cidrs",), ("egress_source_ip",)}
+    with pytest.raises(errors.InvalidArgument) as info:
+        c._call(c._stub.CreateGateway, pb.Gateway(name="Bad_Name", floating_ips=[]))
+    assert {v.path for v in info.value.violations} == {("name",), ("floating_ips",)}
+    with pytest.raises(errors.InvalidArgument) as info:
+        c._call(c._stub.CreatePolicy, pb.Policy(name="empty", destination_cidrs=["198.51.100.0/24"], egress_source_ip="192.0.2.100"))
+    assert [v.path for v in info.value.violations] == [("egress",)]
+    assert (c.list_gateways(), c.list_policies()) == before
+
+
+def test_policy_source_ip_must_be_a_known_floating_ip(agent_process):
+    c = agent_process.client
+    with pytest.raises(errors.InvalidArgument, match="create an egress_gateway first"):
+        c.create_policy(policy())
+    c.create_gateway(GW)
+    with pytest.raises(errors.InvalidArgument) as info:
+        c.create_policy(policy(source="192.0.2.200"))
+    (v,) = info.value.violations
+    assert v.path == ("egress_source_ip",) and "192.0.2.100, 192.0.2.101, 192.0.2.102" in v.message
+    assert c.list_policies() == []
+
+
+def test_duplicate_source_ip_is_rejected(agent_process):
+    c = agent_process.client
+    c.create_gateway(GW)
+    c.create_policy(policy("first"))
+    with pytest.raises(errors.InvalidArgument) as info:
+        c.create_policy(policy("second"))
+    assert info.value.violations[0].path == ("egress_source_ip",)
+    assert "'first'" in info.value.message
+    assert [p.obj.name for p in c.list_policies()] == ["first"]
+
+
+def test_gateway_in_use_cannot_be_deleted_or_shrunk(agent_process):
+    c = agent_process.client
+    c.create_gateway(GW)
+    c.create_policy(policy(source="192.0.2.101"))
+    with pytest.raises(errors.FailedPrecondition) as info:
+        c.delete_gateway("default")
+    assert info.value.violations[0].path == ("floating_ips",)
+    assert "delete that policy first" in info.value.message
+    with pytest.raises(errors.InvalidArgument, match="192.0.2.101"):
+        c.update_gateway(models.Gateway(name="default", floating_ips=["192.0.2.100"]))
+    with pytest.raises(errors.InvalidArgument, match="already belongs to gateway 'default'"):
+        c.create_gateway(models.Gateway(name="other", floating_ips=["192.0.2.102"]))
+    assert c.get_gateway("default").obj == GW
+
+
+def test_validate_reports_without_writing(agent_process):
+    c = agent_process.client
+    assert c.validate_gateway(GW).errors == []
+    assert c.list_gateways() == []
+    c.create_gateway(GW)
+    res = c.validate_policy(policy(source="192.0.2.200"))
+    assert [v.path for v in res.errors] == [("egress_source_ip",)]
+    # Outside the node's subnet: valid, but nobody can hold it -> a warning, not an error.
+    res = c.validate_gateway(models.Gateway(name="far", floating_ips=["203.0.113.10"]))
+    assert res.errors == []
+    assert "no node's subnet contains 203.0.113.10" in res.warnings[0].message
+    assert c.list_policies() == [] and len(c.list_gateways()) == 1
+
+
+def test_restart_keeps_all_objects(agent_process):
+    c = agent_process.client
+    gw = c.create_gateway(GW)
+    p = c.create_policy(policy())
+    c.upsert_namespace(models.Namespace(name="alice", labels={"user": "alice"}))
+    agent_process.restart()
+    c = agent_process.client
+    assert c.list_gateways() == [gw]
+    assert c.list_policies() == [p]
+    assert c.list_namespaces() == [models.Namespace(name="alice", labels={"user": "alice"})]
+    # Versions keep increasing after the restart.
+    assert c.update_policy(policy(cidrs=("203.0.113.0/24",)), p.resource_version).resource_version > p.resource_version
+
+
+def test_store_holds_exactly_what_the_api_acknowledged(agent_process):
+    c = agent_process.client
+    c.create_gateway(GW)
+    agent_process.stop()
+    store = SqliteStore(str(agent_process.store_path))
+    try:
+        assert store.get("gateway", "default").value == {"name": "default", "floating_ips": GW.floating_ips}
+        assert store.get("node", "worker1").value["node_ip"] == "192.0.2.11/24"
+    finally:
+        store.close()
+
+
+def test_inventory(agent_process):
+    c = agent_process.client
+    pod = models.Pod(name="web", namespace="alice", node="worker1", ip="10.244.1.5", labels={"role": "frontend"})
+    assert c.upsert_pod(pod) == pod
+    assert c.list_pods() == [pod]
+    moved = pod.model_copy(update={"ip": "10.244.1.6"})
+    c.upsert_pod(moved)
+    assert c.list_pods() == [moved]
+    c.delete_pod("alice/web")
+    assert c.list_pods() == []
+    with pytest.raises(errors.NotFound):
+        c.delete_pod("alice/web")
+    with pytest.raises(errors.InvalidArgument, match="namespace/name"):
+        c.delete_pod("web")
+    from egress_api.v1 import egress_pb2 as pb
+
+    with pytest.raises(errors.InvalidArgument) as info:
+        c._call(c._stub.UpsertPod, pb.Pod(name="web", namespace="alice", node="worker1", ip="10.244.1.500"))
+    assert [v.path for v in info.value.violations] == [("ip",)]
+
+
+def test_health_and_socket_mode(agent_process):
+    h = agent_process.client.health()
+    assert (h.status, h.node, h.store_ok) == ("SERVING", "worker1", True)
+    assert h.store == f"sqlite:{agent_process.store_path}"
+    assert h.version
+    assert stat.S_IMODE(os.stat(agent_process.socket).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(agent_process.socket).st_mode)
+
+
+def test_unreachable_agent_is_a_clear_unavailable(tmp_path):
+    target = f"unix://{tmp_path}/nobody.sock"
+    with EgressClient(target, timeout=2) as c, pytest.raises(errors.Unavailable) as info:
+        c.list_gateways()
+    assert f"cannot reach egress-agent at {target}: is it running?" in info.value.message
+    assert "EGRESS_ENDPOINT" in info.value.message
+    with pytest.raises(errors.InvalidArgument, match="must be absolute"):
+        EgressClient("unix:relative.sock")
+
+
+def test_tcp_listener(tmp_path_factory):
+    from helpers.agent import start_agent
+
+    port = _free_port()
+    with start_agent(tmp_path_factory.mktemp("tcp"), extra_args=["--listen", f"127.0.0.1:{port}"]):
+        with EgressClient(f"127.0.0.1:{port}") as c:
+            assert c.health().node == "worker1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_concurrent_writers_cannot_both_pass_validation(agent_process):
+    """Eight clients race to claim one source IP (and one floating IP): exactly one of each wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    agent_process.client.create_gateway(GW)
+
+    def claim(i):
+        with EgressClient(agent_process.endpoint) as c:
+            outcomes = []
+            for make in (lambda: c.create_policy(policy(f"p{i}", source="192.0.2.101")),
+                         lambda: c.create_gateway(models.Gateway(name=f"g{i}", floating_ips=["192.0.2.200"]))):
+                try:
+                    make()
+                    outcomes.append("won")
+                except errors.InvalidArgument:
+                    outcomes.append("rejected")
+            return outcomes
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(claim, range(8)))
+    assert sorted(r[0] for r in results) == ["rejected"] * 7 + ["won"]
+    assert sorted(r[1] for r in results) == ["rejected"] * 7 + ["won"]
+    c = agent_process.client
+    assert len(c.list_policies()) == 1
+    assert len(c.list_gateways()) == 2
+
+
+def test_closed_client_raises_an_api_error(agent_process):
+    c = EgressClient(agent_process.endpoint)
+    c.close()
+    with pytest.raises(errors.ApiError, match="closed channel"):
+        c.health()

@@ -1,0 +1,19 @@
+"""Shared fixtures. `tests/` is put on sys.path so test files can `import helpers`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers.agent import AgentProcess, start_agent  # noqa: E402
+
+
+@pytest.fixture
+def agent_process(tmp_path_factory) -> AgentProcess:
+    """A real egress-agent (worker1, 192.0.2.11/24) on a temp socket and sqlite store; killed at teardown."""
+    with start_agent(tmp_path_factory.mktemp("agent")) as agent:
+        yield agent
