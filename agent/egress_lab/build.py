@@ -1,0 +1,190 @@
+"""Build and tear down the lab topology: bridge, router, external hosts, etcd host, nodes.
+
+Every step is idempotent (create-if-missing, replace routes, redefine the
+node's lab nftables table), so `up` on a running lab repairs it and changes
+nothing that is already right.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from . import labstate, netns, pods, topology as T
+from .labstate import LabState
+
+# The node's own configuration, standing in for kubelet + CNI: default
+# masquerade of pod traffic leaving the cluster, and a forward filter where
+# `egress-lab deny POD CIDR` stands in for a Kubernetes network policy.
+NODE_NFT = """
+table ip lab_node
+delete table ip lab_node
+table ip lab_node {{
+  set netpol_deny {{
+    type ipv4_addr . ipv4_addr
+    flags interval
+    comment "network policy stand-in: (pod, destination) pairs dropped in forward"
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    ip saddr . ip daddr @netpol_deny counter drop comment "network policy"
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {cluster} ip daddr != {cluster} oifname "{uplink}" counter masquerade comment "default masquerade to the node IP"
+  }}
+}}
+"""
+
+
+def _bridge() -> None:
+    ns = T.net_ns()
+    netns.create(ns)
+    with netns.ipr(ns) as ip:
+        if not ip.link_lookup(ifname=T.BRIDGE):
+            ip.link("add", ifname=T.BRIDGE, kind="bridge")
+        netns.up(ip, T.BRIDGE)
+
+
+def _plug(host_ns: str, port: str, cidr: str) -> None:
+    """Connect `host_ns` to the node-network bridge: eth0 in the host, `port` on the bridge."""
+    netns.create(host_ns)
+    netns.veth(T.net_ns(), port, host_ns, T.UPLINK)
+    with netns.ipr(T.net_ns()) as ip:
+        idx = netns.link_index(ip, port)
+        ip.link("set", index=idx, master=netns.link_index(ip, T.BRIDGE))
+        ip.link("set", index=idx, state="up")
+    with netns.ipr(host_ns) as ip:
+        netns.add_addr(ip, T.UPLINK, cidr)
+        netns.up(ip, T.UPLINK)
+
+
+def _router() -> None:
+    ns = T.router_ns()
+    _plug(ns, "r-router", f"{T.ROUTER_IP}/24")
+    netns.sysctls(ns, {"net.ipv4.ip_forward": 1})
+    for ifname, peer_ns, rip, hip in (
+        ("ext", T.ext_ns(), T.EXT_ROUTER_IP, T.EXT_HOST_IP),
+        ("ext2", T.ext2_ns(), T.EXT2_ROUTER_IP, T.EXT2_HOST_IP),
+    ):
+        netns.create(peer_ns)
+        netns.veth(ns, ifname, peer_ns, T.UPLINK)
+        with netns.ipr(ns) as ip:
+            netns.add_addr(ip, ifname, f"{rip}/24")
+            netns.up(ip, ifname)
+        with netns.ipr(peer_ns) as ip:
+            netns.add_addr(ip, T.UPLINK, f"{hip}/24")
+            netns.up(ip, T.UPLINK)
+            netns.route_replace(ip, "default", gateway=rip)
+    # No NAT and no route to pod CIDRs here: an un-NATed pod packet cannot come back.
+
+
+def _etcd_host() -> None:
+    _plug(T.etcd_ns(), "r-etcd", f"{T.ETCD_IP}/24")
+    with netns.ipr(T.etcd_ns()) as ip:
+        netns.route_replace(ip, "default", gateway=T.ROUTER_IP)
+
+
+def _node(spec: T.NodeSpec, all_nodes: list[T.NodeSpec]) -> None:
+    _plug(spec.netns, spec.bridge_port, spec.ip_with_prefix)
+    # Forwarding for pods; no ICMP redirects: a gateway node forwards steered
+    # traffic back out of the interface it came in on, on purpose.
+    netns.sysctls(
+        spec.netns,
+        {
+            "net.ipv4.ip_forward": 1,
+            "net.ipv4.conf.all.send_redirects": 0,
+            "net.ipv4.conf.default.send_redirects": 0,
+            f"net.ipv4.conf.{T.UPLINK}.send_redirects": 0,
+        },
+    )
+    with netns.ipr(spec.netns) as ip:
+        netns.route_replace(ip, "default", gateway=T.ROUTER_IP)
+        for other in all_nodes:  # host-gw: every other node's pod CIDR via that node
+            if other.name != spec.name:
+                netns.route_replace(ip, other.pod_cidr, gateway=other.ip)
+    nft = NODE_NFT.format(cluster=T.CLUSTER_POD_CIDR, uplink=T.UPLINK)
+    netns.run(spec.netns, ["nft", "-f", "-"], input=nft)
+
+
+def _start(st: LabState, what: str, ns: str, argv: list[str]) -> None:
+    pid = st.processes.get(what)
+    if pid and pid in netns.pids(ns):
+        return
+    log = open(T.run_dir() / f"{what}.log", "ab")
+    proc = subprocess.Popen(netns.argv_in(ns, argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    st.processes[what] = proc.pid
+
+
+def _servers(st: LabState) -> None:
+    py = [sys.executable, "-m", "egress_lab.whoami_server"]
+    _start(st, "whoami-ext", T.ext_ns(), py + ["--bind", T.EXT_HOST_IP, "--port", str(T.WHOAMI_PORT)])
+    _start(st, "whoami-ext2", T.ext2_ns(), py + ["--bind", T.EXT2_HOST_IP, "--port", str(T.WHOAMI_PORT)])
+    _start(st, "iperf3-ext", T.ext_ns(), ["iperf3", "-s", "-B", T.EXT_HOST_IP, "-p", str(T.IPERF_PORT)])
+    for host, ns in ((T.EXT_HOST_IP, T.ext_ns()), (T.EXT2_HOST_IP, T.ext2_ns())):
+        _wait_listening(ns, host, T.WHOAMI_PORT)
+
+
+def _wait_listening(ns: str, host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = netns.run(ns, ["ss", "-Hltn", f"src {host}:{port}"], check=False).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} in {ns}: see {T.run_dir()}")
+
+
+def up(workers: int, masters: int) -> LabState:
+    """Build (or repair) the lab. A lab that is up with another shape must be taken down first."""
+    specs = T.node_specs(workers, masters)
+    with labstate.locked():
+        st = labstate.load()
+        if st is not None and (st.workers, st.masters, st.prefix) != (workers, masters, T.prefix()):
+            raise RuntimeError(
+                f"the lab is up with {st.workers} workers and {st.masters} masters (prefix {st.prefix!r}): "
+                "run `egress-lab down` first to change its shape"
+            )
+        st = st or LabState(prefix=T.prefix(), workers=workers, masters=masters)
+        _bridge()
+        _router()
+        _etcd_host()
+        for spec in specs:
+            _node(spec, specs)
+        pods.restore(st)
+        _servers(st)
+        labstate.save(st)
+        return st
+
+
+def down() -> list[str]:
+    """Remove every namespace with the lab prefix (pods first), its processes and its files."""
+    removed = []
+    names = netns.with_prefix(T.prefix())
+    pods = [n for n in names if n.startswith(T.prefix() + "pod-")]
+    for name in pods + [n for n in names if n not in pods]:
+        netns.remove(name)
+        removed.append(name)
+    d = T.run_dir()
+    if d.exists():
+        for child in d.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+    return removed
+
+
+def node_link(node: str, state: str) -> None:
+    """Plug or unplug a node's cable (the bridge side of its uplink): the node cannot tell a dead network from a dead peer."""
+    st = labstate.require()
+    spec = st.node(node)
+    with netns.ipr(T.net_ns()) as ip:
+        ip.link("set", index=netns.link_index(ip, spec.bridge_port), state=state)

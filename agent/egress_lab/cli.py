@@ -1,0 +1,124 @@
+"""`egress-lab`: a multi-node cluster, pods and external hosts in network namespaces."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import build, labstate, netns, pods, status, topology as T
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"egress-lab: label {pair!r} must be KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def _exec(ns: str, cmd: list[str]) -> None:
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise SystemExit("egress-lab: give a command after --")
+    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="egress-lab", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("up", help="build the lab (idempotent)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--masters", type=int, default=1)
+    sub.add_parser("down", help="remove every namespace, process and file the lab made")
+    sub.add_parser("status", help="nodes, roles, links, pods, floating IPs")
+
+    pod = sub.add_parser("pod").add_subparsers(dest="pod_cmd", required=True)
+    p = pod.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("--node", required=True)
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--label", action="append", default=[], metavar="K=V")
+    p = pod.add_parser("del")
+    p.add_argument("name")
+
+    ns = sub.add_parser("namespace").add_subparsers(dest="ns_cmd", required=True)
+    p = ns.add_parser("label")
+    p.add_argument("namespace")
+    p.add_argument("labels", nargs="+", metavar="K=V")
+
+    p = sub.add_parser("exec", help="run a command in a pod: exec POD -- CMD ...")
+    p.add_argument("pod")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("ext", help="run a command on the external host: ext -- CMD ...")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+    node = sub.add_parser("node").add_subparsers(dest="node_cmd", required=True)
+    for verb in ("stop", "start"):
+        node.add_parser(verb).add_argument("node")
+
+    p = sub.add_parser("whoami", help="the source IP the external host saw for a request from POD")
+    p.add_argument("pod")
+    p.add_argument("--dst", default=T.EXT_HOST_IP)
+    p.add_argument("--port", action="store_true", help="print IP:PORT")
+
+    p = sub.add_parser("deny", help="network-policy stand-in: drop POD -> CIDR on the pod's node")
+    p.add_argument("pod")
+    p.add_argument("cidr")
+    p.add_argument("--remove", action="store_true")
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "up":
+        st = build.up(args.workers, args.masters)
+        print(status.render(st))
+        print(f"\nstate: {labstate.state_path()}")
+    elif args.cmd == "down":
+        removed = build.down()
+        print(f"removed {len(removed)} namespaces" + (f": {' '.join(removed)}" if removed else ""))
+    elif args.cmd == "status":
+        print(status.render(labstate.require()))
+    elif args.cmd == "pod" and args.pod_cmd == "add":
+        p = pods.add(args.name, args.node, args.namespace, _labels(args.label))
+        print(f"pod {p.name} ({p.namespace}) on {p.node}: {p.ip}")
+    elif args.cmd == "pod" and args.pod_cmd == "del":
+        p = pods.delete(args.name)
+        print(f"pod {p.name} deleted")
+    elif args.cmd == "namespace":
+        labels = pods.label_namespace(args.namespace, _labels(args.labels))
+        print(f"namespace {args.namespace}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
+    elif args.cmd == "exec":
+        labstate.require().pod(args.pod)
+        _exec(T.pod_ns(args.pod), args.command)
+    elif args.cmd == "ext":
+        labstate.require()
+        _exec(T.ext_ns(), args.command)
+    elif args.cmd == "node":
+        build.node_link(args.node, "down" if args.node_cmd == "stop" else "up")
+        print(f"node {args.node} {'stopped' if args.node_cmd == 'stop' else 'started'}")
+    elif args.cmd == "whoami":
+        ip, port = pods.whoami(args.pod, args.dst)
+        print(f"{ip}:{port}" if args.port else ip)
+    elif args.cmd == "deny":
+        pods.deny(args.pod, args.cidr, remove=args.remove)
+        print(f"{'allowed' if args.remove else 'denied'} {args.pod} -> {args.cidr}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("egress-lab: needs root (network namespaces, nftables, eBPF)")
+    try:
+        sys.exit(run(args))
+    except (RuntimeError, KeyError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise SystemExit(f"egress-lab: {msg}")
+
+
+if __name__ == "__main__":
+    main()

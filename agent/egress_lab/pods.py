@@ -1,0 +1,157 @@
+"""Pods (a namespace with a veth to its node), namespace labels and network-policy denies.
+
+A pod is wired like Calico's host-gw mode: the pod has its IP as a /32 and a
+default route via 169.254.1.1, which the host side of the veth answers by proxy
+ARP; the node routes the pod's /32 to the veth. The pod's eth0 comes up last,
+so a pod sends nothing before its node is ready for it (`before_link_up`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from typing import Callable
+
+from . import labstate, netns, topology as T
+from .labstate import LabState, PodRecord
+
+
+def _free_ip(st: LabState, spec: T.NodeSpec) -> str:
+    used = {p.ip for p in st.pods.values() if p.node == spec.name}
+    net = ipaddress.ip_network(spec.pod_cidr)
+    for host in list(net.hosts())[1:]:  # .1 is left for the node by convention
+        if str(host) not in used:
+            return str(host)
+    raise RuntimeError(f"node {spec.name}: pod CIDR {spec.pod_cidr} is full")
+
+
+def wire(pod: PodRecord, spec: T.NodeSpec) -> None:
+    """Create the pod namespace and its veth; idempotent. The pod's eth0 stays down."""
+    ns = T.pod_ns(pod.name)
+    veth = T.pod_host_veth(pod.name)
+    netns.create(ns)
+    netns.veth(spec.netns, veth, ns, "eth0")
+    with netns.ipr(ns) as ip:
+        netns.add_addr(ip, "eth0", f"{pod.ip}/32")
+    netns.sysctls(spec.netns, {f"net.ipv4.conf.{veth}.proxy_arp": 1})
+    with netns.ipr(spec.netns) as ip:
+        netns.up(ip, veth)
+        netns.route_replace(ip, f"{pod.ip}/32", oif=netns.link_index(ip, veth), scope="link")
+
+
+def link_up(pod: PodRecord) -> None:
+    with netns.ipr(T.pod_ns(pod.name)) as ip:
+        netns.up(ip, "eth0")
+        netns.route_replace(ip, T.POD_GATEWAY + "/32", oif=netns.link_index(ip, "eth0"), scope="link")
+        netns.route_replace(ip, "default", gateway=T.POD_GATEWAY, oif=netns.link_index(ip, "eth0"))
+
+
+def add(
+    name: str,
+    node: str,
+    namespace: str,
+    labels: dict[str, str],
+    before_link_up: Callable[[LabState, PodRecord], None] | None = None,
+) -> PodRecord:
+    with labstate.locked():
+        st = labstate.require()
+        spec = st.node(node)
+        old = st.pods.get(name)
+        if old is not None and (old.node, old.namespace) != (node, namespace):
+            raise RuntimeError(f"pod {name!r} already exists on {old.node} in namespace {old.namespace}: delete it first")
+        pod = PodRecord(name=name, namespace=namespace, node=node, ip=old.ip if old else _free_ip(st, spec), labels=dict(labels))
+        st.pods[name] = pod
+        st.namespaces.setdefault(namespace, {})
+        labstate.save(st)
+        wire(pod, spec)
+        if before_link_up is not None:
+            before_link_up(st, pod)
+        link_up(pod)
+        return pod
+
+
+def delete(name: str, after_unwire: Callable[[LabState, PodRecord], None] | None = None) -> PodRecord:
+    with labstate.locked():
+        st = labstate.require()
+        pod = st.pod(name)
+        netns.remove(T.pod_ns(name))  # removing the namespace removes the veth pair
+        del st.pods[name]
+        st.denies = [d for d in st.denies if d[0] != name]
+        _sync_denies(st, st.node(pod.node))
+        labstate.save(st)
+        if after_unwire is not None:
+            after_unwire(st, pod)
+        return pod
+
+
+def label_namespace(namespace: str, labels: dict[str, str]) -> dict[str, str]:
+    """Merge labels into the namespace; a value of '-' removes the key (like `kubectl label k-`)."""
+    with labstate.locked():
+        st = labstate.require()
+        cur = dict(st.namespaces.get(namespace, {}))
+        for k, v in labels.items():
+            if v == "-":
+                cur.pop(k, None)
+            else:
+                cur[k] = v
+        st.namespaces[namespace] = cur
+        labstate.save(st)
+        return cur
+
+
+def deny(pod_name: str, cidr: str, remove: bool = False) -> None:
+    """Network-policy stand-in: drop (pod -> cidr) in the pod's node's forward path."""
+    cidr = ipaddress.ip_network(cidr).with_prefixlen
+    with labstate.locked():
+        st = labstate.require()
+        pod = st.pod(pod_name)
+        entry = (pod_name, cidr)
+        if remove:
+            st.denies = [d for d in st.denies if d != entry]
+        elif entry not in st.denies:
+            st.denies.append(entry)
+        _sync_denies(st, st.node(pod.node))
+        labstate.save(st)
+
+
+def _sync_denies(st: LabState, spec: T.NodeSpec) -> None:
+    elems = [f"{st.pods[p].ip} . {c}" for p, c in st.denies if p in st.pods and st.pods[p].node == spec.name]
+    script = "flush set ip lab_node netpol_deny\n"
+    if elems:
+        script += f"add element ip lab_node netpol_deny {{ {', '.join(elems)} }}\n"
+    netns.run(spec.netns, ["nft", "-f", "-"], input=script)
+
+
+def restore(st: LabState) -> None:
+    """Re-wire every recorded pod and deny (for `up` on a lab whose pods survived or were lost)."""
+    for pod in st.pods.values():
+        wire(pod, st.node(pod.node))
+        link_up(pod)
+    for spec in st.nodes():
+        _sync_denies(st, spec)
+
+
+WHOAMI_CLIENT = """
+import sys, urllib.request
+try:
+    print(urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/", timeout=float(sys.argv[3])).read().decode().strip())
+except Exception as e:
+    print(f"no answer from {sys.argv[1]}: {e}", file=sys.stderr); sys.exit(1)
+"""
+
+
+def whoami(pod_name: str, dst: str = T.EXT_HOST_IP, timeout: float = 3.0) -> tuple[str, int]:
+    """Ask the external host, from inside the pod, which source IP:port it saw."""
+    st = labstate.require()
+    st.pod(pod_name)
+    res = subprocess.run(
+        netns.argv_in(T.pod_ns(pod_name), [sys.executable, "-c", WHOAMI_CLIENT, dst, str(T.WHOAMI_PORT), str(timeout)]),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr.strip() or f"whoami from {pod_name} to {dst} failed")
+    ip, _, port = res.stdout.strip().rpartition(":")
+    return ip, int(port)
