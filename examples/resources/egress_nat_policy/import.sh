@@ -1,0 +1,8 @@
+# Import a policy by name.
+terraform import egress_nat_policy.egress egress
+
+# Or, with Terraform 1.5 and later, in configuration:
+#   import {
+#     to = egress_nat_policy.egress
+#     id = "egress"
+#   }

@@ -1,0 +1,67 @@
+"""`egress_node`: one node's role, state and the floating IPs it holds (the seed's anthosnetworkgatewaynode)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from tf.iface import Config, DataSource, ReadDataContext, State
+from tf.schema import Attribute, Schema
+from tf.types import List, String
+
+from egress_api import errors
+from egress_provider.framework.diagnostics import add_api_error
+
+
+class EgressNode(DataSource):
+    def __init__(self, provider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "node"
+
+    @classmethod
+    def get_schema(cls) -> Schema:
+        return Schema(
+            version=0,
+            description="One node as the egress agents see it, and the floating IPs it holds.",
+            attributes=[
+                Attribute("name", String(), required=True, description="Node name (egress-agent `--node`)."),
+                Attribute("id", String(), computed=True, description="The node's name."),
+                Attribute("role", String(), computed=True, description="`worker` or `master`."),
+                Attribute("state", String(), computed=True, description="`Up` or `Down`."),
+                Attribute(
+                    "node_ip", String(), computed=True, description="Uplink IPv4 address with prefix, e.g. `192.0.2.11/24`."
+                ),
+                Attribute(
+                    "floating_ips",
+                    List(String()),
+                    computed=True,
+                    description="Floating IPs this node holds, in address order.",
+                ),
+            ],
+        )
+
+    def read(self, ctx: ReadDataContext, config: Config) -> Optional[State]:
+        name = config["name"]
+        try:
+            node = self.provider.client().get_node(name)
+        except errors.NotFound:
+            ctx.diagnostics.add_error(
+                f"No egress node named {name!r}",
+                "No agent has registered a node by that name (egress-agent --node NAME).",
+                path=["name"],
+            )
+            return None
+        except errors.ApiError as err:
+            add_api_error(ctx.diagnostics, err, action=f"read node {name!r}", kind="node", name=name,
+                          endpoint=self.provider.endpoint)
+            return None
+        return {
+            "name": name,
+            "id": name,
+            "role": node.role,
+            "state": node.state,
+            "node_ip": node.node_ip,
+            "floating_ips": list(node.floating_ips),
+        }

@@ -1,0 +1,153 @@
+"""tf's ProviderServicer with its gaps closed.
+
+- PlanResourceChange: the resource's `plan` hook runs on create too, with the
+  config; optional+computed attributes with a default take it when unset
+  (`name` -> "default"), so removing `name` from config plans a replacement;
+  computed attributes the resource lists in `computed_on_change` become
+  unknown when anything changes; destroy plans (plan_destroy capability) are
+  answered instead of rejected.
+- Every RPC is wrapped: an uncaught exception becomes an error diagnostic
+  (never `rpc error: code = Unknown`), an egress agent error a diagnostic
+  that says what to do.
+- A null state is sent as msgpack nil, so Terraform decodes a typed null.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from tf.gen import tfplugin_pb2 as pb
+from tf.iface import PlanContext as TfPlanContext
+from tf.provider import ProviderServicer, _decode_state, _encode_state
+from tf.types import Unknown
+from tf.utils import Diagnostics, _to_attribute_path, read_dynamic_value
+
+from egress_provider.framework.types import equal
+
+NULL = pb.DynamicValue(msgpack=b"\xc0")  # msgpack nil: a typed null on the Terraform side
+
+
+@dataclass
+class PlanContext(TfPlanContext):
+    """tf's PlanContext plus what a plan hook needs to decide: config and prior state."""
+
+    config: dict = field(default_factory=dict)
+    prior: Optional[dict] = None
+
+    @property
+    def creating(self) -> bool:
+        return self.prior is None
+
+
+def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
+    from egress_api import errors
+
+    diags = Diagnostics()
+    if isinstance(exc, errors.ApiError):
+        from egress_provider.framework.diagnostics import add_api_error
+
+        add_api_error(diags, exc, action=f"complete {rpc_name}", kind="object", name="")
+        return diags
+    traceback.print_exc(file=sys.stderr)  # go-plugin forwards stderr to TF_LOG
+    diags.add_error(
+        f"Internal error in the egress provider ({rpc_name})",
+        f"{type(exc).__name__}: {exc}\n\nThis is a bug in terraform-provider-egress. Run the command again with "
+        "TF_LOG=debug and report the traceback it prints.",
+    )
+    return diags
+
+
+def _guard(rpc_name: str, method):
+    response_cls = getattr(pb, rpc_name).Response
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a diagnostic
+            diags = _internal_error(rpc_name, exc)
+            if "diagnostics" in response_cls.DESCRIPTOR.fields_by_name:
+                return response_cls(diagnostics=diags.to_pb())
+            if rpc_name == "CallFunction":
+                return response_cls(error=pb.FunctionError(text=diags.diagnostics[0].summary))
+            raise
+
+    return wrapper
+
+
+class Servicer(ProviderServicer):
+    def _attrs_blocks(self, type_name: str):
+        return self._get_res_attrs(type_name), self._get_res_blocks(type_name)
+
+    def PlanResourceChange(self, request: pb.PlanResourceChange.Request, context):
+        R = pb.PlanResourceChange.Response
+        type_name = request.type_name
+        attrs, blocks = self._attrs_blocks(type_name)
+        diags = Diagnostics()
+        _, prior = _decode_state(diags, attrs, blocks, request.prior_state)
+        proposed_enc, proposed = _decode_state(diags, attrs, blocks, request.proposed_new_state)
+        config = read_dynamic_value(request.config) or {}
+        if diags.has_errors():
+            return R(diagnostics=diags.to_pb())
+        inst = self.app.new_resource(self._get_res_cls(type_name))
+        if proposed is None:  # destroy: nothing to plan but the null; the resource may take note
+            if hasattr(inst, "plan_destroy"):
+                inst.plan_destroy(PlanContext(diags, type_name, changed_fields=set(), config={}, prior=prior), prior)
+            return R(planned_state=NULL, diagnostics=diags.to_pb())
+
+        planned = dict(proposed)
+        for name, attr in attrs.items():
+            if attr.computed and attr.optional and config.get(name) is None and attr.default is not Unknown:
+                planned[name] = attr.default  # unset in config means the default, not "keep prior"
+            elif prior is None and attr.computed and planned.get(name) is None:
+                planned[name] = attr.default
+
+        if prior is None:
+            changed = set(attrs) | set(blocks)
+        else:
+            changed = {n for n, a in attrs.items() if n in prior and not equal(a.type, prior[n], planned.get(n))}
+            changed |= {n for n, b in blocks.items() if not _blocks_equal(b, prior.get(n), planned.get(n))}
+        requires_replace = sorted(n for n in changed if prior is not None and attrs.get(n) and attrs[n].requires_replace)
+        if prior is not None and changed:
+            for name in getattr(inst, "computed_on_change", ()):
+                planned[name] = Unknown
+
+        ctx = PlanContext(diags, type_name, changed_fields=changed, config=config, prior=prior)
+        planned = inst.plan(ctx, prior, planned)
+        return R(
+            planned_state=_encode_state(attrs, blocks, planned, proposed_enc),
+            requires_replace=[_to_attribute_path([n]) for n in requires_replace],
+            diagnostics=diags.to_pb(),
+        )
+
+    def ReadResource(self, request, context):
+        resp = super().ReadResource(request, context)
+        return _null_if_empty(resp, "new_state")
+
+    def ApplyResourceChange(self, request, context):
+        resp = super().ApplyResourceChange(request, context)
+        return _null_if_empty(resp, "new_state")
+
+
+def _blocks_equal(block, a: Any, b: Any) -> bool:
+    if a is Unknown or b is Unknown:
+        return a is b
+    return block.semantically_equal(a, b)
+
+
+def _null_if_empty(resp, field_name: str):
+    value = getattr(resp, field_name)
+    if not value.msgpack and not value.json:
+        getattr(resp, field_name).CopyFrom(NULL)
+    return resp
+
+
+# Wrap every RPC of the tfplugin6 service, including the ones tf implements itself.
+for _name in pb.DESCRIPTOR.services_by_name["Provider"].methods_by_name:
+    _method = getattr(Servicer, _name, None)
+    if _method is not None and hasattr(pb, _name):
+        setattr(Servicer, _name, _guard(_name, _method))

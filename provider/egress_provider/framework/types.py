@@ -1,0 +1,80 @@
+"""Attribute types whose equality is semantic, so values the agent canonicalises never diff.
+
+tf keeps the prior encoding of a value when `semantically_equal` says the new
+one means the same (in ReadResource and ApplyResourceChange), so a user who
+writes a set in any order, or an IP in any valid spelling, keeps exactly what
+they wrote in state and sees an empty plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from tf.types import Map, Set, String, TfType, Unknown
+
+
+def is_known(value: Any) -> bool:
+    """True when `value` holds no Unknown anywhere (config can be partially unknown at plan)."""
+    if value is Unknown:
+        return False
+    if isinstance(value, dict):
+        return all(is_known(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(is_known(v) for v in value)
+    return True
+
+
+def equal(t: TfType, a: Any, b: Any) -> bool:
+    """`t.semantically_equal` that is safe when either side is Unknown."""
+    if a is Unknown or b is Unknown:
+        return a is b
+    return t.semantically_equal(a, b)
+
+
+class CanonicalStringSet(Set):
+    """A set of strings compared after `canonical` (e.g. models.parse_ipv4_cidr).
+
+    Values that do not parse compare as written; validation reports them.
+    """
+
+    def __init__(self, canonical: Callable[[str], str]):
+        super().__init__(String())
+        self.canonical = canonical
+
+    def _canon(self, value: str) -> str:
+        try:
+            return self.canonical(value)
+        except ValueError:
+            return value
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        if a_decoded is None or b_decoded is None:
+            return a_decoded is b_decoded
+        if not (is_known(a_decoded) and is_known(b_decoded)):
+            return False
+        return sorted(map(self._canon, a_decoded)) == sorted(map(self._canon, b_decoded))
+
+
+class CanonicalString(String):
+    """A string compared after `canonical` (e.g. models.parse_ipv4)."""
+
+    def __init__(self, canonical: Callable[[str], str]):
+        self.canonical = canonical
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        if a_decoded is None or b_decoded is None:
+            return a_decoded is b_decoded
+        try:
+            return self.canonical(a_decoded) == self.canonical(b_decoded)
+        except ValueError:
+            return a_decoded == b_decoded
+
+
+class StringMapEmptyIsNull(Map):
+    """A map of strings where null and {} mean the same (Kubernetes match_labels)."""
+
+    def __init__(self):
+        super().__init__(String())
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        return (a_decoded or {}) == (b_decoded or {})
