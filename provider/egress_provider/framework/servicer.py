@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -61,11 +63,22 @@ def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
     return diags
 
 
+# Benchmarks set this to measure the provider's own share of a Terraform run:
+# one "<rpc>\t<seconds>" line is appended per RPC.
+_RPC_LOG = os.environ.get("EGRESS_PROVIDER_RPC_LOG")
+
+
+def _log_rpc(rpc_name: str, started: float) -> None:
+    with open(_RPC_LOG, "a") as f:  # O_APPEND: concurrent RPCs never interleave a line
+        f.write(f"{rpc_name}\t{time.perf_counter() - started:.6f}\n")
+
+
 def _guard(rpc_name: str, method):
     response_cls = getattr(pb, rpc_name).Response
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        started = time.perf_counter()
         try:
             return method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a diagnostic
@@ -75,6 +88,9 @@ def _guard(rpc_name: str, method):
             if rpc_name == "CallFunction":
                 return response_cls(error=pb.FunctionError(text=diags.diagnostics[0].summary))
             raise
+        finally:
+            if _RPC_LOG:
+                _log_rpc(rpc_name, started)
 
     return wrapper
 
