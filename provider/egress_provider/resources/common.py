@@ -98,41 +98,34 @@ class PlanView:
 
     def __init__(self):
         self._lock = threading.Lock()  # Terraform plans independent resources concurrently
-        self.gateways: dict[str, models.Gateway] = {}  # planned to exist, by name
-        self.gone_gateways: set[str] = set()
-        self.policies: dict[str, models.Policy] = {}
-        self.gone_policies: set[str] = set()
+        self._planned: dict[str, dict[str, models.BaseModel]] = {"gateway": {}, "policy": {}}  # kind -> name -> model
+        self._gone: dict[str, set[str]] = {"gateway": set(), "policy": set()}  # kind -> names planned to be deleted
 
-    def plan_gateway(self, gw: models.Gateway) -> None:
+    def plan_object(self, kind: str, model: models.BaseModel) -> None:
+        """`model` (of `kind`, "gateway" or "policy") is planned to exist as given."""
         with self._lock:
-            self.gateways[gw.name] = gw
-            self.gone_gateways.discard(gw.name)
+            self._planned[kind][model.name] = model
+            self._gone[kind].discard(model.name)
 
-    def plan_policy(self, p: models.Policy) -> None:
+    def object_gone(self, kind: str, name: str) -> None:
+        """The `kind` object `name` is planned to be deleted (destroyed, or replaced under a new name)."""
         with self._lock:
-            self.policies[p.name] = p
-            self.gone_policies.discard(p.name)
-
-    def gateway_gone(self, name: str) -> None:
-        with self._lock:
-            self.gateways.pop(name, None)
-            self.gone_gateways.add(name)
-
-    def policy_gone(self, name: str) -> None:
-        with self._lock:
-            self.policies.pop(name, None)
-            self.gone_policies.add(name)
+            self._planned[kind].pop(name, None)
+            self._gone[kind].add(name)
 
     def world(self, client) -> tuple[dict[str, models.Gateway], list[models.Gateway], list[models.Policy]]:
         """(stored gateways by name, gateways and policies as they will be once this plan so far is applied)."""
         stored_gateways = {v.obj.name: v.obj for v in client.list_gateways()}
         stored_policies = {v.obj.name: v.obj for v in client.list_policies()}
         with self._lock:
-            gateways = {n: g for n, g in stored_gateways.items() if n not in self.gone_gateways}
-            gateways.update(self.gateways)
-            policies = {n: p for n, p in stored_policies.items() if n not in self.gone_policies}
-            policies.update(self.policies)
-        return stored_gateways, list(gateways.values()), list(policies.values())
+            gateways = self._after_plan("gateway", stored_gateways)
+            policies = self._after_plan("policy", stored_policies)
+        return stored_gateways, gateways, policies
+
+    def _after_plan(self, kind: str, stored: dict[str, models.BaseModel]) -> list:
+        after = {n: obj for n, obj in stored.items() if n not in self._gone[kind]}
+        after.update(self._planned[kind])
+        return list(after.values())
 
 
 AT_PLAN_NOTE = (

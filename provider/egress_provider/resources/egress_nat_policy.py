@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
+from tf.iface import State
 from tf.schema import Attribute, Block, Schema
-from tf.types import Number, String
-from tf.utils import Diagnostics
+from tf.types import String
 
-from egress_api import errors, models
+from egress_api import models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
-from egress_provider.framework.diagnostics import add_api_error, add_invalid_object
-from egress_provider.framework.servicer import PlanContext
 from egress_provider.framework.types import CanonicalString, CanonicalStringSet, StringMapEmptyIsNull
-from egress_provider.resources.common import call, plan_time_check, validate_config
-
-KIND = "policy"
-TYPE = "egress_nat_policy"
-PLACEHOLDERS = {
-    "name": "placeholder",
-    "egress": [{}],
-    "destination_cidrs": ["192.0.2.0/24"],
-    "egress_source_ip": "192.0.2.1",
-}
+from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 
 
 def _selector_block(type_name: str, what: str, example: str) -> SingleNestedBlock:
@@ -57,38 +45,16 @@ def _selector_to_state(sel: Optional[models.LabelSelector]) -> Optional[dict]:
     return {"match_labels": dict(sel.match_labels) or None}
 
 
-def to_state(versioned) -> State:
-    p: models.Policy = versioned.obj
-    return {
-        "id": p.name,
-        "name": p.name,
-        "egress": [
-            {
-                "namespace_selector": _selector_to_state(rule.namespace_selector),
-                "pod_selector": _selector_to_state(rule.pod_selector),
-            }
-            for rule in p.egress
-        ],
-        "destination_cidrs": list(p.destination_cidrs),
-        "egress_source_ip": p.egress_source_ip,
-        "resource_version": versioned.resource_version,
+class EgressNatPolicy(AgentObjectResource):
+    terraform_type = "egress_nat_policy"
+    kind = "policy"
+    kind_plural = "policies"
+    placeholders = {
+        "name": "placeholder",
+        "egress": [{}],
+        "destination_cidrs": ["192.0.2.0/24"],
+        "egress_source_ip": "192.0.2.1",
     }
-
-
-def _model_data(values: dict) -> dict[str, Any]:
-    return {
-        "name": values.get("name"),
-        "egress": values.get("egress"),
-        "destination_cidrs": values.get("destination_cidrs"),
-        "egress_source_ip": values.get("egress_source_ip"),
-    }
-
-
-class EgressNatPolicy(Resource):
-    computed_on_change = ("resource_version",)
-
-    def __init__(self, provider):
-        self.provider = provider
 
     @classmethod
     def get_name(cls) -> str:
@@ -131,13 +97,7 @@ class EgressNatPolicy(Resource):
                     description="Source IPv4 address selected traffic leaves with. It must be one of the "
                     "`floating_ips` of an `egress_gateway`, and each policy needs its own. Updated in place.",
                 ),
-                Attribute(
-                    "resource_version",
-                    Number(),
-                    computed=True,
-                    description="The agent's version of the object; updates and deletes carry it so a concurrent "
-                    "change made elsewhere fails with a conflict instead of being overwritten.",
-                ),
+                resource_version_attribute(),
             ],
             block_types=[
                 _required(SetNestedBlock(
@@ -154,105 +114,30 @@ class EgressNatPolicy(Resource):
             ],
         )
 
-    # --- plan ---
-    def validate(self, diags: Diagnostics, type_name: str, config: Config):
-        super().validate(diags, type_name, config)
-        if not diags.has_errors():
-            validate_config(diags, KIND, _model_data(config), PLACEHOLDERS)
+    # --- conversion ---
+    @staticmethod
+    def model_data(values: dict) -> dict[str, Any]:
+        return {
+            "name": values.get("name"),
+            "egress": values.get("egress"),
+            "destination_cidrs": values.get("destination_cidrs"),
+            "egress_source_ip": values.get("egress_source_ip"),
+        }
 
-    def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
-        planned["id"] = planned["name"]
-        view = self.provider.plan_view
-        if current is not None and current["name"] != planned["name"]:
-            view.policy_gone(current["name"])  # replaced: the old object is deleted first
-        if not ctx.changed_fields or self.provider.endpoint is None:
-            return planned
-        model = validate_config(Diagnostics(), KIND, _model_data(planned), PLACEHOLDERS)
-        if model is not None:
-            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=TYPE)
-            view.plan_policy(model)
-        return planned
-
-    def plan_destroy(self, ctx: PlanContext, current: State) -> None:
-        self.provider.plan_view.policy_gone(current["name"])
-
-    # --- apply ---
-    def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
-        model = _parse(ctx.diagnostics, planned)
-        if model is None:
-            return None
-        v = call(
-            ctx.diagnostics,
-            self.provider.client().create_policy,
-            model,
-            action=f'create egress_nat_policy "{model.name}"',
-            kind=TYPE,
-            name=model.name,
-            endpoint=self.provider.endpoint,
-        )
-        if v is None:
-            return None
-        return to_state(v)
-
-    def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
-        model = _parse(ctx.diagnostics, planned)
-        if model is None:
-            return current
-        v = call(
-            ctx.diagnostics,
-            self.provider.client().update_policy,
-            model,
-            resource_version=int(current.get("resource_version") or 0),
-            action=f'update egress_nat_policy "{model.name}"',
-            kind=TYPE,
-            name=model.name,
-            endpoint=self.provider.endpoint,
-        )
-        if v is None:
-            return current
-        return to_state(v)
-
-    def delete(self, ctx: DeleteContext, current: State):
-        name = current["name"]
-        try:
-            self.provider.client().delete_policy(name, resource_version=int(current.get("resource_version") or 0))
-        except errors.NotFound:
-            return None
-        except errors.ApiError as err:
-            add_api_error(
-                ctx.diagnostics, err, action=f'delete egress_nat_policy "{name}"', kind=TYPE, name=name,
-                endpoint=self.provider.endpoint,
-            )
-            return current
-        return None
-
-    # --- read / import ---
-    def read(self, ctx: ReadContext, current: State) -> Optional[State]:
-        name = current.get("name") or current.get("id")
-        try:
-            return to_state(self.provider.client().get_policy(name))
-        except errors.NotFound:
-            return None  # deleted outside Terraform: drop from state so the next plan re-creates it
-
-    def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
-        try:
-            return to_state(self.provider.client().get_policy(id))
-        except errors.NotFound:
-            ctx.diagnostics.add_error(
-                f"Cannot import egress_nat_policy {id!r}: no such policy",
-                "The agent has no policy by that name. `egressctl get policies` lists them.",
-            )
-        except errors.ApiError as err:
-            add_api_error(ctx.diagnostics, err, action=f"import egress_nat_policy {id!r}", kind=TYPE, name=id,
-                          endpoint=self.provider.endpoint)
-        return None
-
-
-def _parse(diags: Diagnostics, planned: State) -> Optional[models.Policy]:
-    from egress_provider.resources.common import drop_nulls
-
-    try:
-        return models.parse(KIND, drop_nulls(_model_data(planned)))
-    except models.InvalidObject as err:
-        add_invalid_object(diags, err)
-        return None
+    @staticmethod
+    def to_state(versioned) -> State:
+        p: models.Policy = versioned.obj
+        return {
+            "id": p.name,
+            "name": p.name,
+            "egress": [
+                {
+                    "namespace_selector": _selector_to_state(rule.namespace_selector),
+                    "pod_selector": _selector_to_state(rule.pod_selector),
+                }
+                for rule in p.egress
+            ],
+            "destination_cidrs": list(p.destination_cidrs),
+            "egress_source_ip": p.egress_source_ip,
+            "resource_version": versioned.resource_version,
+        }

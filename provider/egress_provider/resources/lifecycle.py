@@ -1,0 +1,156 @@
+"""The lifecycle every egress resource shares: one agent object per resource instance.
+
+A resource subclass says which object it manages (class attributes) and how
+its Terraform values map to the model (`model_data`, `to_state`); its own
+file keeps only that and its schema, as in the HashiCorp scaffolding layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
+from tf.schema import Attribute
+from tf.types import Number
+from tf.utils import Diagnostics
+
+from egress_api import errors, models
+from egress_provider.framework.diagnostics import add_api_error, add_invalid_object
+from egress_provider.framework.servicer import PlanContext
+from egress_provider.resources.common import call, drop_nulls, plan_time_check, validate_config
+
+
+class AgentObjectResource(Resource):
+    terraform_type: ClassVar[str]  # "egress_gateway": names the resource in diagnostics
+    kind: ClassVar[str]  # the models' kind, "gateway"; the agent client names its methods create_gateway, ...
+    kind_plural: ClassVar[str]  # "gateways", as in `egressctl get gateways`
+    # A valid value per attribute, stood in for an unknown one so the rest of a config can be checked at plan.
+    placeholders: ClassVar[dict[str, Any]]
+
+    # Every write bumps the agent's resource_version, so any change makes it unknown at plan.
+    computed_on_change = ("resource_version",)
+
+    def __init__(self, provider):
+        self.provider = provider
+
+    # --- conversion, per resource ---
+    @staticmethod
+    def model_data(values: dict) -> dict[str, Any]:
+        """The model's fields from Terraform values (config or planned state); nulls are left in."""
+        raise NotImplementedError
+
+    @staticmethod
+    def to_state(versioned) -> State:
+        """Terraform state for an object as the agent stores it."""
+        raise NotImplementedError
+
+    # --- plan ---
+    def validate(self, diags: Diagnostics, type_name: str, config: Config):
+        super().validate(diags, type_name, config)
+        if not diags.has_errors():
+            validate_config(diags, self.kind, self.model_data(config), self.placeholders)
+
+    def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
+        planned["id"] = planned["name"]
+        view = self.provider.plan_view
+        if current is not None and current["name"] != planned["name"]:
+            view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted first
+        if not ctx.changed_fields or self.provider.endpoint is None:
+            return planned
+        model = validate_config(Diagnostics(), self.kind, self.model_data(planned), self.placeholders)
+        if model is not None:
+            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=self.terraform_type)
+            view.plan_object(self.kind, model)
+        return planned
+
+    def plan_destroy(self, ctx: PlanContext, current: State) -> None:
+        self.provider.plan_view.object_gone(self.kind, current["name"])
+
+    # --- apply ---
+    def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
+        model = self._parse(ctx.diagnostics, planned)
+        if model is None:
+            return None
+        v = self._write(ctx.diagnostics, "create", model)
+        return None if v is None else self.to_state(v)
+
+    def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
+        model = self._parse(ctx.diagnostics, planned)
+        if model is None:
+            return current
+        v = self._write(ctx.diagnostics, "update", model, resource_version=_resource_version(current))
+        return current if v is None else self.to_state(v)
+
+    def delete(self, ctx: DeleteContext, current: State):
+        name = current["name"]
+        try:
+            self._client_method("delete")(name, resource_version=_resource_version(current))
+        except errors.NotFound:
+            return None  # already gone: the goal of a delete
+        except errors.ApiError as err:
+            add_api_error(ctx.diagnostics, err, action=f'delete {self.terraform_type} "{name}"',
+                          kind=self.terraform_type, name=name, endpoint=self.provider.endpoint)
+            return current
+        return None
+
+    # --- read / import ---
+    def read(self, ctx: ReadContext, current: State) -> Optional[State]:
+        name = current.get("name") or current.get("id")
+        try:
+            return self.to_state(self._client_method("get")(name))
+        except errors.NotFound:
+            return None  # deleted outside Terraform: drop from state so the next plan re-creates it
+
+    def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
+        try:
+            return self.to_state(self._client_method("get")(id))
+        except errors.NotFound:
+            ctx.diagnostics.add_error(
+                f"Cannot import {self.terraform_type} {id!r}: no such {self.kind}",
+                f"The agent has no {self.kind} by that name. `egressctl get {self.kind_plural}` lists them.",
+            )
+        except errors.ApiError as err:
+            add_api_error(ctx.diagnostics, err, action=f"import {self.terraform_type} {id!r}",
+                          kind=self.terraform_type, name=id, endpoint=self.provider.endpoint)
+        return None
+
+    # --- helpers ---
+    def _client_method(self, verb: str):
+        """The agent client's `<verb>_<kind>` method, e.g. create_gateway or get_policy."""
+        return getattr(self.provider.client(), f"{verb}_{self.kind}")
+
+    def _parse(self, diags: Diagnostics, planned: State) -> Optional[models.BaseModel]:
+        """The model for a planned state (known in full at apply); invalid values become diagnostics."""
+        try:
+            return models.parse(self.kind, drop_nulls(self.model_data(planned)))
+        except models.InvalidObject as err:
+            add_invalid_object(diags, err)
+            return None
+
+    def _write(self, diags: Diagnostics, verb: str, model, **kwargs):
+        """Create or update `model` on the agent; on an agent error add a diagnostic and return None."""
+        return call(
+            diags,
+            self._client_method(verb),
+            model,
+            action=f'{verb} {self.terraform_type} "{model.name}"',
+            kind=self.terraform_type,
+            name=model.name,
+            endpoint=self.provider.endpoint,
+            **kwargs,
+        )
+
+
+def resource_version_attribute() -> Attribute:
+    """The computed `resource_version` every resource's schema lists; updates and deletes send it back."""
+    return Attribute(
+        "resource_version",
+        Number(),
+        computed=True,
+        description="The agent's version of the object; updates and deletes carry it so a concurrent "
+        "change made elsewhere fails with a conflict instead of being overwritten.",
+    )
+
+
+def _resource_version(state: State) -> int:
+    return int(state.get("resource_version") or 0)
