@@ -1,0 +1,8 @@
+"""Running several agents as one cluster on etcd.
+
+- `etcd_client`: the HTTP/JSON connection to etcd (several endpoints, failover);
+- `membership`: this node's registration under a lease kept alive in the background;
+- `election`: the controller leader (etcd's v3election API) and its write guard;
+- `detector`: fast failure detection by probing the other agents directly;
+- `fencing`: which floating IPs this node may claim, as events for the datapath.
+"""

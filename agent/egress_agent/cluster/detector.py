@@ -1,0 +1,199 @@
+"""Fast failure detection: agents probe each other over UDP every few tens of ms.
+
+An etcd lease cannot expire faster than about 2 s (its TTL is whole seconds
+with a floor of 1.5 x etcd's election timeout, and expiry is checked
+periodically), too slow for sub-second failover. So every agent also answers
+and sends tiny UDP probes: one socket, bound to the agent's probe address
+(by default the API's host:port — UDP and TCP ports are separate spaces),
+sends `PING seq sender` to every other member each `interval` and answers
+each ping with `PONG seq node etcd_ok`.
+
+A peer that has not answered for `misses` intervals is Down *as far as this
+agent can tell*. Only the leader acts on it (it takes the Down node's IPs away
+in an etcd transaction), so etcd still decides who holds what; the lease
+remains the backstop when probes and etcd disagree.
+
+Replies also carry the peer's own etcd session state, which fencing uses to
+tell "etcd is down for everyone" (fail static) from "I alone am cut off".
+
+Defaults (20 ms x 10 misses = 200 ms) are for sub-second failover on loopback or
+one L2 segment; raise them for slow or lossy networks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 0.02
+DEFAULT_MISSES = 10
+
+
+def parse_address(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"probe address {addr!r}: write it as HOST:PORT (e.g. 127.0.0.1:50051)")
+    return socket.gethostbyname(host.strip("[]")), int(port)
+
+
+@dataclass
+class PeerState:
+    address: tuple[str, int]
+    first_probe: float  # monotonic time we started probing it
+    last_reply: float = 0.0
+    etcd_ok: bool = False
+    up: Optional[bool] = None  # last reported state (None: not decided yet)
+
+
+class Detector:
+    def __init__(
+        self,
+        node: str,
+        bind: str,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        misses: int = DEFAULT_MISSES,
+        etcd_ok: Callable[[], bool] = lambda: True,
+        on_change: Optional[Callable[[str, bool], None]] = None,
+    ):
+        if interval <= 0 or misses < 1:
+            raise ValueError(f"probe interval must be > 0 and misses >= 1 (got {interval}, {misses})")
+        self.node = node
+        self.interval = interval
+        self.misses = misses
+        self.etcd_ok = etcd_ok
+        self.on_change = on_change
+        host, port = parse_address(bind)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.2)
+        self.address = "%s:%d" % self.sock.getsockname()
+        self._peers: dict[str, PeerState] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._seq = 0
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def window(self) -> float:
+        """Silence after which a peer is Down."""
+        return self.interval * self.misses
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._receive_loop, "probe-rx"), (self._send_loop, "probe-tx")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+        self.sock.close()
+
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """The members to probe: node name -> probe address (our own name is ignored)."""
+        now = time.monotonic()
+        with self._lock:
+            for name in list(self._peers):
+                if name not in peers:
+                    del self._peers[name]
+            for name, addr in peers.items():
+                if name == self.node or not addr:
+                    continue
+                address = parse_address(addr)
+                st = self._peers.get(name)
+                if st is None or st.address != address:
+                    # A new incarnation (restarted agent) is judged afresh.
+                    self._peers[name] = PeerState(address, first_probe=now)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def is_up(self, name: str) -> bool:
+        """Answered within the window (a peer not probed for a full window yet counts as Up)."""
+        if name == self.node:
+            return True
+        with self._lock:
+            st = self._peers.get(name)
+            return st is not None and self._up(st, time.monotonic())
+
+    def _up(self, st: PeerState, now: float) -> bool:
+        if st.last_reply:
+            return now - st.last_reply <= self.window
+        return now - st.first_probe <= self.window
+
+    def peers(self) -> dict[str, tuple[bool, bool]]:
+        """name -> (reachable, its etcd session is ok)."""
+        now = time.monotonic()
+        with self._lock:
+            return {n: (bool(st.last_reply) and now - st.last_reply <= self.window, st.etcd_ok) for n, st in self._peers.items()}
+
+    # -- loops -----------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            self._seq += 1
+            msg = f"PING {self._seq} {self.node}".encode()
+            with self._lock:
+                targets = [st.address for st in self._peers.values()]
+            for addr in targets:
+                try:
+                    self.sock.sendto(msg, addr)
+                except OSError:
+                    pass  # unreachable is what the missed replies report
+            self._report_changes()
+            next_tick += self.interval
+            delay = next_tick - time.monotonic()
+            if delay < 0:  # we were paused (GC, overload): do not burst to catch up
+                next_tick, delay = time.monotonic(), 0
+            self._stop.wait(delay)
+
+    def _receive_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            parts = data.decode(errors="replace").split()
+            if len(parts) == 3 and parts[0] == "PING":
+                reply = f"PONG {parts[1]} {self.node} {1 if self.etcd_ok() else 0}".encode()
+                try:
+                    self.sock.sendto(reply, addr)
+                except OSError:
+                    pass
+            elif len(parts) == 4 and parts[0] == "PONG":
+                with self._lock:
+                    st = self._peers.get(parts[2])
+                    if st is not None and st.address == addr:
+                        st.last_reply = time.monotonic()
+                        st.etcd_ok = parts[3] == "1"
+
+    def _report_changes(self) -> None:
+        now = time.monotonic()
+        changed = []
+        with self._lock:
+            for name, st in self._peers.items():
+                up = self._up(st, now)
+                if st.up is not None and up != st.up:
+                    changed.append((name, up))
+                st.up = up
+        for name, up in changed:
+            log.info("probe: node %s is %s", name, "Up" if up else f"Down (no answer for {self.window * 1000:.0f} ms)")
+            if self.on_change:
+                try:
+                    self.on_change(name, up)
+                except Exception:
+                    log.exception("detector callback failed")

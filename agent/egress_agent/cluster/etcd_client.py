@@ -1,0 +1,243 @@
+"""One connection to an etcd cluster through its v3 gRPC-gateway (JSON over HTTP).
+
+`etcd3gw.Etcd3Client` does the HTTP part (session, TLS, URLs, error classes) for
+each endpoint; this module adds what a cluster member needs on top:
+
+- several endpoints with failover: a request that cannot reach an endpoint
+  moves on to the next one; when none answers it raises `store.base.Unavailable`;
+- safe retries: a write is retried elsewhere only when it certainly never
+  reached etcd (connection refused), never after a timeout, so a retried
+  compare-and-swap cannot report a spurious conflict;
+- int64 fields as Python ints and keys/values as str (the gateway sends
+  int64 as JSON strings and bytes as base64).
+
+Why etcd3gw (see docs/etcd.md): it is maintained (OpenStack, used by tooz),
+talks to Debian's etcd 3.4 through the gateway with no generated protobuf
+code, so it cannot clash with the protobuf 5 pinned by the `tf` package.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from typing import Any, Optional, Sequence
+from urllib.parse import urlsplit
+
+import requests
+from etcd3gw.client import Etcd3Client
+
+from egress_agent.store.base import Unavailable
+
+log = logging.getLogger(__name__)
+
+# gRPC status codes the gateway puts in error bodies.
+GRPC_OUT_OF_RANGE = 11  # "required revision has been compacted"
+GRPC_UNAVAILABLE = 14
+GRPC_NOT_FOUND = 5  # e.g. "requested lease not found"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(data: str) -> str:
+    return base64.b64decode(data).decode()
+
+
+def prefix_end(prefix: str) -> str:
+    """The range_end that selects every key starting with `prefix` (etcd's convention)."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return raw.decode()
+
+
+class EtcdError(Exception):
+    """etcd answered with an error (not a connectivity problem)."""
+
+    def __init__(self, code: int, message: str):
+        self.code, self.message = code, message
+        super().__init__(f"etcd error {code}: {message}")
+
+
+def _parse_endpoint(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+        raise ValueError(f"etcd endpoint {url!r}: write it as http://HOST:PORT or https://HOST:PORT")
+    return parts.scheme, parts.hostname, parts.port
+
+
+def parse_endpoints(text: str) -> list[str]:
+    """"http://h1:2379,http://h2:2379" -> canonical endpoint URLs; ValueError says what is wrong."""
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("give at least one etcd endpoint, e.g. etcd:http://127.0.0.1:2379")
+    out = []
+    for u in urls:
+        scheme, host, port = _parse_endpoint(u)
+        out.append(f"{scheme}://{host}:{port}")
+    return out
+
+
+class EtcdClient:
+    """Thread-safe; requests go to the current endpoint and fail over in order."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 2.0,
+        ca_cert: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+    ):
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is required")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.timeout = timeout
+        self._tls = (ca_cert, cert_file, key_file)
+        self._clients = []
+        for url in self.endpoints:
+            scheme, host, port = _parse_endpoint(url)
+            self._clients.append(
+                Etcd3Client(
+                    host=host,
+                    port=port,
+                    protocol=scheme,
+                    ca_cert=ca_cert,
+                    cert_cert=cert_file,
+                    cert_key=key_file,
+                    timeout=timeout,
+                    api_path="/v3/",
+                )
+            )
+        self._current = 0
+        self._lock = threading.Lock()
+        self.last_error = ""
+
+    # -- unary calls ---------------------------------------------------------
+
+    def call(self, path: str, body: dict[str, Any], *, idempotent: bool = True, timeout: Optional[float] = None) -> dict:
+        """POST `body` to /v3/`path` and return the decoded JSON answer.
+
+        Tries each endpoint once, starting with the one that last worked.
+        """
+        with self._lock:
+            start = self._current
+        errors = []
+        for i in range(len(self._clients)):
+            idx = (start + i) % len(self._clients)
+            client = self._clients[idx]
+            try:
+                result = self._post(client, path, body, timeout)
+            except _Unreachable as e:
+                errors.append(f"{self.endpoints[idx]}: {e.reason}")
+                if e.maybe_applied and not idempotent:
+                    # The request may have been applied: do not retry it elsewhere.
+                    self._advance(idx)
+                    break
+                self._advance(idx)
+                continue
+            with self._lock:
+                self._current = idx
+            self.last_error = ""
+            return result
+        self.last_error = "; ".join(errors)
+        raise Unavailable(f"etcd unavailable: {self.last_error}")
+
+    def _advance(self, failed: int) -> None:
+        with self._lock:
+            if self._current == failed:
+                self._current = (failed + 1) % len(self._clients)
+
+    def _post(self, client: Etcd3Client, path: str, body: dict, timeout: Optional[float]) -> dict:
+        url = client.get_url(path)
+        try:
+            resp = client.session.post(url, json=body, timeout=timeout or self.timeout, **self._tls_kwargs(client))
+        except requests.exceptions.SSLError as e:
+            raise _Unreachable(f"TLS handshake failed: {e.__context__ or e}", maybe_applied=False) from None
+        except requests.exceptions.ConnectTimeout as e:
+            raise _Unreachable(f"connect timeout ({e.__class__.__name__})", maybe_applied=False) from None
+        except requests.exceptions.Timeout:
+            raise _Unreachable("timed out", maybe_applied=True) from None
+        except requests.exceptions.ConnectionError as e:
+            refused = "refused" in str(e).lower() or "NewConnectionError" in str(e)
+            raise _Unreachable("connection refused" if refused else "connection lost", maybe_applied=not refused) from None
+        if resp.status_code == 200:
+            return resp.json()
+        try:
+            err = resp.json()
+            code, message = int(err.get("code", 0)), err.get("error") or err.get("message") or resp.text
+        except ValueError:
+            code, message = 0, resp.text.strip()
+        if resp.status_code in (503, 504) or code == GRPC_UNAVAILABLE:
+            # "etcdserver: no leader", "request timed out" ...: this member cannot serve now.
+            raise _Unreachable(message, maybe_applied=resp.status_code == 504 or "timed out" in message)
+        raise EtcdError(code, message)
+
+    @staticmethod
+    def _tls_kwargs(client: Etcd3Client) -> dict:
+        # Passed per request: requests lets $REQUESTS_CA_BUNDLE override a session's `verify`.
+        return {"verify": client.session.verify, "cert": client.session.cert}
+
+    # -- streams (watch, election observe) ----------------------------------
+
+    def open_stream(self, path: str, body: dict[str, Any], *, prefer: int = 0) -> tuple[requests.Response, int]:
+        """Open a streaming call on the first endpoint that accepts it, starting at `prefer`.
+
+        Returns (response, endpoint index). The caller reads `iter_lines()` and
+        closes it with `close_stream`.
+        """
+        errors = []
+        for i in range(len(self._clients)):
+            idx = (prefer + i) % len(self._clients)
+            client = self._clients[idx]
+            session = requests.Session()  # a stream holds its connection: never share it
+            try:
+                resp = session.post(
+                    client.get_url(path), json=body, stream=True, timeout=(self.timeout, None), **self._tls_kwargs(client)
+                )
+            except requests.RequestException as e:
+                errors.append(f"{self.endpoints[idx]}: {e.__class__.__name__}")
+                continue
+            if resp.status_code != 200:
+                errors.append(f"{self.endpoints[idx]}: HTTP {resp.status_code} {resp.text[:200]}")
+                resp.close()
+                continue
+            return resp, idx
+        raise Unavailable("etcd unavailable: " + "; ".join(errors))
+
+    @staticmethod
+    def close_stream(resp: requests.Response) -> None:
+        """Unblock a thread reading `resp` (closing alone does not interrupt a blocked read)."""
+        import socket
+
+        try:
+            sock = socket.fromfd(resp.raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        except (OSError, ValueError, AttributeError):
+            pass
+        resp.close()
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.session.close()
+
+    # -- small helpers used by the store and the cluster modules ------------
+
+    def revision(self) -> int:
+        """The cluster's current revision (a linearizable read)."""
+        res = self.call("kv/range", {"key": b64("\0"), "count_only": True, "limit": 1})
+        return int(res["header"]["revision"])
+
+
+class _Unreachable(Exception):
+    def __init__(self, reason: str, maybe_applied: bool):
+        self.reason, self.maybe_applied = reason, maybe_applied
+        super().__init__(reason)
+
+
+__all__ = ["EtcdClient", "EtcdError", "b64", "unb64", "prefix_end"]

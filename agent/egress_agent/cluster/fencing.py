@@ -1,0 +1,146 @@
+"""Which floating IPs this node may claim, as events for the datapath.
+
+The datapath subscribes and configures exactly the IPs it is told it holds:
+`callback(ip, held, reason)`, "I hold IP X" / "I no longer hold IP X".
+
+An IP is held while the stored assignment names this node, unless the node
+is *fenced*: its etcd session has been lost for longer than the lease TTL (so
+etcd may have expired its lease and the leader may have given its IPs to
+another node) and some evidence says the rest of the cluster can still act:
+
+- a peer that answers our probes reports its own etcd session is fine, or
+- we know peers but none answers (we are the one cut off).
+
+When every peer we can reach has lost etcd too, etcd itself is down: nobody
+can move an IP, so the node keeps its IPs (fail static), as it does when it
+is the only node. When etcd answers again, the stored assignments decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from egress_agent.cluster.detector import Detector
+from egress_agent.cluster.membership import Membership
+from egress_agent.store.base import ASSIGNMENT, Unavailable
+from egress_agent.store.etcd import EtcdStore
+
+log = logging.getLogger(__name__)
+
+HeldCallback = Callable[[str, bool, str], None]  # (floating IP, held, reason)
+
+
+class Fencing:
+    def __init__(
+        self,
+        store: EtcdStore,
+        membership: Membership,
+        detector: Optional[Detector] = None,
+        *,
+        check_interval: float = 0.1,
+    ):
+        self.store = store
+        self.membership = membership
+        self.detector = detector
+        self.node = membership.name
+        self.check_interval = check_interval
+        self._assigned: dict[str, str] = {}  # ip -> node, last known from etcd
+        self._held: set[str] = set()
+        self._subscribers: list[HeldCallback] = []
+        self._lock = threading.Lock()
+        self._eval_lock = threading.Lock()  # events reach subscribers in decision order
+        self._stop = threading.Event()
+        self._cancel_watch: Optional[Callable[[], None]] = None
+        self._thread: Optional[threading.Thread] = None
+        self.fenced_reason = ""
+
+    def subscribe(self, callback: HeldCallback) -> None:
+        """Get an event for every change; the IPs held now are replayed first."""
+        with self._lock:
+            self._subscribers.append(callback)
+            current = sorted(self._held)
+        for ip in current:
+            callback(ip, True, "held")
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._held)
+
+    def start(self) -> None:
+        since = 0  # watch from the snapshot's revision, so nothing between the two is missed
+        try:
+            snap = self.store.snapshot([ASSIGNMENT])
+            since = snap.revision
+            with self._lock:
+                self._assigned = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
+        except Unavailable:
+            pass  # the watch re-lists once etcd answers
+        self._cancel_watch = self.store.watch([ASSIGNMENT], self._on_assignments, start_revision=since)
+        self._thread = threading.Thread(target=self._loop, name="fencing", daemon=True)
+        self._thread.start()
+        self.evaluate()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._cancel_watch:
+            self._cancel_watch()
+        if self._thread:
+            self._thread.join(timeout=2)
+
+    def _on_assignments(self, rev: int, changes) -> None:
+        with self._lock:
+            for c in changes:
+                if c.deleted:
+                    self._assigned.pop(c.record.name, None)
+                else:
+                    self._assigned[c.record.name] = c.record.value.get("node", "")
+        self.evaluate()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_interval):
+            self.evaluate()
+
+    def fenced(self) -> str:
+        """Why this node must not claim IPs now ("" when it may)."""
+        lost_for = self.membership.session_age()
+        if lost_for <= self.membership.ttl:
+            return ""
+        peers = self.detector.peers() if self.detector else {}
+        reachable = {n: etcd_ok for n, (ok, etcd_ok) in peers.items() if ok}
+        if any(reachable.values()):
+            ok_peer = sorted(n for n, e in reachable.items() if e)[0]
+            return f"etcd session lost for {lost_for:.1f}s while peer {ok_peer} still reaches etcd"
+        if peers and not reachable:
+            return f"etcd session lost for {lost_for:.1f}s and no peer answers"
+        return ""  # etcd is down for everyone (or we are alone): fail static
+
+    def evaluate(self) -> None:
+        with self._eval_lock:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        reason = self.fenced()
+        with self._lock:
+            if reason:
+                want: set[str] = set()
+            else:
+                want = {ip for ip, node in self._assigned.items() if node == self.node}
+            gained, lost = want - self._held, self._held - want
+            self._held = want
+            subscribers = list(self._subscribers)
+        if reason != self.fenced_reason:
+            if reason:
+                log.warning("node %s fenced: %s; releasing its floating IPs", self.node, reason)
+            else:
+                log.info("node %s no longer fenced", self.node)
+            self.fenced_reason = reason
+        for ip in sorted(lost):
+            log.info("node %s no longer holds %s%s", self.node, ip, f" ({reason})" if reason else "")
+            for cb in subscribers:
+                cb(ip, False, reason or "assigned to another node")
+        for ip in sorted(gained):
+            log.info("node %s holds %s", self.node, ip)
+            for cb in subscribers:
+                cb(ip, True, "assigned to this node")

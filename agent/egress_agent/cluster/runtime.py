@@ -1,0 +1,98 @@
+"""One agent's cluster machinery, assembled: what `egress-agent --store etcd:...` runs.
+
+Start order matters: the probe socket first (its address is registered), then
+membership (retries until etcd answers), then the node view, the election and
+fencing. `stop()` resigns and revokes the lease, so a clean shutdown is seen
+at once rather than after the TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES, Detector
+from egress_agent.cluster.election import Election
+from egress_agent.cluster.fencing import Fencing
+from egress_agent.cluster.membership import DEFAULT_KEEPALIVE, DEFAULT_TTL, Membership
+from egress_agent.cluster.nodes import ClusterNodes
+from egress_agent.store.etcd import EtcdStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterOptions:
+    lease_ttl: int = DEFAULT_TTL
+    keepalive_interval: float = DEFAULT_KEEPALIVE
+    probe_address: str = ""  # host:port for UDP probes; "" = the API's host:port
+    probe_interval: float = DEFAULT_INTERVAL
+    probe_misses: int = DEFAULT_MISSES
+    start_timeout: Optional[float] = None  # give up registering after this long (None = retry forever)
+    depose_dead_leader: bool = True  # revoke the lease of a leader that stops answering probes (fast takeover)
+
+
+class Cluster:
+    def __init__(self, store: EtcdStore, node: dict, options: ClusterOptions, on_change: Callable[[], None] = lambda: None):
+        self.store = store
+        self.options = options
+        self._on_change = on_change
+        self.detector = Detector(
+            node["name"],
+            options.probe_address or node.get("api_address", ""),
+            interval=options.probe_interval,
+            misses=options.probe_misses,
+            etcd_ok=lambda: self.membership.session_ok(),
+            on_change=self._probe_verdict,
+        )
+        self.membership = Membership(
+            store,
+            {**node, "probe_address": self.detector.address},
+            ttl=options.lease_ttl,
+            keepalive_interval=options.keepalive_interval,
+        )
+        self.election = Election(store, self.membership, on_change=lambda leading: self.nodes.changed())
+        self.nodes = ClusterNodes(
+            store, self.detector, is_leader=self.election.is_leader, guard=self.election.guard, on_change=on_change
+        )
+        self.fencing = Fencing(store, self.membership, self.detector)
+
+    def _probe_verdict(self, name: str, up: bool) -> None:
+        if not up and self.options.depose_dead_leader:
+            self.election.depose_dead_leader(name)
+        self.nodes.changed()
+
+    def start(self) -> None:
+        self.detector.start()
+        self.membership.start(max_wait=self.options.start_timeout)
+        self.nodes.start()
+        self.election.start()
+        self.fencing.start()
+
+    # -- what the controller and the API server plug in ---------------------------------
+
+    def is_leader(self) -> bool:
+        return self.election.is_leader()
+
+    def leader(self) -> str:
+        return self.election.leader()
+
+    def guard(self):
+        return self.election.guard()
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, detail): etcd reachable and our session alive."""
+        ok, detail = self.store.healthy()
+        if not ok:
+            return False, detail
+        if not self.membership.session_ok():
+            return False, f"etcd session lost {self.membership.session_age():.1f}s ago"
+        return True, ""
+
+    def stop(self) -> None:
+        for step in (self.fencing.stop, self.election.stop, self.nodes.stop, self.membership.stop, self.detector.stop):
+            try:
+                step()
+            except Exception:
+                log.exception("cluster shutdown step failed")

@@ -1,0 +1,34 @@
+"""Real etcd for the tests in this folder: one member shared by a module, or a fresh 3-member cluster."""
+
+import itertools
+
+import pytest
+
+from helpers.etcd import EtcdCluster, make_cluster
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory) -> EtcdCluster:
+    """A single-member etcd shared by the module's tests (each test uses its own key prefix)."""
+    cluster = make_cluster(tmp_path_factory.mktemp("etcd1"), size=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def etcd3(tmp_path) -> EtcdCluster:
+    """A fresh 3-member cluster a test may stop members of."""
+    cluster = make_cluster(tmp_path / "etcd3", size=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"/t{next(_prefixes)}"
