@@ -148,7 +148,7 @@ def main() -> None:
 
         # Naive baseline: detach eBPF steering from the measured pod, steer by nftables rules instead.
         lab.apply(one)
-        lab.datapath("worker1").steering.detach(T.pod_host_veth("steered"))
+        lab.datapath("worker1").steering.detach(lab.veth("steered"))
         assert lab.whoami("steered") == "192.0.2.11"  # no steering without the program
         all_fake = [ip for ips in fake.values() for ip in ips]
         cidrs = sorted({c for p in policies[1:] for c in p.destination_cidrs})[: args.cidrs]

@@ -13,8 +13,8 @@ from typing import Any, Optional
 from egress_api import models, transport
 
 #: YAML keys (flag --node-ip <-> key node_ip).
-KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath")
-DATAPATHS = ("off",)
+KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix", "lease_ttl", "etcd_ca", "etcd_cert", "etcd_key")
+DATAPATHS = ("off", "kernel")
 
 
 class ConfigError(ValueError):
@@ -28,6 +28,9 @@ class AgentConfig:
     store: str  # store URL, e.g. sqlite:/var/lib/egress/state.db
     listen: str = ""  # optional host:port
     datapath: str = "off"
+    etcd_prefix: str = "/egress"  # etcd store only: key prefix
+    lease_ttl: int = 2  # etcd store only: membership lease TTL in seconds
+    etcd_tls: tuple[str, str, str] = ("", "", "")  # etcd store only: CA file, client cert, client key
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,20 +107,57 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         if not rest:
             raise ConfigError(f"--store {store}: give a file, e.g. sqlite:/var/lib/egress/state.db")
         store = f"sqlite:{os.path.abspath(rest)}"
+    elif scheme == "etcd":
+        from egress_agent.cluster.etcd_client import parse_endpoints
+
+        if not listen:
+            raise ConfigError("--store etcd:... needs --listen HOST:PORT: other agents probe it and status names it")
+        try:
+            store = "etcd:" + ",".join(parse_endpoints(rest))
+        except ValueError as err:
+            raise ConfigError(f"--store {store}: {err}") from None
     else:
-        raise ConfigError(f"--store {store}: unsupported store; use sqlite:PATH")
+        raise ConfigError(f"--store {store}: unsupported store; use sqlite:PATH or etcd:http://HOST:PORT[,...]")
+
+    etcd_prefix = settings.get("etcd_prefix") or "/egress"
+    if not etcd_prefix.startswith("/") or etcd_prefix.endswith("/") or len(etcd_prefix) < 2:
+        raise ConfigError(f"--etcd-prefix {etcd_prefix}: must start with '/' and not end with '/' (e.g. /egress)")
+    try:
+        lease_ttl = int(settings.get("lease_ttl") or 2)
+        if lease_ttl < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--lease-ttl {settings.get('lease_ttl')}: must be a whole number of seconds >= 1") from None
 
     datapath = settings.get("datapath") or "off"
     if datapath not in DATAPATHS:
         raise ConfigError(f"--datapath {datapath}: must be one of {', '.join(DATAPATHS)}")
-    return AgentConfig(node=node, socket=socket, store=store, listen=listen, datapath=datapath)
+    if datapath == "kernel":
+        for needed, example in (("interface", "eth0"), ("pod_cidr", "10.244.1.0/24")):
+            if not settings.get(needed):
+                raise ConfigError(f"--datapath kernel needs {_flag(needed)} (e.g. {example}){where}")
+    tls = tuple(os.path.abspath(settings[k]) if settings.get(k) else "" for k in ("etcd_ca", "etcd_cert", "etcd_key"))
+    for key, path in zip(("etcd_ca", "etcd_cert", "etcd_key"), tls):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{_flag(key)} {path}: no such file")
+    if bool(tls[1]) != bool(tls[2]):
+        raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
+    return AgentConfig(
+        node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
+        lease_ttl=lease_ttl, etcd_tls=tls,
+    )
 
 
-def open_store(url: str):
+def open_store(url: str, etcd_prefix: str = "/egress", etcd_tls: tuple[str, str, str] = ("", "", "")):
     """The Store for a validated store URL."""
     scheme, _, rest = url.partition(":")
     if scheme == "sqlite":
         from egress_agent.store.sqlite import SqliteStore
 
         return SqliteStore(rest)
+    if scheme == "etcd":
+        from egress_agent.store.etcd import EtcdStore
+
+        ca, cert, key = (v or None for v in etcd_tls)
+        return EtcdStore(rest.split(","), prefix=etcd_prefix, ca_cert=ca, cert_file=cert, key_file=key)
     raise ConfigError(f"unsupported store {url!r}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from . import labstate, netns, pods, topology as T
+from . import agents as A, labstate, netns, pods, topology as T
 from .labstate import LabState
 
 # The node's own configuration, standing in for kubelet + CNI: default
@@ -106,8 +108,10 @@ def _node(spec: T.NodeSpec, all_nodes: list[T.NodeSpec]) -> None:
         for other in all_nodes:  # host-gw: every other node's pod CIDR via that node
             if other.name != spec.name:
                 netns.route_replace(ip, other.pod_cidr, gateway=other.ip)
-    nft = NODE_NFT.format(cluster=T.CLUSTER_POD_CIDR, uplink=T.UPLINK)
-    netns.run(spec.netns, ["nft", "-f", "-"], input=nft)
+    # Only when missing: re-creating it would reorder the node's ruleset and reset its counters.
+    if netns.run(spec.netns, ["nft", "list", "table", "ip", "lab_node"], check=False).returncode != 0:
+        nft = NODE_NFT.format(cluster=T.CLUSTER_POD_CIDR, uplink=T.UPLINK)
+        netns.run(spec.netns, ["nft", "-f", "-"], input=nft)
 
 
 def _start(st: LabState, what: str, ns: str, argv: list[str]) -> None:
@@ -138,17 +142,22 @@ def _wait_listening(ns: str, host: str, port: int, timeout: float = 10.0) -> Non
     raise RuntimeError(f"nothing listens on {host}:{port} in {ns}: see {T.run_dir()}")
 
 
-def up(workers: int, masters: int) -> LabState:
-    """Build (or repair) the lab. A lab that is up with another shape must be taken down first."""
+def up(workers: int, masters: int, agents: bool = True) -> LabState:
+    """Build (or repair) the lab. A lab that is up with another shape must be taken down first.
+
+    `agents`: also start etcd and one egress-agent per node (the product); without
+    them the lab is bare topology whose datapaths tests program directly.
+    """
     specs = T.node_specs(workers, masters)
     with labstate.locked():
         st = labstate.load()
-        if st is not None and (st.workers, st.masters, st.prefix) != (workers, masters, T.prefix()):
+        if st is not None and (st.workers, st.masters, st.prefix, st.agents) != (workers, masters, T.prefix(), agents):
             raise RuntimeError(
-                f"the lab is up with {st.workers} workers and {st.masters} masters (prefix {st.prefix!r}): "
+                f"the lab is up with {st.workers} workers and {st.masters} masters (prefix {st.prefix!r}"
+                f"{'' if st.agents else ', no agents'}): "
                 "run `egress-lab down` first to change its shape"
             )
-        st = st or LabState(prefix=T.prefix(), workers=workers, masters=masters)
+        st = st or LabState(prefix=T.prefix(), workers=workers, masters=masters, agents=agents)
         _bridge()
         _router()
         _etcd_host()
@@ -157,6 +166,15 @@ def up(workers: int, masters: int) -> LabState:
         pods.restore(st)
         _servers(st)
         labstate.save(st)
+        if agents:
+            A.start_etcd(st)
+            for spec in specs:
+                if not A.running(st, A.agent_key(spec.name)):
+                    build_cable(spec, "up")
+                    A.start_agent(st, spec)
+            labstate.save(st)  # pids first: `down` finds them even if an agent fails to start
+            A.wait_healthy(st, specs)
+            pods.register_all(st)
         return st
 
 
@@ -164,6 +182,10 @@ def down() -> list[str]:
     """Remove every namespace with the lab prefix (pods first), its processes and its files."""
     removed = []
     names = netns.with_prefix(T.prefix())
+    # Agents first, with SIGKILL: a graceful stop would wait on an etcd that is going away too.
+    for name in names:
+        if not name.startswith(T.prefix() + "pod-") and _runs_agent(name):
+            netns.kill_all(name, signal.SIGKILL)
     pods = [n for n in names if n.startswith(T.prefix() + "pod-")]
     for name in pods + [n for n in names if n not in pods]:
         netns.remove(name)
@@ -180,6 +202,49 @@ def down() -> list[str]:
         except OSError:
             pass
     return removed
+
+
+def _runs_agent(ns: str) -> bool:
+    for pid in netns.pids(ns):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"egress-agent" in cmdline or b"egress_agent" in cmdline:
+            return True
+    return False
+
+
+def build_cable(spec: T.NodeSpec, state: str) -> None:
+    with netns.ipr(T.net_ns()) as ip:
+        ip.link("set", index=netns.link_index(ip, spec.bridge_port), state=state)
+
+
+def node_stop(node: str) -> None:
+    """The node dies: its agent is killed -9 and its uplink goes down (the datapath it left stays, unreachable)."""
+    with labstate.locked():
+        st = labstate.require()
+        spec = st.node(node)
+        A.kill(st, A.agent_key(node))
+        build_cable(spec, "down")
+        labstate.save(st)
+
+
+def node_start(node: str) -> None:
+    """The node comes back as from a reboot: clean kernel state, uplink up, a fresh agent."""
+    with labstate.locked():
+        st = labstate.require()
+        spec = st.node(node)
+        if st.agents:
+            if A.running(st, A.agent_key(node)):
+                build_cable(spec, "up")
+                return
+            A.cleanup_node(spec)
+        build_cable(spec, "up")
+        if st.agents:
+            A.start_agent(st, spec)
+            labstate.save(st)
+            A.wait_healthy(st, [spec])
 
 
 def node_link(node: str, state: str) -> None:

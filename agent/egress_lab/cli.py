@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
-from . import build, labstate, netns, pods, status, topology as T
+from egress_api.errors import ApiError
+
+from . import agents, build, labstate, netns, pods, status, topology as T
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -33,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="build the lab (idempotent)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--masters", type=int, default=1)
+    p.add_argument("--no-agents", dest="agents", action="store_false",
+                   help="bare topology: no etcd and no agents (tests that program datapaths directly)")
     sub.add_parser("down", help="remove every namespace, process and file the lab made")
     sub.add_parser("status", help="nodes, roles, links, pods, floating IPs")
 
@@ -74,9 +78,15 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd == "up":
-        st = build.up(args.workers, args.masters)
+        st = build.up(args.workers, args.masters, agents=args.agents)
         print(status.render(st))
         print(f"\nstate: {labstate.state_path()}")
+        if st.agents:
+            first = st.nodes()[0].name
+            print(f"etcd: {T.etcd_url()} (in {T.etcd_ns()})")
+            print(f"agents: one per node; API endpoint of {first}: {agents.endpoint(first)}")
+            print("use it with Terraform / egressctl:")
+            print(f"  export EGRESS_ENDPOINT={agents.endpoint(first)}")
     elif args.cmd == "down":
         removed = build.down()
         print(f"removed {len(removed)} namespaces" + (f": {' '.join(removed)}" if removed else ""))
@@ -98,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         labstate.require()
         _exec(T.ext_ns(), args.command)
     elif args.cmd == "node":
-        build.node_link(args.node, "down" if args.node_cmd == "stop" else "up")
+        (build.node_stop if args.node_cmd == "stop" else build.node_start)(args.node)
         print(f"node {args.node} {'stopped' if args.node_cmd == 'stop' else 'started'}")
     elif args.cmd == "whoami":
         ip, port = pods.whoami(args.pod, args.dst)
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("egress-lab: needs root (network namespaces, nftables, eBPF)")
     try:
         sys.exit(run(args))
-    except (RuntimeError, KeyError, ValueError) as err:
+    except (RuntimeError, KeyError, ValueError, ApiError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         raise SystemExit(f"egress-lab: {msg}")
 

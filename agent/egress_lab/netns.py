@@ -35,6 +35,15 @@ def pids(name: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone: it holds nothing any more)."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def kill_all(name: str, sig: int = signal.SIGTERM, wait: float = 2.0) -> None:
     """End every process running inside the namespace: the lab started all of them."""
     victims = pids(name)
@@ -45,7 +54,7 @@ def kill_all(name: str, sig: int = signal.SIGTERM, wait: float = 2.0) -> None:
             pass
     deadline = time.monotonic() + wait
     while victims and time.monotonic() < deadline:
-        victims = [p for p in victims if os.path.exists(f"/proc/{p}")]
+        victims = [p for p in victims if alive(p)]
         time.sleep(0.02)
     for pid in victims:
         try:

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from typing import Callable
 
-from . import labstate, netns, topology as T
+from egress_api import errors, models
+
+from . import agents, labstate, netns, topology as T
 from .labstate import LabState, PodRecord
 
 
@@ -29,12 +31,13 @@ def _free_ip(st: LabState, spec: T.NodeSpec) -> str:
 def wire(pod: PodRecord, spec: T.NodeSpec) -> None:
     """Create the pod namespace and its veth; idempotent. The pod's eth0 stays down."""
     ns = T.pod_ns(pod.name)
-    veth = T.pod_host_veth(pod.name)
+    veth = T.pod_host_veth(pod.name, pod.namespace)
     netns.create(ns)
     netns.veth(spec.netns, veth, ns, "eth0")
     with netns.ipr(ns) as ip:
         netns.add_addr(ip, "eth0", f"{pod.ip}/32")
-    netns.sysctls(spec.netns, {f"net.ipv4.conf.{veth}.proxy_arp": 1})
+    # Proxy ARP answers at once (as Calico sets it): a pod's first packet leaves the moment its link is up.
+    netns.sysctls(spec.netns, {f"net.ipv4.conf.{veth}.proxy_arp": 1, f"net.ipv4.neigh.{veth}.proxy_delay": 0})
     with netns.ipr(spec.netns) as ip:
         netns.up(ip, veth)
         netns.route_replace(ip, f"{pod.ip}/32", oif=netns.link_index(ip, veth), scope="link")
@@ -65,6 +68,8 @@ def add(
         st.namespaces.setdefault(namespace, {})
         labstate.save(st)
         wire(pod, spec)
+        if st.agents:
+            register(st, pod)  # returns once the pod's node has programmed it: no leak at pod start
         if before_link_up is not None:
             before_link_up(st, pod)
         link_up(pod)
@@ -80,6 +85,12 @@ def delete(name: str, after_unwire: Callable[[LabState, PodRecord], None] | None
         st.denies = [d for d in st.denies if d[0] != name]
         _sync_denies(st, st.node(pod.node))
         labstate.save(st)
+        if st.agents:
+            with agents.client(st, prefer=pod.node) as c:
+                try:
+                    c.delete_pod(f"{pod.namespace}/{pod.name}")
+                except errors.NotFound:
+                    pass
         if after_unwire is not None:
             after_unwire(st, pod)
         return pod
@@ -97,6 +108,9 @@ def label_namespace(namespace: str, labels: dict[str, str]) -> dict[str, str]:
                 cur[k] = v
         st.namespaces[namespace] = cur
         labstate.save(st)
+        if st.agents:
+            with agents.client(st) as c:
+                c.upsert_namespace(models.Namespace(name=namespace, labels=cur))
         return cur
 
 
@@ -121,6 +135,22 @@ def _sync_denies(st: LabState, spec: T.NodeSpec) -> None:
     if elems:
         script += f"add element ip lab_node netpol_deny {{ {', '.join(elems)} }}\n"
     netns.run(spec.netns, ["nft", "-f", "-"], input=script)
+
+
+def register(st: LabState, pod: PodRecord) -> None:
+    """Tell the cluster about the pod through the inventory API, as a CNI ADD would (via the pod's node)."""
+    with agents.client(st, prefer=pod.node) as c:
+        c.upsert_pod(models.Pod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip, labels=pod.labels))
+
+
+def register_all(st: LabState) -> None:
+    """Re-send every namespace and pod the lab knows (idempotent upserts), e.g. after `up` on a running lab."""
+    with agents.client(st) as c:
+        for ns, labels in sorted(st.namespaces.items()):
+            if labels:
+                c.upsert_namespace(models.Namespace(name=ns, labels=labels))
+    for pod in st.pods.values():
+        register(st, pod)
 
 
 def restore(st: LabState) -> None:

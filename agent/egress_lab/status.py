@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from . import netns, topology as T
+from egress_api import errors
+
+from . import agents, netns, topology as T
 from .labstate import LabState
 
 
@@ -29,12 +31,39 @@ def cable(spec: T.NodeSpec) -> str:
     return "up" if flags & 1 else "down"
 
 
+def agent_state(st: LabState, spec: T.NodeSpec) -> str:
+    if not st.agents:
+        return "-"
+    key = agents.agent_key(spec.name)
+    return f"running ({st.processes[key]})" if agents.running(st, key) else "stopped"
+
+
+def cluster_view(st: LabState) -> list[str]:
+    """What the cluster itself says (via any running agent): leader and the holder of each floating IP."""
+    try:
+        with agents.client(st, timeout=3) as c:
+            leader = c.health().leader or "-"
+            out = [f"cluster: etcd {T.etcd_url()}, controller leader {leader}"]
+            for gw in c.list_gateways():
+                status = c.gateway_status(gw.obj.name)
+                for ip, node in sorted(status.floating_ips.items()):
+                    why = status.unassigned_reasons.get(ip, "")
+                    out.append(f"gateway {gw.obj.name}: {ip} held by {node or '-'}" + (f" ({why})" if why else ""))
+            return out
+    except (RuntimeError, errors.ApiError) as err:
+        return [f"cluster: no answer from the agents ({err})"]
+
+
 def render(st: LabState) -> str:
     lines = [f"lab {st.prefix!r}: router {T.ROUTER_IP}, external hosts {T.EXT_HOST_IP} {T.EXT2_HOST_IP}, etcd host {T.ETCD_IP}"]
-    lines.append(f"{'NODE':10} {'ROLE':7} {'IP':14} {'POD CIDR':15} {'LINK':5} FLOATING IPS")
+    lines.append(f"{'NODE':10} {'ROLE':7} {'IP':14} {'POD CIDR':15} {'LINK':5} {'AGENT':16} FLOATING IPS (on its uplink)")
     for spec in st.nodes():
         fips = ", ".join(floating_ips_on(spec)) or "-"
-        lines.append(f"{spec.name:10} {spec.role:7} {spec.ip:14} {spec.pod_cidr:15} {cable(spec):5} {fips}")
+        lines.append(
+            f"{spec.name:10} {spec.role:7} {spec.ip:14} {spec.pod_cidr:15} {cable(spec):5} {agent_state(st, spec):16} {fips}"
+        )
+    if st.agents:
+        lines += cluster_view(st)
     if st.pods:
         lines.append(f"{'POD':16} {'NAMESPACE':12} {'NODE':10} {'IP':14} LABELS")
         for p in sorted(st.pods.values(), key=lambda p: p.name):

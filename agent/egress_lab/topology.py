@@ -9,11 +9,12 @@ CIDRs 10.244.<i>.0/24, used only inside lab namespaces.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from egress_agent.node.naming import host_veth_name
 
 DEFAULT_PREFIX = "egl-"
 DEFAULT_RUN_DIR = "/run/egress-lab"
@@ -21,6 +22,8 @@ DEFAULT_RUN_DIR = "/run/egress-lab"
 NODE_NET = ipaddress.ip_network("192.0.2.0/24")
 ROUTER_IP = "192.0.2.1"
 ETCD_IP = "192.0.2.250"
+ETCD_PORT = 2379
+AGENT_PORT = 7443  # each agent's API + probe address, on its node IP (inside the lab only)
 FIRST_NODE_HOST = 11  # worker1 = 192.0.2.11
 CLUSTER_POD_CIDR = "10.244.0.0/16"
 POD_GATEWAY = "169.254.1.1"  # pods' default gateway, answered by proxy ARP on the host veth
@@ -106,6 +109,15 @@ def pod_ns(pod: str) -> str:
     return prefix() + "pod-" + pod
 
 
-def pod_host_veth(pod: str) -> str:
-    """The host side of a pod's veth, in its node: short and stable (IFNAMSIZ is 16)."""
-    return "egv" + hashlib.sha1(pod.encode()).hexdigest()[:8]
+def pod_host_veth(pod: str, namespace: str) -> str:
+    """The host side of a pod's veth, in its node: named from the pod key, as the agent expects it."""
+    return host_veth_name(namespace, pod)
+
+
+def agent_socket(node: str) -> Path:
+    """The unix socket of the node's egress-agent (Terraform, egressctl and the lab use it)."""
+    return run_dir() / "agents" / f"{node}.sock"
+
+
+def etcd_url() -> str:
+    return f"http://{ETCD_IP}:{ETCD_PORT}"

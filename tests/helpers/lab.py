@@ -35,7 +35,7 @@ class KernelLab:
         os.environ["EGRESS_LAB_PREFIX"] = PREFIX
         os.environ["EGRESS_LAB_DIR"] = str(run_dir)
         build.down()  # whatever a crashed session left behind
-        self.state = build.up(workers, masters)
+        self.state = build.up(workers, masters, agents=False)
         self.datapaths: dict[str, Datapath] = {}
 
     # --- workload ---------------------------------------------------------------
@@ -55,6 +55,11 @@ class KernelLab:
             return True
         except RuntimeError:
             return False
+
+    def veth(self, pod: str) -> str:
+        """The host side of the pod's veth on its node."""
+        p = labstate.require().pod(pod)
+        return T.pod_host_veth(p.name, p.namespace)
 
     def node(self, name: str) -> T.NodeSpec:
         return labstate.require().node(name)
@@ -90,7 +95,7 @@ class KernelLab:
             node_ip=spec.ip_with_prefix,
             pod_cidr=spec.pod_cidr,
             cluster_pod_cidrs=frozenset(n.pod_cidr for n in st.nodes()),
-            local_pods={p.ip: T.pod_host_veth(p.name) for p in st.pods.values() if p.node == node},
+            local_pods={p.ip: T.pod_host_veth(p.name, p.namespace) for p in st.pods.values() if p.node == node},
             policies=paths,
             held_floating_ips=frozenset(held),
         )

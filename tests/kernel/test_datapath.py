@@ -66,9 +66,7 @@ def test_two_policies_with_different_source_ips_on_different_gateways(clean_lab)
 
 
 def _prog_ids(lab, node, pod):
-    from egress_lab import topology as T
-
-    out = lab.run(lab.node(node).netns, f"tc -j filter show dev {T.pod_host_veth(pod)} ingress")
+    out = lab.run(lab.node(node).netns, f"tc -j filter show dev {lab.veth(pod)} ingress")
     return sorted(f["options"]["prog"]["id"] for f in json.loads(out) if "options" in f and "prog" in f["options"])
 
 
@@ -160,5 +158,5 @@ def test_apply_is_idempotent_and_cleanup_removes_everything(clean_lab):
         assert "egress" not in lab.run(nsn, "nft list tables")
         assert "fwmark" not in lab.run(nsn, "ip rule")
         assert FIP not in lab.run(nsn, "ip addr show dev eth0")
-    assert "egress_steer" not in lab.run(ns, f"tc filter show dev {T.pod_host_veth('fe1')} ingress")
+    assert "egress_steer" not in lab.run(ns, f"tc filter show dev {lab.veth('fe1')} ingress")
     assert lab.whoami("fe1") == W1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 
+from .conntrack import Conntrack
 from .floating_ip import FloatingIPs
 from .nat import EgressIPCounters, Nat
 from .routing import Routing
@@ -33,6 +34,7 @@ class Datapath:
         self._routing = Routing(self._ipr)
         self._nat = Nat(netns)
         self._fips = FloatingIPs(self._ipr, netns)
+        self._conntrack = Conntrack(netns)
         self._steering: Steering | None = None
         self._sizes = {k: v for k, v in (("max_pods", max_pods), ("max_dsts", max_dsts)) if v}
         self._last: NodeDatapathState | None = None
@@ -64,7 +66,26 @@ class Datapath:
         self._fips.apply(state.uplink, state.node_ip, set(state.held_floating_ips))
         self.steering.apply(state, marks)
         self._routing.apply(state.uplink, gateways)
+        self._forget_moved_flows(self._last, state)
         self._last = state
+
+    def _forget_moved_flows(self, old: NodeDatapathState | None, new: NodeDatapathState) -> None:
+        """After a gateway move, drop the conntrack bindings made for the old path (see conntrack.py)."""
+        if old is None:
+            return
+        before = {p.name: p for p in old.policies}
+        held_before = {p.name for p in old.held_policies()}
+        held_now = {p.name for p in new.held_policies()}
+        sources: set[str] = set()
+        for p in new.policies:
+            q = before.get(p.name)
+            if q is not None and (q.gateway_node_ip != p.gateway_node_ip or (p.name in held_before) != (p.name in held_now)):
+                sources |= set(new.local_pods) & (p.selected_pod_ips | q.selected_pod_ips)
+        if sources:
+            self._conntrack.forget_sources(sources)
+        released = set(old.held_floating_ips) - set(new.held_floating_ips)
+        if released:
+            self._conntrack.forget_translated_to(released)
 
     def counters(self) -> DatapathCounters:
         steered = self._steering.counters() if self._steering else {}

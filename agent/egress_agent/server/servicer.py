@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import grpc
 
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
+from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
 from egress_agent.server.writes import ReferenceViolation, StaleVersion, Writes
 from egress_agent.store import base
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: name -> counter fields of PolicyCounters (steered_packets, ...); the datapath provides it.
 CounterSource = Callable[[str], dict[str, int]]
+#: (node, pod key, store revision of the pod write): returns once that node has programmed the pod,
+#: raises node.status.PodNotProgrammed otherwise (egress_agent.node.status.ProgrammedWaiter.wait).
+PodProgrammed = Callable[[str, str, int], None]
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, violations=(), origin=False):
@@ -62,6 +66,9 @@ def _rpc(handler):
             _abort(context, grpc.StatusCode.ABORTED, str(err))
         except base.Unavailable as err:
             _abort(context, grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
+        except PodNotProgrammed as err:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
+            _abort(context, code, str(err), origin=True)
         except Exception as err:
             log.exception("%s failed", handler.__name__)
             _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {handler.__name__}: {err}")
@@ -84,6 +91,7 @@ class EgressServicer(pb_grpc.EgressServicer):
         leadership: Optional[Leadership] = None,
         counters: Optional[CounterSource] = None,
         version: str = "",
+        pod_programmed: Optional[PodProgrammed] = None,
     ):
         self.store = store
         self.node = node
@@ -91,6 +99,7 @@ class EgressServicer(pb_grpc.EgressServicer):
         self.leadership = leadership or Standalone()
         self.counters = counters or (lambda name: {})
         self.version = version
+        self.pod_programmed = pod_programmed
         self.writes = Writes(store)
 
     # --- gateways -------------------------------------------------------------------
@@ -178,7 +187,10 @@ class EgressServicer(pb_grpc.EgressServicer):
     @_rpc
     def UpsertPod(self, request, context):
         pod = convert.pod_from_proto(request)
-        self.store.commit([Put(POD, f"{pod.namespace}/{pod.name}", pod.model_dump(mode="json"))])
+        key = f"{pod.namespace}/{pod.name}"
+        revision = self.store.commit([Put(POD, key, pod.model_dump(mode="json"))])
+        if self.pod_programmed is not None:
+            self.pod_programmed(pod.node, key, revision)  # no leak at pod start: wait for the pod's node
         return convert.pod_to_proto(pod)
 
     @_rpc

@@ -1,0 +1,124 @@
+"""This node's desired datapath, computed from one store snapshot (pure: no kernel, no I/O).
+
+Inputs are the records of one revision: pods, namespaces, policies,
+assignments (floating IP -> node) and nodes (node -> node IP, pod CIDR), plus
+the floating IPs this node may hold now (from fencing; in a one-node store,
+the assignments naming this node).
+
+The rules, from the seed:
+- a policy selects a pod when any of its rules matches the pod's namespace
+  labels and the pod's labels (`models.Policy.selects`); a pod whose namespace
+  has no record has no namespace labels;
+- a policy's traffic goes to the node its `egress_source_ip` is assigned to;
+  when nobody holds that IP -- unassigned, the holder has no node record, or
+  the assignment names this node but fencing says it must not hold it -- the
+  traffic is dropped (fail closed), never masqueraded to a node IP;
+- local pods are the pods whose record names this node; their host veth is
+  named from the pod key (`naming.host_veth_name`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Optional
+
+from egress_agent.datapath.state import NodeDatapathState, PolicyPath
+from egress_agent.node.naming import host_veth_name, pod_key
+from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
+from egress_api import models
+
+#: The record kinds `desired_state` reads (the reconciler watches exactly these, plus gateways).
+KINDS = (POD, NAMESPACE, POLICY, ASSIGNMENT, NODE)
+
+
+def _address(node_ip: str) -> str:
+    return str(ipaddress.ip_interface(node_ip).ip)
+
+
+def assigned_to(snapshot: Snapshot, node: str) -> set[str]:
+    """Floating IPs whose stored assignment names `node` (what it holds when nothing fences it)."""
+    return {ip for ip, rec in snapshot.of(ASSIGNMENT).items() if rec.value.get("node") == node}
+
+
+def selections(snapshot: Snapshot, policies: list[models.Policy]) -> dict[str, set[str]]:
+    """Policy name -> IPs of every pod (cluster-wide) it selects.
+
+    Pods are grouped by their (namespace labels, pod labels): each policy is
+    matched once per distinct label set, not once per pod.
+    """
+    ns_labels = {name: rec.value.get("labels", {}) for name, rec in snapshot.of(NAMESPACE).items()}
+    by_labels: dict[tuple, list[str]] = {}
+    for rec in snapshot.of(POD).values():
+        v = rec.value
+        ns = ns_labels.get(v.get("namespace", ""), {})
+        key = (tuple(sorted(ns.items())), tuple(sorted(v.get("labels", {}).items())))
+        by_labels.setdefault(key, []).append(v["ip"])
+    out: dict[str, set[str]] = {p.name: set() for p in policies}
+    for (ns, labels), ips in by_labels.items():
+        ns_d, labels_d = dict(ns), dict(labels)
+        for p in policies:
+            if p.selects(ns_d, labels_d):
+                out[p.name].update(ips)
+    return out
+
+
+def desired_state(
+    snapshot: Snapshot,
+    node: models.Node,
+    uplink: str,
+    held: Optional[Iterable[str]] = None,
+) -> NodeDatapathState:
+    """`node`'s NodeDatapathState at `snapshot`. `held`: floating IPs it may hold (None: its assignments)."""
+    if not node.pod_cidr:
+        raise ValueError(f"node {node.name} has no pod CIDR: the datapath needs --pod-cidr")
+    held_ips = set(assigned_to(snapshot, node.name) if held is None else held)
+    node_records = snapshot.of(NODE)
+    node_address = {name: _address(rec.value["node_ip"]) for name, rec in node_records.items() if rec.value.get("node_ip")}
+    node_address[node.name] = _address(node.node_ip)
+    me = node_address[node.name]
+
+    policies = sorted((models.Policy.model_validate(r.value) for r in snapshot.of(POLICY).values()), key=lambda p: p.name)
+    selected = selections(snapshot, policies)
+    assignments = snapshot.of(ASSIGNMENT)
+    paths = []
+    for p in policies:
+        holder = assignments[p.egress_source_ip].value.get("node", "") if p.egress_source_ip in assignments else ""
+        gateway = node_address.get(holder) if holder else None
+        if gateway == me and p.egress_source_ip not in held_ips:
+            gateway = None  # assigned here but fenced (or not yet confirmed): drop rather than masquerade
+        paths.append(
+            PolicyPath(
+                name=p.name,
+                destination_cidrs=frozenset(p.destination_cidrs),
+                egress_source_ip=p.egress_source_ip,
+                gateway_node_ip=gateway,
+                selected_pod_ips=frozenset(selected[p.name]),
+            )
+        )
+
+    local_pods: dict[str, str] = {}
+    for key in sorted(snapshot.of(POD)):
+        v = snapshot.of(POD)[key].value
+        if v.get("node") == node.name:
+            local_pods[v["ip"]] = host_veth_name(v["namespace"], v["name"])
+    pod_cidrs = {rec.value["pod_cidr"] for rec in node_records.values() if rec.value.get("pod_cidr")}
+    return NodeDatapathState(
+        node=node.name,
+        uplink=uplink,
+        node_ip=node.node_ip,
+        pod_cidr=node.pod_cidr,
+        cluster_pod_cidrs=frozenset(pod_cidrs | {node.pod_cidr}),
+        local_pods=local_pods,
+        policies=tuple(paths),
+        held_floating_ips=frozenset(held_ips),
+    )
+
+
+def local_pod_keys(snapshot: Snapshot, node: str) -> dict[str, str]:
+    """Host veth name -> pod key of every pod recorded on `node` (to name pods that cannot be programmed)."""
+    out = {}
+    for rec in snapshot.of(POD).values():
+        v = rec.value
+        if v.get("node") == node:
+            out[host_veth_name(v["namespace"], v["name"])] = pod_key(v["namespace"], v["name"])
+    return out

@@ -1,0 +1,253 @@
+"""The per-node reconciler: converge this node's kernel to the store, on start and on every change.
+
+One thread. A store watch on everything the desired state depends on (pods,
+namespaces, policies, gateways, assignments, nodes) wakes it; it reads one
+snapshot, computes `desired.desired_state`, drops local pods whose veth does
+not exist yet (reported as pending), applies, and publishes the revision it
+applied in its `datapath` record (`status`), which is what UpsertPod waits
+for. Bursts of changes coalesce into one pass. A periodic resync notices
+veths that appear or are re-created, and publishes counters when they moved.
+
+Floating IPs: with a fencing source (etcd cluster), this node holds exactly
+what fencing says; "I no longer hold X" is applied at once from the last
+snapshot, without reading the store (it may be the store that is gone).
+Without one (one-node store), the assignments naming this node decide.
+
+At start the node first releases every floating IP on its uplink: a node
+holds nothing until the cluster says it does, so a node coming back from the
+dead never answers for an IP another node has taken over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Optional, Protocol
+
+from pyroute2 import IPRoute
+
+from egress_agent.datapath.floating_ip import FloatingIPs
+from egress_agent.datapath.kernel import Datapath
+from egress_agent.datapath.state import NodeDatapathState
+from egress_agent.node import status
+from egress_agent.node.desired import KINDS, desired_state, local_pod_keys
+from egress_agent.store import base
+from egress_agent.store.base import GATEWAY, Snapshot
+from egress_api import models
+
+log = logging.getLogger(__name__)
+
+WATCHED = (*KINDS, GATEWAY)
+
+
+class HeldSource(Protocol):
+    """What fencing offers (cluster.fencing.Fencing): events 'I hold / no longer hold IP X'."""
+
+    def subscribe(self, callback: Callable[[str, bool, str], None]) -> None: ...
+
+
+class NodeReconciler:
+    def __init__(
+        self,
+        store: base.Store,
+        node: models.Node,
+        uplink: str,
+        datapath: Datapath,
+        netns: Optional[str] = None,
+        resync: float = 2.0,
+        counters_interval: float = 1.0,
+    ):
+        self.store = store
+        self.node = node
+        self.uplink = uplink
+        self.datapath = datapath
+        self.netns = netns
+        self.resync = resync
+        self.counters_interval = counters_interval
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._apply_lock = threading.Lock()  # the loop and fencing events both apply
+        self._held: Optional[set[str]] = None  # None: no fencing source, assignments decide
+        self._snapshot: Optional[Snapshot] = None
+        self._last_state: Optional[NodeDatapathState] = None
+        self._ifindex: dict[str, int] = {}
+        self._seen_revision = 0  # newest revision a watch delivered
+        self._published: Optional[dict] = None
+        self._published_at = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._cancel_watch: Optional[Callable[[], None]] = None
+        self.passes = 0
+        self.last_error = ""
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self, held: Optional[HeldSource] = None, first_pass_timeout: float = 30.0) -> None:
+        """Release floating IPs, subscribe to fencing, run a first pass, then follow the store."""
+        FloatingIPs(self._ipr, self.netns).cleanup(self.uplink, self.node.node_ip)
+        if held is not None:
+            self._held = set()
+            held.subscribe(self._on_held)
+        self._cancel_watch = self.store.watch(WATCHED, self._on_watch)
+        deadline = time.monotonic() + first_pass_timeout
+        while not self.reconcile_once():
+            if time.monotonic() > deadline:
+                log.warning("datapath not programmed yet (%s); continuing in the background", self.last_error)
+                break
+            time.sleep(0.2)
+        self._thread = threading.Thread(target=self._run, name="datapath", daemon=True)
+        self._thread.start()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def stop(self, release: bool = True) -> None:
+        """Stop following the store. `release`: give up floating IPs (and their SNAT); steering stays (fail static)."""
+        self._stop.set()
+        self._wake.set()
+        if self._cancel_watch:
+            self._cancel_watch()
+        if self._thread:
+            self._thread.join(timeout=10)
+        with self._apply_lock:
+            if release and self._last_state is not None:
+                try:
+                    self.datapath.apply(replace(self._last_state, held_floating_ips=frozenset()))
+                except Exception:
+                    log.exception("releasing floating IPs at shutdown failed")
+            self.datapath.close()
+        self._ipr.close()
+
+    # --- events -------------------------------------------------------------------------
+
+    def _on_watch(self, revision: int, changes) -> None:
+        self._seen_revision = max(self._seen_revision, revision)
+        self._wake.set()
+
+    def _on_held(self, ip: str, held: bool, reason: str) -> None:
+        assert self._held is not None
+        if held:
+            self._held.add(ip)
+        else:
+            self._held.discard(ip)
+        # Apply from the last snapshot now: no store round trip (the store may be what failed).
+        self._apply_from(self._snapshot, why=f"{'holds' if held else 'released'} {ip} ({reason})")
+        self._wake.set()
+
+    # --- passes ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_pass = time.monotonic()
+        while not self._stop.is_set():
+            woke = self._wake.wait(min(self.resync, self.counters_interval))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if not woke and time.monotonic() - last_pass < self.resync:
+                # Between resyncs only the counters move: publish them from the last applied state.
+                if self._published is not None and not self.last_error:
+                    self._publish(self._published_applied(), dict(self._published.get("pending", {})), force=False)
+                continue
+            last_pass = time.monotonic()
+            self.reconcile_once()
+            if self.last_error:
+                time.sleep(0.2)  # back off a failing apply a little, then retry
+                self._wake.set()
+
+    def reconcile_once(self) -> bool:
+        """Read the store, apply, publish. True when the kernel now reflects the snapshot."""
+        try:
+            snap = self.store.snapshot(WATCHED)
+        except base.Unavailable as err:
+            self.last_error = f"store unavailable: {err}"
+            return False
+        pending = self._apply_from(snap, why="store changed")
+        if pending is None:
+            self._publish(self._published_applied(), {}, force=True)
+            return False
+        self.passes += 1
+        force = self._seen_revision > self._published_applied() or self._published is None
+        self._publish(snap.revision, pending, force=force)
+        return True
+
+    def _apply_from(self, snap: Optional[Snapshot], why: str) -> Optional[dict[str, str]]:
+        """Apply the desired state at `snap`; returns the pods left pending, None when applying failed."""
+        if snap is None:
+            return {}
+        with self._apply_lock:
+            held = None if self._held is None else set(self._held)
+            try:
+                state = desired_state(snap, self.node, self.uplink, held)
+                links = {link.get("IFLA_IFNAME"): link["index"] for link in self._ipr.get_links()}
+                keys = local_pod_keys(snap, self.node.name)
+                missing = {veth for veth in state.local_pods.values() if veth not in links}
+                pending = {
+                    keys[v]: f"no interface {v} on {self.node.name}: create the pod's veth before upserting it"
+                    for v in missing
+                }
+                state = replace(state, local_pods={ip: v for ip, v in state.local_pods.items() if v not in missing})
+                self.datapath.apply(state)
+                for veth in state.local_pods.values():
+                    # A pod re-created under the same name has a new veth: attach to it as well.
+                    if self._ifindex.get(veth, links[veth]) != links[veth]:
+                        self.datapath.steering.attach(veth, links[veth])
+                self._ifindex = {v: links[v] for v in state.local_pods.values()}
+            except Exception as err:
+                self.last_error = f"applying the datapath failed: {err}"
+                log.exception("applying the datapath (%s) failed", why)
+                return None
+            if state != self._last_state:
+                log.debug("datapath applied at revision %d (%s)", snap.revision, why)
+            self._snapshot, self._last_state = snap, state
+            self.last_error = ""
+            return pending
+
+    # --- status ------------------------------------------------------------------------
+
+    def _published_applied(self) -> int:
+        return self._published["applied_revision"] if self._published else 0
+
+    def live_counters(self) -> dict:
+        """This node's counters now, in the record's shape (for the API; safe from any thread)."""
+        with self._apply_lock:
+            return self.local_counters()
+
+    def local_counters(self) -> dict:
+        c = self.datapath.counters()
+        return {
+            "steered": {n: [v.packets, v.bytes, v.dropped] for n, v in sorted(c.steered.items())},
+            "translated": {ip: [v.packets, v.bytes] for ip, v in sorted(c.translated.items())},
+        }
+
+    def _publish(self, applied: int, pending: dict[str, str], force: bool) -> None:
+        """Write the datapath record when something a reader cares about changed.
+
+        `force`: a watched change arrived since the last publish, so waiters need
+        the new revision. Otherwise the revision number is left as it was: other
+        nodes' writes move the store revision all the time, and republishing for
+        them would make every node write on every resync.
+        """
+        prev = self._published
+        if prev is not None and not force:
+            applied = prev["applied_revision"]
+        now = time.monotonic()
+        if prev is None or force or now - self._published_at >= self.counters_interval:
+            try:
+                with self._apply_lock:
+                    counters = self.local_counters()
+            except Exception as err:
+                log.debug("reading counters failed: %s", err)
+                counters = {k: (prev or {}).get(k, {}) for k in ("steered", "translated")}
+        else:
+            counters = {k: prev[k] for k in ("steered", "translated")}
+        value = status.record_value(applied, pending, self.last_error, counters["steered"], counters["translated"])
+        if value == prev:
+            return
+        try:
+            status.publish(self.store, self.node.name, value)
+        except base.StoreError as err:
+            log.info("datapath status not published (%s); retrying on the next pass", err)
+            return
+        self._published, self._published_at = value, now

@@ -1,0 +1,89 @@
+"""What `egress-agent --datapath kernel` runs on its node, assembled; and `egress-agent --cleanup`.
+
+The agent touches only the network namespace it runs in: every netlink,
+nftables and tc call below is made in the current namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Optional
+
+from pyroute2 import IPRoute
+
+from egress_agent.datapath.kernel import Datapath
+from egress_agent.datapath.steering import CLSACT_INGRESS, PROG_NAME, TC_HANDLE, TC_PRIO
+from egress_agent.node.reconciler import HeldSource, NodeReconciler
+from egress_agent.store import base
+from egress_api import models
+
+log = logging.getLogger(__name__)
+
+
+class NodeDatapath:
+    """The kernel datapath of this node, kept converged to the store."""
+
+    def __init__(self, store: base.Store, node: models.Node, uplink: str, netns: Optional[str] = None):
+        if not uplink:
+            raise ValueError("--datapath kernel needs --interface (the uplink on the node network, e.g. eth0)")
+        self.datapath = Datapath(netns)
+        self.reconciler = NodeReconciler(store, node, uplink, self.datapath, netns=netns)
+
+    def start(self, held: Optional[HeldSource] = None) -> None:
+        self.reconciler.start(held)
+
+    def counters(self) -> dict:
+        return self.reconciler.live_counters()
+
+    def stop(self) -> None:
+        self.reconciler.stop(release=True)
+
+
+def uplink_address(uplink: str, netns: Optional[str] = None) -> str:
+    """The uplink's node address with prefix (its first address that is not a /32 floating IP)."""
+    with (IPRoute(netns=netns) if netns else IPRoute()) as ipr:
+        found = ipr.link_lookup(ifname=uplink)
+        if not found:
+            raise ValueError(f"--interface {uplink}: no such interface in this network namespace")
+        for a in ipr.get_addr(index=found[0], family=2):
+            if a["prefixlen"] < 32:
+                return f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+    raise ValueError(f"--interface {uplink} has no IPv4 node address: give --node-ip")
+
+
+def remove_steering_filters(netns: Optional[str] = None) -> list[str]:
+    """Detach our tc filter (prio TC_PRIO on clsact ingress, program egress_steer) from every interface."""
+    parent = int(CLSACT_INGRESS.replace(":", ""), 16)
+    removed = []
+    with (IPRoute(netns=netns) if netns else IPRoute()) as ipr:
+        for link in ipr.get_links():
+            idx, name = link["index"], link.get("IFLA_IFNAME")
+            try:
+                filters = ipr.get_filters(index=idx, parent=parent)
+            except Exception:
+                continue
+            ours = any(
+                (f["info"] >> 16) == TC_PRIO and PROG_NAME in str(f.get_nested("TCA_OPTIONS", "TCA_BPF_NAME") or "")
+                for f in filters
+            )
+            if ours:
+                try:
+                    ipr.tc("del-filter", "bpf", idx, TC_HANDLE, parent=CLSACT_INGRESS, prio=TC_PRIO)
+                    removed.append(name)
+                except Exception as err:
+                    log.warning("could not detach the steering filter from %s: %s", name, err)
+    return removed
+
+
+def cleanup(uplink: str, node_ip: str = "", netns: Optional[str] = None) -> dict:
+    """Remove everything the datapath installs in this namespace (also an earlier agent's leftovers)."""
+    node_ip = node_ip or uplink_address(uplink, netns)
+    ipaddress.ip_interface(node_ip)
+    detached = remove_steering_filters(netns)
+    dp = Datapath(netns)
+    try:
+        dp.cleanup(uplink, node_ip)
+    finally:
+        dp.close()
+    return {"detached": detached}

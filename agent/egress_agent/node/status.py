@@ -1,0 +1,153 @@
+"""The per-node `datapath` record, and what the API derives from it.
+
+Each node running the kernel datapath keeps one record, `datapath/<node>`:
+
+    {"applied_revision": R,        # the store revision its kernel reflects
+     "pending": {pod key: why},    # local pods it could not program (e.g. no veth yet)
+     "error": "",                  # the last apply failure, "" when the last apply worked
+     "steered": {policy: [packets, bytes, dropped]},   # eBPF counters on this node
+     "translated": {egress IP: [packets, bytes]}}      # SNAT counters on this node
+
+A node without the record runs no datapath (`--datapath off`): nothing waits for it.
+
+- `ProgrammedWaiter.wait` is "UpsertPod returns once the pod's node has
+  programmed it": it blocks until the pod's node reports a revision at least
+  the pod write's, and fails clearly when the node does not within the timeout
+  or reports the pod as pending.
+- `ClusterCounters` answers DescribePolicy's counters for the whole cluster:
+  the sum of every node's published counters (this node's read live).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+from egress_agent.store import base
+from egress_agent.store.base import POLICY, Put
+
+DATAPATH = "datapath"
+DEFAULT_WAIT = 10.0
+
+
+class PodNotProgrammed(Exception):
+    """The pod's node did not program it: `timed_out` (node silent) or the node reported why."""
+
+    def __init__(self, message: str, timed_out: bool):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def record_value(applied_revision: int, pending: dict[str, str], error: str, steered: dict, translated: dict) -> dict:
+    return {
+        "applied_revision": applied_revision,
+        "pending": dict(sorted(pending.items())),
+        "error": error,
+        "steered": {k: list(v) for k, v in sorted(steered.items())},
+        "translated": {k: list(v) for k, v in sorted(translated.items())},
+    }
+
+
+def publish(store: base.Store, node: str, value: dict) -> int:
+    return store.commit([Put(DATAPATH, node, value)])
+
+
+def forget(store: base.Store, node: str) -> None:
+    """Remove the node's record (it runs no datapath now): nobody waits for it any more."""
+    if store.get(DATAPATH, node) is not None:
+        store.commit([base.Delete(DATAPATH, node)])
+
+
+class ProgrammedWaiter:
+    """Keeps every node's datapath record in memory (one watch) and lets API calls wait on them."""
+
+    def __init__(self, store: base.Store, timeout: float = DEFAULT_WAIT):
+        self.store = store
+        self.timeout = timeout
+        self._records: dict[str, dict] = {}
+        self._cond = threading.Condition()
+        self._cancel: Optional[Callable[[], None]] = None
+
+    def start(self) -> None:
+        snap = self.store.snapshot([DATAPATH])
+        with self._cond:
+            self._records = {n: r.value for n, r in snap.of(DATAPATH).items()}
+        self._cancel = self.store.watch([DATAPATH], self._on_change, start_revision=snap.revision)
+
+    def stop(self) -> None:
+        if self._cancel:
+            self._cancel()
+
+    def _on_change(self, rev: int, changes) -> None:
+        with self._cond:
+            for c in changes:
+                if c.deleted:
+                    self._records.pop(c.record.name, None)
+                else:
+                    self._records[c.record.name] = c.record.value
+            self._cond.notify_all()
+
+    def wait(self, node: str, pod_key: str, revision: int, timeout: Optional[float] = None) -> None:
+        """Return once `node` has applied `revision` with `pod_key` programmed; raise PodNotProgrammed otherwise."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                rec = self._records.get(node)
+                if rec is None:
+                    return  # that node runs no datapath: nothing to wait for
+                applied = rec.get("applied_revision", 0)
+                if applied >= revision:
+                    why = rec.get("pending", {}).get(pod_key)
+                    if why:
+                        raise PodNotProgrammed(f"node {node} cannot program pod {pod_key}: {why}", timed_out=False)
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    detail = f"; its last error: {rec['error']}" if rec.get("error") else ""
+                    raise PodNotProgrammed(
+                        f"node {node} has not programmed pod {pod_key} within {timeout:g}s "
+                        f"(it has applied store revision {applied}, the pod was written at {revision}){detail}: "
+                        f"is the egress-agent on {node} running?",
+                        timed_out=True,
+                    )
+                self._cond.wait(left)
+
+
+Counters = dict[str, int]
+
+
+class ClusterCounters:
+    """DescribePolicy counters for the whole cluster: every node's published counters, summed.
+
+    `local()` returns this node's live counters in the record's shape
+    ({"steered": ..., "translated": ...}); they replace this node's published ones.
+    """
+
+    def __init__(self, store: base.Store, node: str, local: Optional[Callable[[], dict]] = None):
+        self.store = store
+        self.node = node
+        self.local = local
+
+    def __call__(self, policy: str) -> Counters:
+        snap = self.store.snapshot([POLICY, DATAPATH])
+        rec = snap.of(POLICY).get(policy)
+        ip = rec.value.get("egress_source_ip", "") if rec else ""
+        per_node = {n: r.value for n, r in snap.of(DATAPATH).items()}
+        if self.local is not None:
+            try:
+                per_node[self.node] = self.local()
+            except Exception:
+                pass  # the published copy is a fine fallback
+        out = {"steered_packets": 0, "steered_bytes": 0, "translated_packets": 0, "translated_bytes": 0}
+        for value in per_node.values():
+            s = value.get("steered", {}).get(policy)
+            if s:
+                out["steered_packets"] += int(s[0])
+                out["steered_bytes"] += int(s[1])
+            t = value.get("translated", {}).get(ip)
+            if t:
+                out["translated_packets"] += int(t[0])
+                out["translated_bytes"] += int(t[1])
+        return out

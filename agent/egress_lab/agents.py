@@ -1,0 +1,164 @@
+"""The lab's control plane: etcd on the etcd host, one `egress-agent` per node, and clients to them.
+
+etcd (Debian's etcd-server) runs in the etcd host namespace at 192.0.2.250;
+each agent runs inside its node's namespace with `--store etcd:...
+--datapath kernel --interface eth0`, so it programs only that node, and
+serves its API on a unix socket under the lab run dir, which Terraform and
+egressctl reach from the root namespace unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from egress_api import errors
+from egress_api.client import EgressClient
+
+from . import netns, topology as T
+from .labstate import LabState
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+AGENT_START_TIMEOUT = 60.0  # 4 agents compiling their eBPF program at once on 2 cores
+
+
+def agent_key(node: str) -> str:
+    return f"agent-{node}"
+
+
+def agent_command() -> list[str]:
+    exe = Path(sys.executable).with_name("egress-agent")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "egress_agent.cmd.agent"]
+
+
+def agent_argv(spec: T.NodeSpec) -> list[str]:
+    return [
+        *agent_command(),
+        "--node", spec.name,
+        "--role", spec.role,
+        "--node-ip", spec.ip_with_prefix,
+        "--pod-cidr", spec.pod_cidr,
+        "--interface", T.UPLINK,
+        "--socket", str(T.agent_socket(spec.name)),
+        "--listen", f"{spec.ip}:{T.AGENT_PORT}",
+        "--store", f"etcd:{T.etcd_url()}",
+        "--datapath", "kernel",
+    ]
+
+
+def etcd_argv() -> list[str]:
+    data = T.run_dir() / "etcd"
+    peer = "http://127.0.0.1:2380"  # the etcd host's loopback: one member, no peers
+    return [
+        ETCD, "--name", "lab", "--data-dir", str(data),
+        "--listen-client-urls", T.etcd_url(), "--advertise-client-urls", T.etcd_url(),
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"lab={peer}", "--log-level", "warn", "--logger", "zap",
+    ]
+
+
+def running(st: LabState, what: str) -> bool:
+    pid = st.processes.get(what)
+    return bool(pid) and netns.alive(pid)
+
+
+def start_process(st: LabState, what: str, ns: str, argv: list[str]) -> bool:
+    """Start `argv` in `ns` unless the recorded process still runs; log to <run dir>/<what>.log."""
+    if running(st, what):
+        return False
+    with open(T.run_dir() / f"{what}.log", "ab") as log:
+        proc = subprocess.Popen(
+            netns.argv_in(ns, argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    st.processes[what] = proc.pid
+    return True
+
+
+def kill(st: LabState, what: str, sig: int = signal.SIGKILL) -> None:
+    pid = st.processes.pop(what, None)
+    if not pid:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and netns.alive(pid):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:  # our child (same CLI process): reap it
+                break
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+
+
+def start_etcd(st: LabState) -> None:
+    (T.run_dir() / "etcd").mkdir(parents=True, exist_ok=True)
+    start_process(st, "etcd", T.etcd_ns(), etcd_argv())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = netns.run(T.etcd_ns(), ["ss", "-Hltn", f"src {T.ETCD_IP}:{T.ETCD_PORT}"], check=False).stdout
+        if out.strip():
+            return
+        if not running(st, "etcd"):
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"etcd did not start on {T.etcd_url()}: see {T.run_dir() / 'etcd.log'}")
+
+
+def start_agent(st: LabState, spec: T.NodeSpec) -> bool:
+    T.agent_socket(spec.name).parent.mkdir(parents=True, exist_ok=True)
+    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec))
+
+
+def wait_healthy(st: LabState, nodes: list[T.NodeSpec], timeout: float = AGENT_START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    for spec in nodes:
+        sock = T.agent_socket(spec.name)
+        while True:
+            if not running(st, agent_key(spec.name)):
+                raise RuntimeError(f"egress-agent on {spec.name} exited: see {log_path(spec.name)}\n{log_tail(spec.name)}")
+            if sock.exists():
+                with EgressClient(f"unix://{sock}", timeout=1) as c:
+                    try:
+                        if c.health().status == "SERVING":
+                            break
+                    except errors.ApiError:
+                        pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"egress-agent on {spec.name} not healthy after {timeout:g}s: see {log_path(spec.name)}")
+            time.sleep(0.05)
+
+
+def log_path(node: str) -> Path:
+    return T.run_dir() / f"{agent_key(node)}.log"
+
+
+def log_tail(node: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(log_path(node).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def endpoint(node: str) -> str:
+    return f"unix://{T.agent_socket(node)}"
+
+
+def client(st: LabState, prefer: str | None = None, timeout: float = 20.0) -> EgressClient:
+    """A client to `prefer`'s agent, or else to any running agent."""
+    order = ([prefer] if prefer else []) + [n.name for n in st.nodes() if n.name != prefer]
+    for node in order:
+        if running(st, agent_key(node)) and T.agent_socket(node).exists():
+            return EgressClient(endpoint(node), timeout=timeout)
+    raise RuntimeError("no egress-agent is running in the lab: `egress-lab node start NODE` or `egress-lab up`")
+
+
+def cleanup_node(spec: T.NodeSpec) -> None:
+    """What a reboot does to a dead node's kernel: the datapath its killed agent left is gone."""
+    netns.run(spec.netns, [*agent_command(), "--cleanup", "--interface", T.UPLINK, "--node-ip", spec.ip_with_prefix])
