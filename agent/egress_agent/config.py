@@ -10,10 +10,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES  # stdlib only: cheap to import
 from egress_api import models, transport
 
 #: YAML keys (flag --node-ip <-> key node_ip).
-KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix", "lease_ttl", "etcd_ca", "etcd_cert", "etcd_key")
+KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
+        "lease_ttl", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key")
 DATAPATHS = ("off", "kernel")
 
 
@@ -30,6 +32,8 @@ class AgentConfig:
     datapath: str = "off"
     etcd_prefix: str = "/egress"  # etcd store only: key prefix
     lease_ttl: int = 2  # etcd store only: membership lease TTL in seconds
+    probe_interval: float = DEFAULT_INTERVAL  # etcd store only: seconds between UDP probes to each peer
+    probe_misses: int = DEFAULT_MISSES  # etcd store only: unanswered probes before a peer is Down
     etcd_tls: tuple[str, str, str] = ("", "", "")  # etcd store only: CA file, client cert, client key
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,6 +133,8 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
     except ValueError:
         raise ConfigError(f"--lease-ttl {settings.get('lease_ttl')}: must be a whole number of seconds >= 1") from None
 
+    probe_interval, probe_misses = _probe_timing(settings)
+
     datapath = settings.get("datapath") or "off"
     if datapath not in DATAPATHS:
         raise ConfigError(f"--datapath {datapath}: must be one of {', '.join(DATAPATHS)}")
@@ -144,8 +150,29 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
-        lease_ttl=lease_ttl, etcd_tls=tls,
+        lease_ttl=lease_ttl, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
     )
+
+
+def _probe_timing(settings: dict[str, Any]) -> tuple[float, int]:
+    """The failure detector's (interval, misses): a peer is Down after interval x misses without an answer."""
+    raw = settings.get("probe_interval")
+    try:
+        interval = float(raw) if raw else DEFAULT_INTERVAL
+        # Below 1 ms the probe loop would only burn CPU; above 60 s the lease (the backstop) always wins.
+        if not 0.001 <= interval <= 60:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--probe-interval {raw}: must be a number of seconds from 0.001 to 60 "
+                          f"(default {DEFAULT_INTERVAL:g})") from None
+    raw = settings.get("probe_misses")
+    try:
+        misses = int(raw) if raw else DEFAULT_MISSES
+        if misses < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--probe-misses {raw}: must be a whole number >= 1 (default {DEFAULT_MISSES})") from None
+    return interval, misses
 
 
 def open_store(url: str, etcd_prefix: str = "/egress", etcd_tls: tuple[str, str, str] = ("", "", "")):

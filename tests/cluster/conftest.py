@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -17,7 +18,8 @@ class AgentGroup:
         self.base, self.etcd, self.prefix = base, etcd, prefix
         self.agents: dict[str, AgentProcess] = {}
 
-    def add(self, name: str, role: str = "worker", node_ip: str = "192.0.2.11/24", start: bool = True) -> AgentProcess:
+    def add(self, name: str, role: str = "worker", node_ip: str = "192.0.2.11/24", start: bool = True,
+            extra: Sequence[str] = ()) -> AgentProcess:
         port = free_port()
         agent = AgentProcess(
             self.base / name,
@@ -25,7 +27,7 @@ class AgentGroup:
             role=role,
             node_ip=node_ip,
             extra_args=["--store", self.etcd.store_url, "--listen", f"127.0.0.1:{port}", "--etcd-prefix", self.prefix,
-                        "--datapath", "off"],
+                        "--datapath", "off", *extra],
         )
         self.agents[name] = agent
         if start:
@@ -49,6 +51,19 @@ def etcd3(tmp_path) -> EtcdCluster:
     try:
         yield cluster.start()
     finally:
+        cluster.close()
+
+
+@pytest.fixture
+def empty_group(tmp_path) -> AgentGroup:
+    """No agents yet, on a single-member etcd: for tests that start agents with their own flags."""
+    cluster = make_cluster(tmp_path / "etcd", size=1)
+    g = AgentGroup(tmp_path, cluster)
+    try:
+        cluster.start()
+        yield g
+    finally:
+        g.close()
         cluster.close()
 
 

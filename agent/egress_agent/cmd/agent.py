@@ -3,6 +3,7 @@
     egress-agent --node NAME --role worker|master --node-ip 192.0.2.11/24 --socket PATH
                  --store sqlite:PATH [--interface IF] [--config FILE] [--listen HOST:PORT] [--datapath off]
     egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S]
+                 [--probe-interval S] [--probe-misses N]
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
@@ -18,6 +19,7 @@ import sys
 import threading
 
 from egress_agent import config as cfg
+from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="where desired state lives: sqlite:PATH, or etcd:http://HOST:PORT[,...] for a cluster")
     p.add_argument("--etcd-prefix", dest="etcd_prefix", help="etcd key prefix (default /egress)")
     p.add_argument("--lease-ttl", dest="lease_ttl", help="etcd membership lease TTL in seconds (default 2)")
+    p.add_argument("--probe-interval", dest="probe_interval", metavar="S",
+                   help=f"seconds between UDP liveness probes to each peer (default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--probe-misses", dest="probe_misses", metavar="N",
+                   help=f"unanswered probes before a peer is Down (default {DEFAULT_MISSES}); "
+                   "failover detection takes about interval x misses")
     p.add_argument("--etcd-ca", dest="etcd_ca", help="CA file to verify etcd's certificate (https endpoints)")
     p.add_argument("--etcd-cert", dest="etcd_cert", help="client certificate for etcd")
     p.add_argument("--etcd-key", dest="etcd_key", help="client key for etcd")
@@ -121,7 +128,10 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
         # A cluster: etcd leases say who is alive, an etcd election who leads (egress_agent.cluster).
         from egress_agent.cluster.runtime import Cluster, ClusterOptions
 
-        cluster = Cluster(store, node.model_dump(mode="json"), ClusterOptions(lease_ttl=conf.lease_ttl))
+        cluster = Cluster(store, node.model_dump(mode="json"), ClusterOptions(
+            lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval, probe_misses=conf.probe_misses))
+        log.info("cluster: lease TTL %ss; probes every %gs, a peer is Down after %d misses (%.0f ms)",
+                 conf.lease_ttl, conf.probe_interval, conf.probe_misses, 1000 * conf.probe_interval * conf.probe_misses)
         try:
             cluster.start()  # retries with backoff until etcd answers, saying why
         except base.Unavailable as err:

@@ -1,0 +1,49 @@
+"""The failure detector's timing as agent settings: --probe-interval / --probe-misses (or YAML keys)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from helpers.agent import agent_command, wait_for
+
+pytestmark = pytest.mark.etcd
+
+
+def test_bad_probe_settings_exit_2_naming_the_flag(tmp_path):
+    def run(*extra):
+        return subprocess.run([*agent_command(), "--node", "w1", "--node-ip", "192.0.2.11/24", "--socket",
+                               str(tmp_path / "s"), "--store", "etcd:http://127.0.0.1:2379",
+                               "--listen", "127.0.0.1:7000", *extra], capture_output=True, text=True, timeout=30)
+
+    for flag, value in (("--probe-interval", "0"), ("--probe-interval", "fast"), ("--probe-interval", "120"),
+                        ("--probe-misses", "0"), ("--probe-misses", "1.5")):
+        r = run(flag, value)
+        assert r.returncode == 2, (flag, value, r.stderr)
+        assert f"{flag} {value}: must be" in r.stderr, r.stderr
+
+    conf = tmp_path / "agent.yaml"
+    conf.write_text("probe_misses: -1\n")
+    r = run("--config", str(conf))
+    assert r.returncode == 2 and "--probe-misses -1: must be a whole number >= 1" in r.stderr, r.stderr
+
+
+def test_probe_settings_reach_the_detector(tmp_path, empty_group):
+    """1 s probe timeout (0.1 s x 10) with a 5 s lease: a killed node is Down after ~1 s, not the default 0.2 s."""
+    group = empty_group
+    conf = tmp_path / "worker1.yaml"
+    conf.write_text("probe_interval: 0.1\nprobe_misses: 10\n")  # worker1 from YAML, worker2 from flags
+    leader = group.add("worker1", "worker", "192.0.2.11/24", extra=["--config", str(conf), "--lease-ttl", "5"])
+    wait_for(lambda: leader.client.health().leader == "worker1", what="worker1 to lead")
+    victim = group.add("worker2", "worker", "192.0.2.12/24",
+                       extra=["--probe-interval", "0.1", "--probe-misses", "10", "--lease-ttl", "5"])
+    wait_for(lambda: leader.client.get_node("worker2").state == "Up", what="worker2 Up")
+    assert "probes every 0.1s, a peer is Down after 10 misses (1000 ms)" in leader.log()
+    victim.kill()
+    t0 = time.monotonic()
+    wait_for(lambda: leader.client.get_node("worker2").state == "Down", timeout=10, interval=0.02, what="worker2 Down")
+    took = time.monotonic() - t0
+    # Default probes would say Down in ~0.2 s; the 5 s lease would take >= 5 s.
+    assert 0.8 < took < 3.0, f"Down after {took:.2f}s"
