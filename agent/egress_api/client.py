@@ -129,7 +129,7 @@ class EgressClient:
                 violations = []
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             if trailing.get(ORIGIN_KEY) == "agent":
-                return errors.Unavailable(f"egress-agent at {self.target}: {details}")
+                return errors.Unavailable(f"egress-agent at {self.target}: {details}", agent_answered=True)
             what = "timed out after %gs" % self.timeout if code == grpc.StatusCode.DEADLINE_EXCEEDED else details
             return errors.Unavailable(
                 f"cannot reach egress-agent at {self.target}: is it running? "

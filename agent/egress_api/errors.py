@@ -40,4 +40,12 @@ class FailedPrecondition(ApiError):
 
 
 class Unavailable(ApiError):
-    """The agent, or its cluster store, cannot be reached (UNAVAILABLE / DEADLINE_EXCEEDED)."""
+    """The agent, or its cluster store, cannot be reached (UNAVAILABLE / DEADLINE_EXCEEDED).
+
+    `agent_answered` tells the two apart: True when the agent itself replied that its
+    store is unavailable or busy (retry later), False when the agent could not be reached.
+    """
+
+    def __init__(self, message: str, agent_answered: bool = False):
+        super().__init__(message)
+        self.agent_answered = agent_answered

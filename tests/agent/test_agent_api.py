@@ -259,6 +259,23 @@ def test_concurrent_writers_cannot_both_pass_validation(agent_process):
     assert len(c.list_gateways()) == 2
 
 
+def test_many_parallel_writes_through_one_agent_all_succeed(agent_process):
+    """Terraform applies with parallelism 10; 100 independent creates through one agent must all land."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ips = [f"192.0.2.{100 + i}" for i in range(100)]
+    agent_process.client.create_gateway(models.Gateway(name="default", floating_ips=ips))
+
+    def create(i):
+        with EgressClient(agent_process.endpoint) as c:
+            return c.create_policy(policy(f"p{i}", source=ips[i])).resource_version
+
+    with ThreadPoolExecutor(10) as pool:
+        versions = list(pool.map(create, range(100)))
+    assert len(set(versions)) == 100  # each create committed on its own revision
+    assert len(agent_process.client.list_policies()) == 100
+
+
 def test_closed_client_raises_an_api_error(agent_process):
     c = EgressClient(agent_process.endpoint)
     c.close()

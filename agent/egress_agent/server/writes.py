@@ -15,6 +15,9 @@ resource_version is stale and that is the caller's conflict to resolve.
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +31,10 @@ from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, Check, De
 log = logging.getLogger(__name__)
 
 DESIRED = "desired"
-_RETRIES = 8
+# Retries only arise between agents (writes through one agent are serialised by
+# its lock), so a few attempts with jittered backoff settle any realistic race.
+_RETRIES = 12
+_BACKOFF_S = 0.005
 
 Obj = models.Gateway | models.Policy
 
@@ -79,19 +85,29 @@ def to_value(obj: Obj) -> dict[str, Any]:
     return obj.model_dump(mode="json")
 
 
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, _BACKOFF_S * 2**attempt))
+
+
 class Writes:
     def __init__(self, store: base.Store):
         self.store = store
+        # Terraform creates up to 10 objects at once through one agent. Without this lock
+        # they would all race for the meta/desired guard and most would retry; with it,
+        # the guard only arbitrates between agents.
+        self._lock = threading.Lock()
 
     def create(self, obj: Obj) -> Record:
-        return self._write(obj, create=True, resource_version=0)
+        with self._lock:
+            return self._write(obj, create=True, resource_version=0)
 
     def update(self, obj: Obj, resource_version: int) -> Record:
-        return self._write(obj, create=False, resource_version=resource_version)
+        with self._lock:
+            return self._write(obj, create=False, resource_version=resource_version)
 
     def _write(self, obj: Obj, create: bool, resource_version: int) -> Record:
         kind = kind_of(obj)
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
             d = read_desired(self.store)
             current = d.record(kind, obj.name)
             if create and current is not None:
@@ -109,14 +125,19 @@ class Writes:
                 rev = self.store.commit(_guarded(d, Put(kind, obj.name, value, expect)))
             except base.Conflict as err:
                 if err.kind == META:
-                    continue  # another desired-state write landed first: re-validate and retry
+                    _backoff(attempt)  # another agent's write landed first: re-validate and retry
+                    continue
                 raise StaleVersion(_stale_message(kind, obj.name, resource_version, err.actual)) from None
             log.info("%s %s %r (resource_version %d)", "created" if create else "updated", kind, obj.name, rev)
             return Record(kind, obj.name, value, rev)
-        raise base.Unavailable(f"{kind} {obj.name!r}: too many concurrent writes, try again")
+        raise base.Unavailable(f"{kind} {obj.name!r}: other agents kept writing concurrently; try again")
 
     def delete(self, kind: str, name: str, resource_version: int) -> None:
-        for _ in range(_RETRIES):
+        with self._lock:
+            self._delete(kind, name, resource_version)
+
+    def _delete(self, kind: str, name: str, resource_version: int) -> None:
+        for attempt in range(_RETRIES):
             d = read_desired(self.store)
             current = d.record(kind, name)
             if current is None:
@@ -132,11 +153,12 @@ class Writes:
                 rev = self.store.commit(_guarded(d, Delete(kind, name, current.version)))
             except base.Conflict as err:
                 if err.kind == META:
+                    _backoff(attempt)
                     continue
                 raise StaleVersion(_stale_message(kind, name, resource_version, err.actual)) from None
             log.info("deleted %s %r (revision %d)", kind, name, rev)
             return
-        raise base.Unavailable(f"{kind} {name!r}: too many concurrent writes, try again")
+        raise base.Unavailable(f"{kind} {name!r}: other agents kept writing concurrently; try again")
 
     # --- dry runs -------------------------------------------------------------------------
 

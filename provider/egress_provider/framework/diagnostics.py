@@ -68,6 +68,13 @@ def add_api_error(diags: Diagnostics, err: errors.ApiError, *, action: str, kind
             f"to {action} (resource_version is stale). Run `terraform plan` again to see the current state, then apply.",
         )
         return
+    if isinstance(err, errors.Unavailable) and err.agent_answered:
+        diags.add_error(
+            "The egress agent could not complete the request",
+            f"{err.message}\n\nCould not {action}; nothing was changed. The agent answered, but its cluster store "
+            "is unavailable or busy: check `egressctl status` (store health), then apply again.",
+        )
+        return
     if isinstance(err, errors.Unavailable):
         where = f" at {endpoint}" if endpoint else ""
         diags.add_error(
