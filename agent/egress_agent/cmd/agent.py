@@ -107,93 +107,20 @@ def _cleanup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
     # Heavy imports only after the flags are known good, so `--help` and bad flags are instant.
-    from egress_agent.controller.nodes import Standalone, standalone_nodes
-    from egress_agent.controller.reconcile import Controller
-    from egress_agent.server.serve import ApiServer
-    from egress_agent.server.servicer import EgressServicer
-    from egress_agent.store import base
+    from egress_agent.agent import Agent, StartError
 
     stopping = threading.Event()
-    cluster = None
+    agent = Agent(conf, version=_version())
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (stopping.set(), cluster and cluster.membership.abort()))
-
+        signal.signal(sig, lambda *_: (stopping.set(), agent.abort_start()))
     try:
-        store = cfg.open_store(conf.store, conf.etcd_prefix, conf.etcd_tls)
-    except base.StoreError as err:
-        log.error("cannot open store: %s", err)
+        agent.start()
+    except StartError as err:
+        log.error("%s", err)
         return 1
-    node = conf.node
-    if conf.store.startswith("etcd:"):
-        # A cluster: etcd leases say who is alive, an etcd election who leads (egress_agent.cluster).
-        from egress_agent.cluster.runtime import Cluster, ClusterOptions
-
-        cluster = Cluster(store, node.model_dump(mode="json"), ClusterOptions(
-            lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval, probe_misses=conf.probe_misses))
-        log.info("cluster: lease TTL %ss; probes every %gs, a peer is Down after %d misses (%.0f ms)",
-                 conf.lease_ttl, conf.probe_interval, conf.probe_misses, 1000 * conf.probe_interval * conf.probe_misses)
-        try:
-            cluster.start()  # retries with backoff until etcd answers, saying why
-        except base.Unavailable as err:
-            log.error("stopped before joining the cluster: %s", err)
-            cluster.stop()
-            store.close()
-            return 1
-        nodes, leadership = cluster.nodes.published, cluster
-    else:
-        # Registering our NODE record is how the rest of the cluster (and status) learns we exist.
-        store.commit([base.Put(base.NODE, node.name, {**node.model_dump(mode="json"), "state": "Up"})])
-        nodes = standalone_nodes(node)
-        leadership = Standalone()
-    # The kernel datapath (egress_agent.node) is programmed before the API answers, so a healthy agent
-    # is a programmed node; UpsertPod waits for the pod's node to program the pod (no leak at pod start).
-    from egress_agent.node import status as dp_status
-
-    node_datapath = None
-    try:
-        if conf.datapath == "kernel":
-            from egress_agent.node.service import NodeDatapath
-
-            node_datapath = NodeDatapath(store, node, node.interface)
-            node_datapath.start(cluster.fencing if cluster is not None else None)
-        else:
-            dp_status.forget(store, node.name)  # nobody waits for a node without a datapath
-        pod_waiter = dp_status.ProgrammedWaiter(store)
-        pod_waiter.start()
-    except (ValueError, RuntimeError, OSError, base.StoreError) as err:
-        log.error("cannot start the datapath: %s", err)
-        store.close()
-        return 1
-    counters = dp_status.ClusterCounters(store, node.name, node_datapath.counters if node_datapath else None)
-    servicer = EgressServicer(
-        store, node.name, nodes, leadership, version=_version(), counters=counters, pod_programmed=pod_waiter.wait
-    )
-    try:
-        server = ApiServer(servicer, conf.targets)
-        server.start()
-    except (OSError, RuntimeError) as err:
-        log.error("cannot serve the API: %s", err)
-        store.close()
-        return 1
-    if cluster is not None:
-        # The leader assigns from its own, fresher node view and writes behind its election guard.
-        controller = Controller(store, cluster.nodes.decided, leadership, guard=cluster.guard)
-        cluster.nodes.on_change = controller.trigger
-    else:
-        controller = Controller(store, nodes, leadership)
-    controller.start()
-    log.info("egress-agent %s up: node %s (%s, %s), store %s", _version(), node.name, node.role, node.node_ip, store.url)
-
     stopping.wait()
     log.info("shutting down")
-    server.stop()
-    controller.stop()
-    pod_waiter.stop()
-    if node_datapath is not None:
-        node_datapath.stop()  # releases floating IPs (before the lease goes); steering stays: fail static
-    if cluster is not None:
-        cluster.stop()  # resigns and revokes the lease: the others see us Down at once
-    store.close()
+    agent.stop()
     log.info("stopped")
     return 0
 

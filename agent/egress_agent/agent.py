@@ -1,0 +1,148 @@
+"""The agent's composition root: which parts run, in which order, and how they stop.
+
+Start order follows the dataflow: store -> membership and leadership (cluster
+or standalone) -> kernel datapath -> API server -> controller. The datapath is
+programmed before the API answers, so a healthy agent is a programmed node.
+Every started part registers its stop, and `stop()` runs them in reverse, also
+when a later part fails to start (nothing is left half-running).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from egress_agent import config as cfg
+from egress_agent.store import base
+
+log = logging.getLogger("egress-agent")
+
+
+def _no_guard() -> tuple:
+    """Standalone: the only agent is always the leader, so its commits need no extra check."""
+    return ()
+
+
+class StartError(Exception):
+    """A part could not start; the message says which and why."""
+
+
+class Agent:
+    def __init__(self, conf: cfg.AgentConfig, version: str):
+        self.conf = conf
+        self.version = version
+        self.cluster = None
+        self._stops: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        while self._stops:
+            self._stops.pop()()
+
+    def abort_start(self) -> None:
+        """Called from a signal handler: stop waiting for etcd at start."""
+        if self.cluster is not None:
+            self.cluster.membership.abort()
+
+    # --- the parts, in start order ------------------------------------------------------
+
+    def _start(self) -> None:
+        store = self._open_store()
+        nodes, decided_nodes, leadership, guard = self._join(store)
+        datapath, pod_waiter = self._start_datapath(store)
+        self._serve(store, nodes, leadership, datapath, pod_waiter)
+        self._start_controller(store, decided_nodes, leadership, guard)
+        node = self.conf.node
+        log.info("egress-agent %s up: node %s (%s, %s), store %s", self.version, node.name, node.role,
+                 node.node_ip, store.url)
+
+    def _open_store(self) -> base.Store:
+        try:
+            store = cfg.open_store(self.conf.store, self.conf.etcd_prefix, self.conf.etcd_tls)
+        except base.StoreError as err:
+            raise StartError(f"cannot open store: {err}") from None
+        self._stops.append(store.close)
+        return store
+
+    def _join(self, store: base.Store):
+        """(nodes for status, nodes the controller assigns from, leadership, commit guard)."""
+        conf, node = self.conf, self.conf.node
+        if not conf.store.startswith("etcd:"):
+            from egress_agent.controller.nodes import Standalone, standalone_nodes
+
+            # Registering our NODE record is how status learns we exist.
+            store.commit([base.Put(base.NODE, node.name, {**node.model_dump(mode="json"), "state": "Up"})])
+            nodes = standalone_nodes(node)
+            return nodes, nodes, Standalone(), _no_guard
+
+        # A cluster: etcd leases say who is alive, an etcd election who leads (egress_agent.cluster).
+        from egress_agent.cluster.runtime import Cluster, ClusterOptions
+
+        self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), ClusterOptions(
+            lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval, probe_misses=conf.probe_misses))
+        log.info("cluster: lease TTL %ss; probes every %gs, a peer is Down after %d misses (%.0f ms)",
+                 conf.lease_ttl, conf.probe_interval, conf.probe_misses, 1000 * conf.probe_interval * conf.probe_misses)
+        # Registered before start: a start interrupted while retrying etcd must still clean up.
+        self._stops.append(cluster.stop)  # resigns and revokes the lease: the others see us Down at once
+        try:
+            cluster.start()  # retries with backoff until etcd answers, saying why
+        except base.Unavailable as err:
+            raise StartError(f"stopped before joining the cluster: {err}") from None
+        # The leader assigns from its own, fresher node view and writes behind its election guard.
+        return cluster.nodes.published, cluster.nodes.decided, cluster, cluster.guard
+
+    def _start_datapath(self, store: base.Store):
+        from egress_agent.node import status as dp_status
+
+        node = self.conf.node
+        datapath = None
+        try:
+            if self.conf.datapath == "kernel":
+                from egress_agent.node.service import NodeDatapath
+
+                datapath = NodeDatapath(store, node, node.interface)
+                datapath.start(self.cluster.fencing if self.cluster is not None else None)
+                # Releases floating IPs before the lease goes; steering stays (fail static).
+                self._stops.append(datapath.stop)
+            else:
+                dp_status.forget(store, node.name)  # nobody waits for a node without a datapath
+            # UpsertPod waits for the pod's node to program the pod (no leak at pod start).
+            pod_waiter = dp_status.ProgrammedWaiter(store)
+            pod_waiter.start()
+            self._stops.append(pod_waiter.stop)
+        except (ValueError, RuntimeError, OSError, base.StoreError) as err:
+            raise StartError(f"cannot start the datapath: {err}") from None
+        return datapath, pod_waiter
+
+    def _serve(self, store, nodes, leadership, datapath: Optional[object], pod_waiter) -> None:
+        from egress_agent.node import status as dp_status
+        from egress_agent.server.serve import ApiServer
+        from egress_agent.server.servicer import EgressServicer
+
+        node = self.conf.node
+        counters = dp_status.ClusterCounters(store, node.name, datapath.counters if datapath else None)
+        servicer = EgressServicer(
+            store, node.name, nodes, leadership, version=self.version, counters=counters,
+            pod_programmed=pod_waiter.wait,
+        )
+        try:
+            server = ApiServer(servicer, self.conf.targets)
+            server.start()
+        except (OSError, RuntimeError) as err:
+            raise StartError(f"cannot serve the API: {err}") from None
+        self._stops.append(server.stop)
+
+    def _start_controller(self, store, nodes, leadership, guard) -> None:
+        from egress_agent.controller.reconcile import Controller
+
+        controller = Controller(store, nodes, leadership, guard=guard)
+        if self.cluster is not None:
+            self.cluster.nodes.on_change = controller.trigger
+        controller.start()
+        self._stops.append(controller.stop)
