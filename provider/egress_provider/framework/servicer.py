@@ -64,13 +64,14 @@ def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
 
 
 # Benchmarks set this to measure the provider's own share of a Terraform run:
-# one "<rpc>\t<seconds>" line is appended per RPC.
+# one "<rpc>\t<start>\t<end>" line (CLOCK_MONOTONIC, comparable across the
+# plugin processes Terraform starts) is appended per RPC.
 _RPC_LOG = os.environ.get("EGRESS_PROVIDER_RPC_LOG")
 
 
 def _log_rpc(rpc_name: str, started: float) -> None:
     with open(_RPC_LOG, "a") as f:  # O_APPEND: concurrent RPCs never interleave a line
-        f.write(f"{rpc_name}\t{time.perf_counter() - started:.6f}\n")
+        f.write(f"{rpc_name}\t{started:.6f}\t{time.monotonic():.6f}\n")
 
 
 def _guard(rpc_name: str, method):
@@ -78,7 +79,7 @@ def _guard(rpc_name: str, method):
 
     @functools.wraps(method)
     def wrapper(self, request, context):
-        started = time.perf_counter()
+        started = time.monotonic()
         try:
             return method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a diagnostic
