@@ -29,7 +29,7 @@ POD = "pod"
 NAMESPACE = "namespace"
 ASSIGNMENT = "assignment"  # name = floating IP, value = {"node": ..., "gateway": ...}
 NODE = "node"  # name = node name, value = models.Node fields (+ "state" in standalone)
-EVENT = "event"  # name = "<kind>/<object>/<reason>", value = Event fields
+EVENT = "event"  # name = "<kind>/<object>/<reason>/<hash of message>", value = Event fields
 META = "meta"  # bookkeeping, e.g. ("meta", "desired") bumped by every desired-state write
 
 ANY_VERSION = None  # for Put/Delete: write whatever the current version is
