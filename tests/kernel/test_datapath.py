@@ -65,6 +65,29 @@ def test_two_policies_with_different_source_ips_on_different_gateways(clean_lab)
     assert FIP2 in addrs and FIP not in addrs
 
 
+def test_overlapping_policies_on_one_gateway_longest_prefix_wins(clean_lab):
+    """Steering and SNAT must agree: the policy with the longest matching prefix wins, then the first by name.
+
+    Both policies select fe1 (on worker1) and fe2 (on the gateway itself) and are held by worker2. The
+    source node's classifier picks "b-narrow" (/32); the gateway must translate to b-narrow's IP too,
+    not to the IP of "a-wide", whose rule would come first by name.
+    """
+    lab = clean_lab
+    lab.apply([
+        LabPolicy("a-wide", ("198.51.100.0/24",), FIP, "worker2", ("fe1", "fe2")),
+        LabPolicy("b-narrow", (f"{EXT}/32",), FIP2, "worker2", ("fe1", "fe2")),
+    ])
+    assert lab.whoami("fe1") == FIP2
+    assert lab.whoami("fe2") == FIP2
+    # Same prefix in both: the first policy by name wins, on both sides.
+    lab.apply([
+        LabPolicy("a-wide", ("198.51.100.0/24",), FIP, "worker2", ("fe1", "fe2")),
+        LabPolicy("b-same", ("198.51.100.0/24",), FIP2, "worker2", ("fe1", "fe2")),
+    ])
+    assert lab.whoami("fe1") == FIP
+    assert lab.whoami("fe2") == FIP
+
+
 def _prog_ids(lab, node, pod):
     out = lab.run(lab.node(node).netns, f"tc -j filter show dev {lab.veth(pod)} ingress")
     return sorted(f["options"]["prog"]["id"] for f in json.loads(out) if "options" in f and "prog" in f["options"])

@@ -4,11 +4,15 @@ On every node:
   * steered packets (fwmark from steering) leave the source node with the
     pod's own address: an identity SNAT binding at `srcnat - 10` stops the
     node's default masquerade (a later NAT chain) from touching them;
-On a gateway node, per policy whose egress_source_ip it holds:
-  * `ip saddr @pods_<policy> ip daddr @dsts_<policy> snat to <egress_source_ip>`
-    -- two sets per policy (pods: hash, destinations: interval), so a pod or
-    CIDR change is a set element change, never a rule per pod. NAT rules run
-    once per connection; conntrack de-NATs the replies.
+On a gateway node, per policy whose egress_source_ip it holds, and per
+prefix length among its destination CIDRs:
+  * `ip saddr @pods_<policy> ip daddr @dsts_<policy>_<len> snat to <egress_source_ip>`
+    -- sets, not rules, per pod and CIDR, so a pod or CIDR change is a set
+    element change. Rules run longest prefix first, then by policy name: the
+    same precedence as the steering classifier's LPM trie, so when one
+    gateway holds two policies with overlapping CIDRs it translates to the
+    IP of the policy the source node chose. NAT rules run once per
+    connection; conntrack de-NATs the replies.
   * steered traffic that arrives for a policy this node does not hold (the IP
     just moved) is dropped, never masqueraded to the node IP;
   * a filter chain after NAT counts packets/bytes per egress IP (named
@@ -44,12 +48,26 @@ def collapse(cidrs) -> list[str]:
     return [n.with_prefixlen for n in ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in cidrs)]
 
 
+def by_prefix_length(cidrs) -> dict[int, frozenset[str]]:
+    """CIDRs grouped by prefix length. Not collapsed: precedence depends on each CIDR's own length,
+    and CIDRs of one length never overlap, as an interval set requires."""
+    out: dict[int, set[str]] = {}
+    for c in cidrs:
+        net = ipaddress.ip_network(c)
+        out.setdefault(net.prefixlen, set()).add(net.with_prefixlen)
+    return {length: frozenset(v) for length, v in out.items()}
+
+
+def dsts_set(policy: str, length: int) -> str:
+    return f"dsts_{set_suffix(policy)}_{length}"
+
+
 @dataclass(frozen=True)
 class HeldPolicy:
     name: str
     egress_source_ip: str
     pods: frozenset[str]
-    dsts: frozenset[str]  # collapsed
+    dsts: dict[int, frozenset[str]]  # prefix length -> CIDRs of that length
 
 
 @dataclass(frozen=True)
@@ -78,13 +96,21 @@ class Nat:
     @staticmethod
     def _held(state: NodeDatapathState) -> dict[str, HeldPolicy]:
         return {
-            p.name: HeldPolicy(p.name, p.egress_source_ip, frozenset(p.selected_pod_ips), frozenset(collapse(p.destination_cidrs)))
+            p.name: HeldPolicy(p.name, p.egress_source_ip, frozenset(p.selected_pod_ips),
+                               by_prefix_length(p.destination_cidrs))
             for p in state.held_policies()
         }
 
     @staticmethod
-    def _rules(uplink: str, held: dict[str, HeldPolicy]) -> tuple:
-        return (uplink, tuple((h.name, h.egress_source_ip) for h in sorted(held.values(), key=lambda h: h.name)))
+    def _snat_rules(held: dict[str, HeldPolicy]) -> list[tuple[int, str, str]]:
+        """(prefix length, policy, egress IP) in evaluation order: longest prefix, then policy name."""
+        return sorted(
+            ((length, h.name, h.egress_source_ip) for h in held.values() for length in h.dsts),
+            key=lambda r: (-r[0], r[1]),
+        )
+
+    def _rules(self, uplink: str, held: dict[str, HeldPolicy]) -> tuple:
+        return (uplink, tuple(self._snat_rules(held)))
 
     def _chains(self, uplink: str, held: dict[str, HeldPolicy]) -> list[str]:
         t = f"{FAMILY} {TABLE}"
@@ -101,11 +127,10 @@ class Nat:
             f"add rule {t} postrouting meta mark & 0xffff0000 == {MARK_BASE:#010x} counter snat ip to ip saddr "
             f'comment "steered to a gateway node: keep the pod source, skip the default masquerade"'
         )
-        for h in sorted(held.values(), key=lambda h: h.name):
-            s = set_suffix(h.name)
+        for length, name, ip in self._snat_rules(held):
             lines.append(
-                f'add rule {t} postrouting oifname "{uplink}" ip saddr @pods_{s} ip daddr @dsts_{s} counter '
-                f'snat ip to {h.egress_source_ip} comment "policy {h.name}"'
+                f'add rule {t} postrouting oifname "{uplink}" ip saddr @pods_{set_suffix(name)} '
+                f'ip daddr @{dsts_set(name, length)} counter snat ip to {ip} comment "policy {name} /{length}"'
             )
         lines.append(
             f'add rule {t} postrouting meta mark {STRAY_MARK:#010x} counter drop '
@@ -150,9 +175,12 @@ class Nat:
             prev = old.get(name)
             if prev is None:
                 lines.append(f"add set {t} pods_{s} {{ type ipv4_addr; }}")
-                lines.append(f"add set {t} dsts_{s} {{ type ipv4_addr; flags interval; }}")
             lines += _element_diff(t, f"pods_{s}", prev.pods if prev else frozenset(), h.pods)
-            lines += _element_diff(t, f"dsts_{s}", prev.dsts if prev else frozenset(), h.dsts)
+            prev_dsts = prev.dsts if prev else {}
+            for length, cidrs in h.dsts.items():
+                if length not in prev_dsts:
+                    lines.append(f"add set {t} {dsts_set(name, length)} {{ type ipv4_addr; flags interval; }}")
+                lines += _element_diff(t, dsts_set(name, length), prev_dsts.get(length, frozenset()), cidrs)
         old_ips = {h.egress_source_ip for h in old.values()}
         new_ips = {h.egress_source_ip for h in held.values()}
         for ip in sorted(new_ips - old_ips, key=ipaddress.ip_address):
@@ -161,9 +189,11 @@ class Nat:
         rules = self._rules(state.uplink, held)
         if rules != old_rules:
             lines += self._chains(state.uplink, held)
-        for name in sorted(set(old) - set(held)):
-            s = set_suffix(name)
-            lines += [f"delete set {t} pods_{s}", f"delete set {t} dsts_{s}"]
+        for name, prev in sorted(old.items()):
+            gone = set(prev.dsts) - set(held[name].dsts if name in held else ())
+            lines += [f"delete set {t} {dsts_set(name, length)}" for length in sorted(gone)]
+            if name not in held:
+                lines.append(f"delete set {t} pods_{set_suffix(name)}")
         for ip in sorted(old_ips - new_ips, key=ipaddress.ip_address):
             lines.append(f"delete element {t} snat_counters {{ {ip} }}")
             lines.append(f"delete counter {t} {counter_name(ip)}")
