@@ -11,11 +11,10 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from .conntrack import Conntrack
 from .floating_ip import FloatingIPs
 from .nat import EgressIPCounters, Nat
+from .netlink import iproute
 from .routing import Routing
 from .state import NodeDatapathState
 from .steering import PolicyCounters, Steering
@@ -30,7 +29,7 @@ class DatapathCounters:
 class Datapath:
     def __init__(self, netns: str | None = None, max_pods: int | None = None, max_dsts: int | None = None) -> None:
         self._netns = netns
-        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._ipr = iproute(netns)
         self._routing = Routing(self._ipr)
         self._nat = Nat(netns)
         self._fips = FloatingIPs(self._ipr, netns)
@@ -81,11 +80,8 @@ class Datapath:
             q = before.get(p.name)
             if q is not None and (q.gateway_node_ip != p.gateway_node_ip or (p.name in held_before) != (p.name in held_now)):
                 sources |= set(new.local_pods) & (p.selected_pod_ips | q.selected_pod_ips)
-        if sources:
-            self._conntrack.forget_sources(sources)
         released = set(old.held_floating_ips) - set(new.held_floating_ips)
-        if released:
-            self._conntrack.forget_translated_to(released)
+        self._conntrack.forget(sources=sources, translated_to=released)
 
     def counters(self) -> DatapathCounters:
         steered = self._steering.counters() if self._steering else {}
