@@ -11,6 +11,8 @@ from typing import Iterator, Sequence
 
 from pyroute2 import IPRoute, netns
 
+from egress_agent.datapath.netlink import iproute
+
 
 def exists(name: str) -> bool:
     return os.path.exists(os.path.join("/run/netns", name))
@@ -20,7 +22,9 @@ def create(name: str) -> bool:
     """Create the namespace with loopback up; returns False if it already existed."""
     if exists(name):
         return False
-    netns.create(name)
+    # `ip netns add`, not pyroute2's netns.create(): that forks, which can hang in a process
+    # holding gRPC channels (see egress_agent.datapath.netlink).
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     with ipr(name) as ip:
         ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
     return True
@@ -72,7 +76,7 @@ def remove(name: str) -> None:
 
 @contextmanager
 def ipr(name: str | None) -> Iterator[IPRoute]:
-    ip = IPRoute(netns=name) if name else IPRoute()
+    ip = iproute(name)
     try:
         yield ip
     finally:

@@ -26,10 +26,9 @@ import time
 from dataclasses import replace
 from typing import Callable, Optional, Protocol
 
-from pyroute2 import IPRoute
-
 from egress_agent.datapath.floating_ip import FloatingIPs
 from egress_agent.datapath.kernel import Datapath
+from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.state import NodeDatapathState
 from egress_agent.node import status
 from egress_agent.node.desired import KINDS, desired_state, local_pod_keys
@@ -66,7 +65,7 @@ class NodeReconciler:
         self.netns = netns
         self.resync = resync
         self.counters_interval = counters_interval
-        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._ipr = iproute(netns)
         self._apply_lock = threading.Lock()  # the loop and fencing events both apply
         self._held: Optional[set[str]] = None  # None: no fencing source, assignments decide
         self._snapshot: Optional[Snapshot] = None

@@ -10,9 +10,8 @@ import ipaddress
 import logging
 from typing import Optional
 
-from pyroute2 import IPRoute
-
 from egress_agent.datapath.kernel import Datapath
+from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.steering import CLSACT_INGRESS, PROG_NAME, TC_HANDLE, TC_PRIO
 from egress_agent.node.reconciler import HeldSource, NodeReconciler
 from egress_agent.store import base
@@ -42,7 +41,7 @@ class NodeDatapath:
 
 def uplink_address(uplink: str, netns: Optional[str] = None) -> str:
     """The uplink's node address with prefix (its first address that is not a /32 floating IP)."""
-    with (IPRoute(netns=netns) if netns else IPRoute()) as ipr:
+    with iproute(netns) as ipr:
         found = ipr.link_lookup(ifname=uplink)
         if not found:
             raise ValueError(f"--interface {uplink}: no such interface in this network namespace")
@@ -56,7 +55,7 @@ def remove_steering_filters(netns: Optional[str] = None) -> list[str]:
     """Detach our tc filter (prio TC_PRIO on clsact ingress, program egress_steer) from every interface."""
     parent = int(CLSACT_INGRESS.replace(":", ""), 16)
     removed = []
-    with (IPRoute(netns=netns) if netns else IPRoute()) as ipr:
+    with iproute(netns) as ipr:
         for link in ipr.get_links():
             idx, name = link["index"], link.get("IFLA_IFNAME")
             try:
