@@ -22,7 +22,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -32,8 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from helpers.lab import KernelLab, LabPolicy  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 from egress_agent.datapath.routing import mark_for  # noqa: E402
 from egress_lab import topology as T  # noqa: E402
@@ -107,13 +108,6 @@ def naive_chain(lab: KernelLab, pods: list[str], cidrs: list[str], measured_ip: 
     return round(time.monotonic() - t0, 2)
 
 
-def machine() -> dict:
-    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024
-    cpu = re.search(r"model name\s+: (.*)", Path("/proc/cpuinfo").read_text())
-    return {"nproc": os.cpu_count(), "memory_mib": mem, "kernel": platform.release(),
-            "cpu": cpu.group(1) if cpu else platform.processor()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -128,7 +122,8 @@ def main() -> None:
 
     hl.PREFIX = "egb-"
     lab = KernelLab(run_dir, workers=3, masters=1)
-    results: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "params": vars(args)}
+    results: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": describe_machine(),
+                     "params": vars(args)}
     try:
         lab.add_pod("direct", "worker1", "bench")
         lab.add_pod("steered", "worker1", "bench")
@@ -180,7 +175,8 @@ def render(r: dict) -> str:
             ("direct, during the scale run", r["direct_during_scale"]),
             (f"naive nftables steering ({r['naive_rules']} rules)", r["naive_gateway"])]
     lines = [f"# Datapath benchmark {r['date']}", "",
-             f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_mib']} MiB, kernel {m['kernel']}. "
+             f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, kernel {m['kernel']}, "
+             f"Python {m['python']}. "
              f"iperf3 {r['params']['seconds']} s single TCP stream, ping {r['params']['probes']} probes at 2 ms, "
              "pod on worker1 -> 198.51.100.10; gateway = worker2. All in network namespaces on one host (veth + bridge).", "",
              "| path | Gbit/s | RTT avg µs | RTT min µs | RTT max µs | loss % |", "|---|---|---|---|---|---|"]

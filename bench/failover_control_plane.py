@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,25 +28,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from egress_api import errors, models  # noqa: E402
 from helpers.agent import AgentProcess  # noqa: E402
 from helpers.etcd import free_port, make_cluster  # noqa: E402
+from machine import describe_machine  # noqa: E402
 
 IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"]
 
 
 def machine() -> dict:
-    mem = ""
-    with open("/proc/meminfo") as f:
-        mem = f.readline().split(":")[1].strip()
-    return {
-        "nproc": os.cpu_count(),
-        "memory": mem,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "etcd": os.popen("etcd --version").readline().strip(),
-    }
+    return {**describe_machine(), "etcd": os.popen("etcd --version").readline().strip()}
 
 
 class Group:

@@ -8,7 +8,7 @@ import sys
 
 from egress_api.errors import ApiError
 
-from . import agents, build, labstate, netns, pods, status, topology as T
+from . import agents, build, labstate, pods, status, topology as T
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:

@@ -14,7 +14,6 @@ import requests
 
 from egress_agent.cluster.detector import Detector
 from egress_agent.cluster.election import Election
-from egress_agent.cluster.fencing import Fencing
 from egress_agent.cluster.membership import MEMBERS, Membership
 from egress_agent.cluster.runtime import Cluster, ClusterOptions
 from egress_agent.store.base import ASSIGNMENT, NODE, Conflict, Put, Unavailable

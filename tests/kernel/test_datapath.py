@@ -163,7 +163,6 @@ def test_floating_ip_moves_and_gratuitous_arp_updates_the_router(clean_lab):
 
 
 def test_apply_is_idempotent_and_cleanup_removes_everything(clean_lab):
-    from egress_lab import topology as T
 
     lab = clean_lab
     policies = [seed_policy()]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

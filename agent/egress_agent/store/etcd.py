@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any, Callable, Optional, Sequence
 
 from egress_agent.cluster.etcd_client import (
