@@ -84,10 +84,14 @@ class Agent:
         # A cluster: etcd leases say who is alive, an etcd election who leads (egress_agent.cluster).
         from egress_agent.cluster.runtime import Cluster, ClusterOptions
 
-        self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), ClusterOptions(
-            lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval, probe_misses=conf.probe_misses))
-        log.info("cluster: lease TTL %ss; probes every %gs, a peer is Down after %d misses (%.0f ms)",
-                 conf.lease_ttl, conf.probe_interval, conf.probe_misses, 1000 * conf.probe_interval * conf.probe_misses)
+        options = ClusterOptions(lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval,
+                                 probe_misses=conf.probe_misses)
+        if conf.lease_keepalive:
+            options.keepalive_interval = conf.lease_keepalive
+        self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)
+        log.info("cluster: lease TTL %ss, keepalive every %gs; probes every %gs, a peer is Down after %d misses "
+                 "(%.0f ms)", conf.lease_ttl, options.keepalive_interval, conf.probe_interval, conf.probe_misses,
+                 1000 * conf.probe_interval * conf.probe_misses)
         # Registered before start: a start interrupted while retrying etcd must still clean up.
         self._stops.append(cluster.stop)  # resigns and revokes the lease: the others see us Down at once
         try:

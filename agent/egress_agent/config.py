@@ -15,7 +15,7 @@ from egress_api import models, transport
 
 #: YAML keys (flag --node-ip <-> key node_ip).
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
-        "lease_ttl", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key")
+        "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key")
 DATAPATHS = ("off", "kernel")
 
 
@@ -32,6 +32,7 @@ class AgentConfig:
     datapath: str = "off"
     etcd_prefix: str = "/egress"  # etcd store only: key prefix
     lease_ttl: int = 2  # etcd store only: membership lease TTL in seconds
+    lease_keepalive: Optional[float] = None  # etcd store only: seconds between keepalives (None: cluster default)
     probe_interval: float = DEFAULT_INTERVAL  # etcd store only: seconds between UDP probes to each peer
     probe_misses: int = DEFAULT_MISSES  # etcd store only: unanswered probes before a peer is Down
     etcd_tls: tuple[str, str, str] = ("", "", "")  # etcd store only: CA file, client cert, client key
@@ -133,6 +134,16 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
     except ValueError:
         raise ConfigError(f"--lease-ttl {settings.get('lease_ttl')}: must be a whole number of seconds >= 1") from None
 
+    raw = settings.get("lease_keepalive")
+    try:
+        lease_keepalive = float(raw) if raw else None
+        # A keepalive must reach etcd well before the lease runs out, or the node flaps Down.
+        if lease_keepalive is not None and not 0 < lease_keepalive < lease_ttl:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--lease-keepalive {raw}: must be a number of seconds above 0 and below the lease TTL "
+                          f"({lease_ttl} s; default 0.5)") from None
+
     probe_interval, probe_misses = _probe_timing(settings)
 
     datapath = settings.get("datapath") or "off"
@@ -150,7 +161,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
-        lease_ttl=lease_ttl, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
+        lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
     )
 
 

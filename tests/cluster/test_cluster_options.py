@@ -19,7 +19,8 @@ def test_bad_probe_settings_exit_2_naming_the_flag(tmp_path):
                                "--listen", "127.0.0.1:7000", *extra], capture_output=True, text=True, timeout=30)
 
     for flag, value in (("--probe-interval", "0"), ("--probe-interval", "fast"), ("--probe-interval", "120"),
-                        ("--probe-misses", "0"), ("--probe-misses", "1.5")):
+                        ("--probe-misses", "0"), ("--probe-misses", "1.5"),
+                        ("--lease-keepalive", "0"), ("--lease-keepalive", "2"), ("--lease-keepalive", "soon")):
         r = run(flag, value)
         assert r.returncode == 2, (flag, value, r.stderr)
         assert f"{flag} {value}: must be" in r.stderr, r.stderr
@@ -38,9 +39,12 @@ def test_probe_settings_reach_the_detector(tmp_path, empty_group):
     leader = group.add("worker1", "worker", "192.0.2.11/24", extra=["--config", str(conf), "--lease-ttl", "5"])
     wait_for(lambda: leader.client.health().leader == "worker1", what="worker1 to lead")
     victim = group.add("worker2", "worker", "192.0.2.12/24",
-                       extra=["--probe-interval", "0.1", "--probe-misses", "10", "--lease-ttl", "5"])
+                       extra=["--probe-interval", "0.1", "--probe-misses", "10", "--lease-ttl", "5",
+                              "--lease-keepalive", "1"])
     wait_for(lambda: leader.client.get_node("worker2").state == "Up", what="worker2 Up")
     assert "probes every 0.1s, a peer is Down after 10 misses (1000 ms)" in leader.log()
+    assert "lease TTL 5s, keepalive every 0.5s" in leader.log()  # the default
+    assert "lease TTL 5s, keepalive every 1s" in victim.log()
     victim.kill()
     t0 = time.monotonic()
     wait_for(lambda: leader.client.get_node("worker2").state == "Down", timeout=10, interval=0.02, what="worker2 Down")

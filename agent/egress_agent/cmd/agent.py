@@ -2,7 +2,7 @@
 
     egress-agent --node NAME --role worker|master --node-ip 192.0.2.11/24 --socket PATH
                  --store sqlite:PATH [--interface IF] [--config FILE] [--listen HOST:PORT] [--datapath off]
-    egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S]
+    egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S] [--lease-keepalive S]
                  [--probe-interval S] [--probe-misses N]
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="where desired state lives: sqlite:PATH, or etcd:http://HOST:PORT[,...] for a cluster")
     p.add_argument("--etcd-prefix", dest="etcd_prefix", help="etcd key prefix (default /egress)")
     p.add_argument("--lease-ttl", dest="lease_ttl", help="etcd membership lease TTL in seconds (default 2)")
+    p.add_argument("--lease-keepalive", dest="lease_keepalive", metavar="S",
+                   help="seconds between keepalives of the membership lease (default 0.5; below --lease-ttl)")
     p.add_argument("--probe-interval", dest="probe_interval", metavar="S",
                    help=f"seconds between UDP liveness probes to each peer (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--probe-misses", dest="probe_misses", metavar="N",
