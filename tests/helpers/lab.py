@@ -19,6 +19,17 @@ from egress_lab import build, labstate, pods, topology as T
 
 PREFIX = "egt-"
 
+# The seed's cast, shared by the kernel and the agent labs: alice's frontend pods on a
+# normal node and on the gateway node, alice's backend, bob's frontend, paul's frontend.
+SEED_PODS = (
+    ("fe1", "worker1", "alice", {"role": "frontend"}),
+    ("fe2", "worker2", "alice", {"role": "frontend"}),
+    ("be1", "worker1", "alice", {"role": "backend"}),
+    ("bob1", "worker1", "bob", {"role": "frontend"}),
+    ("paul1", "worker3", "paul", {"role": "frontend"}),
+)
+SEED_NAMESPACES = {"alice": {"user": "alice"}, "bob": {"user": "bob"}, "paul": {"user": "paul"}}
+
 
 @dataclass(frozen=True)
 class LabPolicy:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helpers.lab import KernelLab
+from helpers.lab import SEED_PODS, KernelLab
 
 pytestmark = pytest.mark.kernel
 
@@ -17,13 +17,8 @@ def lab(tmp_path_factory):
         pytest.fail("kernel tests need root (network namespaces, eBPF, nftables): run them as root")
     lab = KernelLab(tmp_path_factory.mktemp("lab"), workers=3, masters=1)
     try:
-        # The seed's cast: alice's frontend pods on a normal node and on the gateway node,
-        # alice's backend, bob's frontend, and paul's frontend.
-        lab.add_pod("fe1", "worker1", "alice", role="frontend")
-        lab.add_pod("fe2", "worker2", "alice", role="frontend")
-        lab.add_pod("be1", "worker1", "alice", role="backend")
-        lab.add_pod("bob1", "worker1", "bob", role="frontend")
-        lab.add_pod("paul1", "worker3", "paul", role="frontend")
+        for pod, node, namespace, labels in SEED_PODS:
+            lab.add_pod(pod, node, namespace, **labels)
         yield lab
     finally:
         lab.close()

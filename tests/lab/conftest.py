@@ -1,7 +1,6 @@
 """The agent lab: 3 workers + 1 master, etcd and a real egress-agent per node; built once per session, always torn down.
 
-The seed's cast: alice's frontend pods on worker1 and worker2, alice's backend
-and bob's frontend on worker1, paul's frontend on worker3.
+The pods and namespace labels are the seed's cast (helpers.lab.SEED_PODS).
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ import os
 import pytest
 
 from helpers.agent_lab import AgentLab
+from helpers.lab import SEED_NAMESPACES, SEED_PODS
 
 pytestmark = pytest.mark.kernel
 
@@ -21,14 +21,10 @@ def agent_lab(tmp_path_factory):
         pytest.fail("lab tests need root (network namespaces, eBPF, nftables): run them as root")
     lab = AgentLab(tmp_path_factory.mktemp("agentlab") / "run", workers=3, masters=1)
     try:
-        lab.label_namespace("alice", user="alice")
-        lab.label_namespace("bob", user="bob")
-        lab.label_namespace("paul", user="paul")
-        lab.add_pod("fe1", "worker1", "alice", role="frontend")
-        lab.add_pod("fe2", "worker2", "alice", role="frontend")
-        lab.add_pod("be1", "worker1", "alice", role="backend")
-        lab.add_pod("bob1", "worker1", "bob", role="frontend")
-        lab.add_pod("paul1", "worker3", "paul", role="frontend")
+        for namespace, labels in SEED_NAMESPACES.items():
+            lab.label_namespace(namespace, **labels)
+        for pod, node, namespace, labels in SEED_PODS:
+            lab.add_pod(pod, node, namespace, **labels)
         yield lab
     finally:
         lab.close()
