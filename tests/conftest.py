@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers.agent import AgentProcess, start_agent  # noqa: E402
+from helpers.etcd import EtcdCluster, make_cluster  # noqa: E402
 
 
 @pytest.fixture
@@ -17,3 +18,13 @@ def agent_process(tmp_path_factory) -> AgentProcess:
     """A real egress-agent (worker1, 192.0.2.11/24) on a temp socket and sqlite store; killed at teardown."""
     with start_agent(tmp_path_factory.mktemp("agent")) as agent:
         yield agent
+
+
+@pytest.fixture
+def etcd3(tmp_path) -> EtcdCluster:
+    """A fresh 3-member etcd cluster on loopback that a test may stop members of; killed at teardown."""
+    cluster = make_cluster(tmp_path / "etcd3", size=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()

@@ -46,15 +46,6 @@ class AgentGroup:
 
 
 @pytest.fixture
-def etcd3(tmp_path) -> EtcdCluster:
-    cluster = make_cluster(tmp_path / "etcd", size=3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
 def empty_group(tmp_path) -> AgentGroup:
     """No agents yet, on a single-member etcd: for tests that start agents with their own flags."""
     cluster = make_cluster(tmp_path / "etcd", size=1)

@@ -20,15 +20,5 @@ def etcd(tmp_path_factory) -> EtcdCluster:
 
 
 @pytest.fixture
-def etcd3(tmp_path) -> EtcdCluster:
-    """A fresh 3-member cluster a test may stop members of."""
-    cluster = make_cluster(tmp_path / "etcd3", size=3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
 def prefix() -> str:
     return f"/t{next(_prefixes)}"
