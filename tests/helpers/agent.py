@@ -57,6 +57,7 @@ class AgentProcess:
         node_ip: str = "192.0.2.11/24",
         extra_args: Sequence[str] = (),
         env: Optional[dict[str, str]] = None,
+        netns: Optional[str] = None,
     ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,7 @@ class AgentProcess:
         self.node, self.role, self.node_ip = node, role, node_ip
         self.extra_args = list(extra_args)
         self.env = env
+        self.netns = netns  # run inside this network namespace (`ip netns exec` execs: same pid)
         self.proc: Optional[subprocess.Popen] = None
         self._client: Optional[EgressClient] = None
 
@@ -77,6 +79,7 @@ class AgentProcess:
     @property
     def args(self) -> list[str]:
         return [
+            *(["ip", "netns", "exec", self.netns] if self.netns else []),
             *agent_command(),
             "--node", self.node,
             "--role", self.role,
