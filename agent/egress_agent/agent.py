@@ -130,7 +130,7 @@ class Agent:
         from egress_agent.server.servicer import EgressServicer
 
         node = self.conf.node
-        counters = dp_status.ClusterCounters(store, node.name, datapath.counters if datapath else None)
+        counters = dp_status.ClusterCounters(pod_waiter.records, node.name, datapath.counters if datapath else None)
         servicer = EgressServicer(
             store, node.name, nodes, leadership, version=self.version, counters=counters,
             pod_programmed=pod_waiter.wait,

@@ -16,6 +16,7 @@ from typing import Callable, Generic, TypeVar
 import grpc
 
 from egress_api import convert, errors, models, transport
+from egress_api.status import GatewayStatus, NodeStatus  # noqa: F401 - part of the client API
 from egress_api.v1 import egress_pb2 as pb
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
@@ -48,25 +49,6 @@ class Event:
     message: str
     timestamp: float
     count: int
-
-
-@dataclass(frozen=True)
-class GatewayStatus:
-    name: str
-    nodes: dict[str, str]  # node -> Up | Down
-    floating_ips: dict[str, str]  # ip -> node, "" when unassigned
-    unassigned_reasons: dict[str, str]  # ip -> why no node holds it
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    name: str
-    role: str
-    state: str
-    node_ip: str
-    floating_ips: list[str]
-    pod_cidr: str
-    api_address: str
 
 
 @dataclass(frozen=True)

@@ -7,31 +7,11 @@ DescribePolicy) so every agent answers the same from the same records.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-
 from egress_agent.controller.assignment import DOWN, UP, NodeInfo
 from egress_agent.store.base import Record
+from egress_api.status import GatewayStatus, NodeStatus
 
 PENDING = "not assigned yet: waiting for the controller"
-
-
-@dataclass(frozen=True)
-class GatewayView:
-    name: str
-    nodes: dict[str, str]
-    floating_ips: dict[str, str]
-    unassigned_reasons: dict[str, str]
-
-
-@dataclass(frozen=True)
-class NodeView:
-    name: str
-    role: str
-    state: str
-    node_ip: str
-    floating_ips: list[str]
-    pod_cidr: str
-    api_address: str
 
 
 def node_states(node_records: dict[str, Record], nodes: list[NodeInfo]) -> dict[str, str]:
@@ -47,18 +27,18 @@ def holder_of(ip: str, assignments: dict[str, Record]) -> str:
 
 def gateway_view(
     gateway: Record, assignments: dict[str, Record], node_records: dict[str, Record], nodes: list[NodeInfo]
-) -> GatewayView:
+) -> GatewayStatus:
     ips: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for ip in gateway.value.get("floating_ips", []):
-        rec = assignments.get(ip)
-        ips[ip] = rec.value.get("node", "") if rec else ""
+        ips[ip] = holder_of(ip, assignments)
         if not ips[ip]:
+            rec = assignments.get(ip)
             reasons[ip] = (rec.value.get("reason") if rec else "") or PENDING
-    return GatewayView(gateway.name, node_states(node_records, nodes), ips, reasons)
+    return GatewayStatus(gateway.name, node_states(node_records, nodes), ips, reasons)
 
 
-def node_views(node_records: dict[str, Record], assignments: dict[str, Record], nodes: list[NodeInfo]) -> list[NodeView]:
+def node_views(node_records: dict[str, Record], assignments: dict[str, Record], nodes: list[NodeInfo]) -> list[NodeStatus]:
     infos = {n.name: n for n in nodes}
     out = []
     for name, state in node_states(node_records, nodes).items():
@@ -69,7 +49,7 @@ def node_views(node_records: dict[str, Record], assignments: dict[str, Record], 
             (ip for ip, a in assignments.items() if a.value.get("node") == name), key=ipaddress.ip_address
         )
         out.append(
-            NodeView(
+            NodeStatus(
                 name=name,
                 role=value.get("role") or (info.role if info else ""),
                 state=state,

@@ -15,7 +15,8 @@ A node without the record runs no datapath (`--datapath off`): nothing waits for
   the pod write's, and fails clearly when the node does not within the timeout
   or reports the pod as pending.
 - `ClusterCounters` answers DescribePolicy's counters for the whole cluster:
-  the sum of every node's published counters (this node's read live).
+  the sum of every node's published counters (this node's read live), from
+  the records the waiter already keeps in memory: no store read per call.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from typing import Callable, Optional
 
 from egress_agent.store import base
-from egress_agent.store.base import POLICY, Put
+from egress_agent.store.base import Put
 
 DATAPATH = "datapath"
 DEFAULT_WAIT = 10.0
@@ -79,6 +80,11 @@ class ProgrammedWaiter:
         if self._cancel:
             self._cancel()
 
+    def records(self) -> dict[str, dict]:
+        """Every node's datapath record, as last seen by the watch."""
+        with self._cond:
+            return dict(self._records)
+
     def _on_change(self, rev: int, changes) -> None:
         with self._cond:
             for c in changes:
@@ -125,16 +131,14 @@ class ClusterCounters:
     ({"steered": ..., "translated": ...}); they replace this node's published ones.
     """
 
-    def __init__(self, store: base.Store, node: str, local: Optional[Callable[[], dict]] = None):
-        self.store = store
+    def __init__(self, records: Callable[[], dict[str, dict]], node: str, local: Optional[Callable[[], dict]] = None):
+        self.records = records  # node -> published datapath record (ProgrammedWaiter.records)
         self.node = node
         self.local = local
 
-    def __call__(self, policy: str) -> Counters:
-        snap = self.store.snapshot([POLICY, DATAPATH])
-        rec = snap.of(POLICY).get(policy)
-        ip = rec.value.get("egress_source_ip", "") if rec else ""
-        per_node = {n: r.value for n, r in snap.of(DATAPATH).items()}
+    def __call__(self, policy: str, egress_source_ip: str) -> Counters:
+        ip = egress_source_ip
+        per_node = self.records()
         if self.local is not None:
             try:
                 per_node[self.node] = self.local()

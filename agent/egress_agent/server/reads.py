@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from egress_agent.controller import view
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base
@@ -45,8 +47,13 @@ def node_status(store: base.Store, nodes: NodeSource, name: str) -> pb.NodeStatu
 
 
 def events(store: base.Store, kind: str = "", name: str = "") -> list[pb.Event]:
+    return events_of(store.list(EVENT), kind, name)
+
+
+def events_of(records: Iterable[base.Record], kind: str = "", name: str = "") -> list[pb.Event]:
+    """The events among `records` about `kind`/`name` ("" = any), oldest first."""
     out = []
-    for rec in store.list(EVENT):
+    for rec in records:
         v = rec.value
         if (kind and v.get("kind") != kind) or (name and v.get("name") != name):
             continue
@@ -64,8 +71,10 @@ def events(store: base.Store, kind: str = "", name: str = "") -> list[pb.Event]:
     return sorted(out, key=lambda e: (e.timestamp, e.reason, e.message))
 
 
-def describe_policy(store: base.Store, name: str, counters: dict[str, int] | None = None) -> pb.DescribePolicyResponse:
-    snap = store.snapshot([POLICY, ASSIGNMENT])
+def describe_policy(
+    store: base.Store, name: str, counters: Callable[[str, str], dict[str, int]]
+) -> pb.DescribePolicyResponse:
+    snap = store.snapshot([POLICY, ASSIGNMENT, EVENT])  # one read: spec, holder and events agree
     rec = snap.of(POLICY).get(name)
     if rec is None:
         raise base.NotFound(POLICY, name)
@@ -73,7 +82,7 @@ def describe_policy(store: base.Store, name: str, counters: dict[str, int] | Non
     return pb.DescribePolicyResponse(
         policy=convert.policy_to_proto(policy, rec.version),
         holder=view.holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
-        events=events(store, "policy", name),
+        events=events_of(snap.of(EVENT).values(), "policy", name),
         # All zero until a datapath reports its eBPF/nftables counters.
-        counters=pb.PolicyCounters(name=name, **(counters or {})),
+        counters=pb.PolicyCounters(name=name, **counters(name, policy.egress_source_ip)),
     )

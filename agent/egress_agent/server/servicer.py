@@ -28,7 +28,7 @@ from egress_api.v1 import egress_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 #: name -> counter fields of PolicyCounters (steered_packets, ...); the datapath provides it.
-CounterSource = Callable[[str], dict[str, int]]
+CounterSource = Callable[[str, str], dict[str, int]]  # (policy name, its egress_source_ip) -> counters
 #: (node, pod key, store revision of the pod write): returns once that node has programmed the pod,
 #: raises node.status.PodNotProgrammed otherwise (egress_agent.node.status.ProgrammedWaiter.wait).
 PodProgrammed = Callable[[str, str, int], None]
@@ -97,7 +97,7 @@ class EgressServicer(pb_grpc.EgressServicer):
         self.node = node
         self.nodes = nodes
         self.leadership = leadership or Standalone()
-        self.counters = counters or (lambda name: {})
+        self.counters = counters or (lambda name, ip: {})
         self.version = version
         self.pod_programmed = pod_programmed
         self.writes = Writes(store)
@@ -162,7 +162,7 @@ class EgressServicer(pb_grpc.EgressServicer):
     @_rpc
     def DescribePolicy(self, request, context):
         name = _name(request, "policy")
-        return reads.describe_policy(self.store, name, self.counters(name))
+        return reads.describe_policy(self.store, name, self.counters)
 
     # --- observed state ------------------------------------------------------------------
 

@@ -1,0 +1,32 @@
+"""Observed-state values, shared by the agent (which computes them) and the client (which returns them).
+
+Plain dataclasses with no gRPC import, so the agent's pure status functions
+can build them without pulling in the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """The seed's AnthosNetworkGateway `status` block."""
+
+    name: str
+    nodes: dict[str, str]  # node -> Up | Down
+    floating_ips: dict[str, str]  # ip -> node, "" when unassigned
+    unassigned_reasons: dict[str, str]  # ip -> why no node holds it
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """The seed's anthosnetworkgatewaynode: one node and the floating IPs it holds."""
+
+    name: str
+    role: str
+    state: str  # Up | Down
+    node_ip: str
+    floating_ips: list[str]
+    pod_cidr: str
+    api_address: str
