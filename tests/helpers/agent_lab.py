@@ -20,9 +20,9 @@ V = TypeVar("V")
 
 
 class AgentLab:
-    def __init__(self, run_dir: Path, workers: int = 3, masters: int = 1, prefix: str = "ega-") -> None:
+    def __init__(self, run_dir: Path, workers: int = 3, masters: int = 1, prefix: str | None = None) -> None:
         self._saved_env = {k: os.environ.get(k) for k in ("EGRESS_LAB_PREFIX", "EGRESS_LAB_DIR")}
-        os.environ["EGRESS_LAB_PREFIX"] = prefix
+        os.environ["EGRESS_LAB_PREFIX"] = prefix or os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "a-"
         os.environ["EGRESS_LAB_DIR"] = str(run_dir)
         self.env = dict(os.environ)
         build.down()  # whatever a crashed run left behind

@@ -17,7 +17,9 @@ from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.state import NodeDatapathState, PolicyPath
 from egress_lab import build, labstate, pods, topology as T
 
-PREFIX = "egt-"
+# EGRESS_TEST_NS_TAG lets two checkouts run the kernel suites side by side.
+TAG = os.environ.get("EGRESS_TEST_NS_TAG", "eg")
+PREFIX = TAG + "t-"
 
 # The seed's cast, shared by the kernel and the agent labs: alice's frontend pods on a
 # normal node and on the gateway node, alice's backend, bob's frontend, paul's frontend.

@@ -8,10 +8,11 @@ import pytest
 
 from egress_api import models
 from helpers.agent import AgentProcess, agent_command, wait_for
+from helpers.lab import PREFIX
 
 pytestmark = pytest.mark.kernel
 
-NS = "egt-standalone"
+NS = PREFIX + "standalone"
 FIP = "192.0.2.100"
 
 
