@@ -27,7 +27,7 @@ CONF = Path(__file__).parent / "cni_conf"
 
 def manifests() -> list[dict]:
     docs = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(DEPLOY.rglob("*.yaml")):  # with uninstall/
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
@@ -37,7 +37,8 @@ def by_kind(kind: str) -> list[dict]:
 
 
 def pod_spec(role: str) -> dict:
-    (ds,) = [d for d in by_kind("DaemonSet") if d["spec"]["template"]["metadata"]["labels"]["egress.io/role"] == role]
+    (ds,) = [d for d in by_kind("DaemonSet")
+             if d["spec"]["template"]["metadata"]["labels"].get("egress.io/role") == role]
     return ds["spec"]["template"]["spec"]
 
 
@@ -119,3 +120,10 @@ def test_the_init_container_command_chains_egress_into_a_node(tmp_path):
     assert (host / "opt/cni/bin/egress").read_bytes() == b"\x7fELF plugin"
     keeper = next(c for c in pod_spec("worker")["containers"] if c["name"] == "cni-keeper")
     assert keeper["args"] == init["args"] + ["--every=10"]
+
+    (uninstall_ds,) = [d for d in by_kind("DaemonSet") if d["metadata"]["name"] == "egress-uninstall"]
+    uninstall = uninstall_ds["spec"]["template"]["spec"]["initContainers"][0]
+    assert install.main([a.replace("=/host/", f"={host}/") for a in uninstall["args"]]) == 0
+    assert json.loads((host / "etc/cni/net.d/10-calico.conflist").read_text()) == \
+        json.loads((CONF / "calico.conflist").read_text())
+    assert not (host / "opt/cni/bin/egress").exists()
