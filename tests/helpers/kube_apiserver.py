@@ -341,7 +341,7 @@ class KubeApiServerDouble:
                 start = self._revision
                 objects = sorted((o for o in self._state_at(kind, start) if match(o)), key=_key)
             else:
-                start, objects = _parse_rv(rv), []
+                start, objects = (_parse_rv(rv) if rv else self._revision), []  # unset: from now on
                 if start < self._compacted:
                     raise ApiError(410, "Expired", f"too old resource version: {start} ({self._compacted})")
             watch = _Watch()
