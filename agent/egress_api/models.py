@@ -5,6 +5,11 @@ Terraform configuration with the same models at plan time, so a client other
 than Terraform gets exactly the same errors. Field names match the Terraform
 schema (snake_case), so a pydantic error location *is* the attribute path.
 
+Any attribute of a gateway or policy may be `Pending`: Terraform does not
+know it yet (a template over another resource's output, `count.index` at
+validate, ...). Its checks wait until it is known, except that a known
+beginning (`Pending(prefix="gw-")`) must be able to start a valid value.
+
 Cross-object rules (a policy's source IP must be one of some gateway's
 floating IPs, no two policies share a source IP, no floating IP is in two
 gateways) need the other objects, so they live in `check_references`.
@@ -15,13 +20,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Iterable, Optional
+from typing import Annotated, Any, Callable, Iterable, Optional
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    WrapValidator,
     field_validator,
 )
 
@@ -32,13 +39,22 @@ _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
+# What a string that may still grow must look like to be the start of a valid value.
+_DNS1123_LABEL_START = re.compile(r"^[a-z0-9][-a-z0-9]*$")
+_LABEL_VALUE_START = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+_NAME_RULE = "use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit (e.g. 'default')"
+_LABEL_VALUE_RULE = "must be empty or 1-63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+
+
 def _check_object_name(value: str) -> str:
     if not value or len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use 1-63 lower-case letters, digits or '-', "
-            "starting and ending with a letter or digit (e.g. 'default')"
-        )
+        raise ValueError(f"{value!r} is not a valid name: {_NAME_RULE}")
     return value
+
+
+def _check_object_name_start(prefix: str) -> None:
+    if len(prefix) > 63 or not _DNS1123_LABEL_START.match(prefix):
+        raise ValueError(f"a name starting with {prefix!r} is not valid: {_NAME_RULE}")
 
 
 def check_label_key(key: str) -> str:
@@ -53,20 +69,15 @@ def check_label_key(key: str) -> str:
     return key
 
 
-def check_label_value(key: str, value: str) -> str:
+def check_label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
-        raise ValueError(
-            f"label {key}={value!r}: value must be empty or 1-63 characters of letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
+        raise ValueError(f"label value {value!r} {_LABEL_VALUE_RULE}")
     return value
 
 
-def _check_labels(labels: dict[str, str]) -> dict[str, str]:
-    for k, v in labels.items():
-        check_label_key(k)
-        check_label_value(k, v)
-    return labels
+def _check_label_value_start(prefix: str) -> None:
+    if len(prefix) > 63 or not _LABEL_VALUE_START.match(prefix):
+        raise ValueError(f"a label value starting with {prefix!r} is not valid: it {_LABEL_VALUE_RULE}")
 
 
 # --- IPv4 value types ----------------------------------------------------------
@@ -116,15 +127,77 @@ def parse_ipv4_interface(value: Any) -> str:
     return iface.with_prefixlen
 
 
-def _unique_sorted(values: Iterable[str], parse, what: str) -> list[str]:
-    out: dict[str, None] = {}
+# The beginning of an IPv4 address (as parse_ipv4 reads it): whole octets 0-255 without leading zeros, then
+# the start of one more. "192.0.2." and "192.0.2.1" can begin an address; "192.0.2.300" and "10.0.0.0." cannot.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_OCTET_START = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?|0)?"
+_IPV4_START = rf"\s*(?:{_OCTET}\.){{0,3}}{_OCTET_START}"
+_IPV4_START_RE = re.compile(rf"^{_IPV4_START}$|^\s*{_OCTET}(?:\.{_OCTET}){{3}}\s+$")
+_IPV4_CIDR_START_RE = re.compile(rf"^{_IPV4_START}$|^\s*{_OCTET}(?:\.{_OCTET}){{3}}/(?:3[0-2]|[12]\d|\d)?\s*$")
+
+
+def _check_ipv4_start(prefix: str) -> None:
+    if not _IPV4_START_RE.match(prefix):
+        raise ValueError(f"a value starting with {prefix!r} is not a valid IPv4 address (e.g. 192.0.2.100)")
+
+
+def _check_ipv4_cidr_start(prefix: str) -> None:
+    if not _IPV4_CIDR_START_RE.match(prefix):
+        raise ValueError(f"a value starting with {prefix!r} is not a valid IPv4 CIDR block (e.g. 198.51.100.0/24)")
+
+
+def _unique(what: str) -> Callable[[list[str]], list[str]]:
+    """An after-validator for a set of addresses: each listed once, sorted; Pending elements are left as they are."""
+    return lambda values: _unique_sorted(values, what)
+
+
+def _unique_sorted(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
     for v in values:
-        canon = parse(v)
-        if canon in out:
-            raise ValueError(f"{what} {canon} is listed twice")
-        out[canon] = None
+        if isinstance(v, Pending):
+            continue
+        if v in seen:
+            raise ValueError(f"{what} {v} is listed twice")
+        seen.add(v)
+    if any(isinstance(v, Pending) for v in values):
+        return values  # checked only, never stored: order does not matter yet
     # Sets in Terraform are unordered; a canonical order keeps state and diffs stable.
-    return sorted(out, key=lambda s: ipaddress.ip_network(s, strict=False))
+    return sorted(values, key=lambda s: ipaddress.ip_network(s, strict=False))
+
+
+# --- Values not known yet ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A value not known yet; `prefix` is what is known of a string's beginning ("" if nothing).
+
+    Models holding one are for checking a configuration only; they are never stored.
+    """
+
+    prefix: str = ""
+
+
+def _deferred(check_start: Optional[Callable[[str], None]] = None) -> WrapValidator:
+    """Validation of a field that waits for a Pending value, checking only its known beginning."""
+
+    def defer(value: Any, handler):
+        if isinstance(value, Pending):
+            if value.prefix and check_start is not None:
+                check_start(value.prefix)
+            return value
+        return handler(value)
+
+    return WrapValidator(defer)
+
+
+# Field types of the objects Terraform manages: each checks a known value in full, a pending one by its start.
+ObjectName = Annotated[str, AfterValidator(_check_object_name), _deferred(_check_object_name_start)]
+IPv4 = Annotated[str, AfterValidator(parse_ipv4), _deferred(_check_ipv4_start)]
+IPv4Cidr = Annotated[str, AfterValidator(parse_ipv4_cidr), _deferred(_check_ipv4_cidr_start)]
+LabelKey = Annotated[str, AfterValidator(check_label_key)]  # map keys are always known
+LabelValue = Annotated[str, AfterValidator(check_label_value), _deferred(_check_label_value_start)]
+Labels = Annotated[dict[LabelKey, LabelValue], _deferred()]
 
 
 # --- Desired state -------------------------------------------------------------------
@@ -136,12 +209,7 @@ class LabelSelector(BaseModel):
     """Kubernetes LabelSelector (match_labels only). An empty selector matches everything."""
 
     model_config = _strict
-    match_labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("match_labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_labels(v)
+    match_labels: Labels = Field(default_factory=dict)
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match_labels.items())
@@ -151,8 +219,8 @@ class EgressRule(BaseModel):
     """One selection rule: both selectors must match (AND); an omitted selector matches everything."""
 
     model_config = _strict
-    namespace_selector: Optional[LabelSelector] = None
-    pod_selector: Optional[LabelSelector] = None
+    namespace_selector: Annotated[Optional[LabelSelector], _deferred()] = None
+    pod_selector: Annotated[Optional[LabelSelector], _deferred()] = None
 
     def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
         ns_ok = self.namespace_selector is None or self.namespace_selector.matches(namespace_labels)
@@ -167,43 +235,20 @@ class Gateway(BaseModel):
     """The seed's AnthosNetworkGateway: a set of floating IPs for egress."""
 
     model_config = _strict
-    name: Name = "default"
-    floating_ips: list[str] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_object_name(v)
-
-    @field_validator("floating_ips")
-    @classmethod
-    def _ips(cls, v: list[str]) -> list[str]:
-        return _unique_sorted(v, parse_ipv4, "floating IP")
+    name: ObjectName = "default"
+    floating_ips: Annotated[list[IPv4], Field(min_length=1), AfterValidator(_unique("floating IP")), _deferred()]
 
 
 class Policy(BaseModel):
     """The seed's EgressNATPolicy: which pods, which destinations, which source IP."""
 
     model_config = _strict
-    name: Name
-    egress: list[EgressRule] = Field(min_length=1)
-    destination_cidrs: list[str] = Field(min_length=1)
-    egress_source_ip: str
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_object_name(v)
-
-    @field_validator("destination_cidrs")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        return _unique_sorted(v, parse_ipv4_cidr, "destination CIDR")
-
-    @field_validator("egress_source_ip")
-    @classmethod
-    def _source_ip(cls, v: str) -> str:
-        return parse_ipv4(v)
+    name: ObjectName
+    egress: Annotated[list[EgressRule], Field(min_length=1), _deferred()]
+    destination_cidrs: Annotated[
+        list[IPv4Cidr], Field(min_length=1), AfterValidator(_unique("destination CIDR")), _deferred()
+    ]
+    egress_source_ip: IPv4
 
     def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
         return any(rule.selects(namespace_labels, pod_labels) for rule in self.egress)
@@ -255,12 +300,7 @@ class Node(BaseModel):
 class Namespace(BaseModel):
     model_config = _strict
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_labels(v)
+    labels: Labels = Field(default_factory=dict)
 
 
 class Pod(BaseModel):
@@ -269,17 +309,12 @@ class Pod(BaseModel):
     namespace: Name
     node: Name
     ip: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     @field_validator("ip")
     @classmethod
     def _ip(cls, v: str) -> str:
         return parse_ipv4(v)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_labels(v)
 
 
 # --- Errors with attribute paths ------------------------------------------------------
@@ -307,20 +342,50 @@ class InvalidObject(ValueError):
         super().__init__(f"invalid {kind} {name!r}: {lines}")
 
 
+# pydantic's error types in our words: its own messages ("Input should be a valid string") never reach a user.
+_MESSAGES = {
+    "missing": "this attribute is required",
+    "extra_forbidden": "unknown attribute",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "set_type": "must be a set",
+    "dict_type": "must be a map of strings",
+    "model_type": "must be a block",
+    "model_attributes_type": "must be a block",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_too_short": "must not be empty",
+}
+
+
+def _message(e: dict) -> str:
+    kind, ctx = e["type"], e.get("ctx") or {}
+    if kind == "value_error":  # raised by our own checks: their message is already in our words
+        return str(ctx.get("error", e["msg"].removeprefix("Value error, ")))
+    if kind == "too_short" and e["loc"]:
+        return f"at least one {_singular(_field_of(e['loc']))} is required"
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} {_singular(_field_of(e['loc']))} values are allowed"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters long"
+    return _MESSAGES.get(kind, "is not a valid value here")
+
+
+def _field_of(loc: tuple) -> str:
+    """The attribute a location ends in (its last name, not an index or key)."""
+    return next((str(step) for step in reversed(loc) if isinstance(step, str)), "")
+
+
 def _violations(err: ValidationError) -> list[Violation]:
     out = []
     for e in err.errors():
-        msg = e["msg"]
-        # pydantic prefixes messages raised from validators with "Value error, ".
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if e["type"] == "too_short" and e["loc"]:
-            msg = f"at least one {_singular(e['loc'][-1])} is required"
-        if e["type"] == "missing":
-            msg = "this attribute is required"
-        if e["type"] == "extra_forbidden":
-            msg = "unknown attribute"
-        out.append(Violation(tuple(e["loc"]), msg))
+        loc = tuple(e["loc"])
+        if loc[-1:] == ("[key]",):  # a bad map key: pydantic adds a marker after the key itself
+            loc = loc[:-1]
+        out.append(Violation(loc, _message(e)))
     return out
 
 

@@ -7,8 +7,10 @@ from typing import Optional
 
 from tf.iface import Config, Provider
 from tf.schema import Attribute, Schema
-from tf.types import Number, String, Unknown
+from tf.types import Number, String
 from tf.utils import Diagnostics
+
+from egress_provider.framework.unknowns import is_unknown
 
 SOURCE = "egressnat/egress"
 FULL_NAME = f"registry.terraform.io/{SOURCE}"
@@ -94,12 +96,12 @@ class EgressProvider(Provider):
             reason = _check_endpoint(endpoint)
             if reason:
                 diags.add_error("Invalid endpoint", reason, path=["endpoint"])
-        if timeout is not None and timeout is not Unknown and timeout <= 0:
+        if isinstance(timeout, (int, float)) and timeout <= 0:
             diags.add_error("Invalid timeout", f"timeout must be a positive number of seconds, not {timeout}", path=["timeout"])
 
     def configure_provider(self, diags: Diagnostics, config: Config):
         endpoint = config.get("endpoint")
-        if endpoint is Unknown:
+        if is_unknown(endpoint):
             diags.add_error(
                 "endpoint is not known yet",
                 "The provider's `endpoint` depends on a value Terraform only learns during apply. "

@@ -30,6 +30,12 @@ from typing import Any, Callable, Optional
 BIN = Path(sys.executable).parent
 TERRAFORM = BIN / "terraform"
 PROVIDER_SOURCE = "registry.terraform.io/egressnat/egress"
+# The official Terraform build on PATH outside the venv (1.11.4 on these machines), if there is one.
+OFFICIAL_TERRAFORM = next(
+    (Path(p) / "terraform" for p in os.environ.get("PATH", "").split(os.pathsep)
+     if p and Path(p).resolve() != BIN.resolve() and (Path(p) / "terraform").is_file()),
+    None,
+)
 
 REQUIRED_PROVIDERS = """\
 terraform {
@@ -124,7 +130,9 @@ class Terraform:
         cli_config: Optional[str] = None,
         env: Optional[dict[str, str]] = None,
         name: str = "work",
+        binary: Path = TERRAFORM,
     ):
+        self.binary = Path(binary)  # TERRAFORM (1.15 core), or another build such as OFFICIAL_TERRAFORM
         self.root = Path(root)
         self.dir = self.root / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +150,7 @@ class Terraform:
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> Result:
         proc = subprocess.run(
-            [str(TERRAFORM), *args], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout
+            [str(self.binary), *args], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         res = Result(list(args), proc.returncode, _ANSI.sub("", proc.stdout), _ANSI.sub("", proc.stderr))
         if check and res.code != 0:

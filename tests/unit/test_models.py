@@ -43,9 +43,9 @@ def test_gateway_name_defaults_to_default():
 @pytest.mark.parametrize(
     "ips, path, fragment",
     [
-        (["192.0.2.300"], ("floating_ips",), "not a valid IPv4 address"),
-        (["not-an-ip"], ("floating_ips",), "not a valid IPv4 address"),
-        (["2001:db8::1"], ("floating_ips",), "IPv4 only"),
+        (["192.0.2.300"], ("floating_ips", 0), "not a valid IPv4 address"),
+        (["not-an-ip"], ("floating_ips", 0), "not a valid IPv4 address"),
+        (["2001:db8::1"], ("floating_ips", 0), "IPv4 only"),
         (["192.0.2.100", "192.0.2.100"], ("floating_ips",), "listed twice"),
         ([], ("floating_ips",), "at least one floating IP is required"),
     ],
@@ -88,10 +88,10 @@ def test_omitted_selector_matches_everything():
 @pytest.mark.parametrize(
     "overrides, path, fragment",
     [
-        ({"destination_cidrs": ["198.51.100.1/24"]}, ("destination_cidrs",), "host bits set"),
-        ({"destination_cidrs": ["198.51.100.0/33"]}, ("destination_cidrs",), "not a valid IPv4 CIDR"),
-        ({"destination_cidrs": ["198.51.100.0"]}, ("destination_cidrs",), "no prefix length"),
-        ({"destination_cidrs": ["2001:db8::/32"]}, ("destination_cidrs",), "IPv4 only"),
+        ({"destination_cidrs": ["198.51.100.1/24"]}, ("destination_cidrs", 0), "host bits set"),
+        ({"destination_cidrs": ["198.51.100.0/33"]}, ("destination_cidrs", 0), "not a valid IPv4 CIDR"),
+        ({"destination_cidrs": ["198.51.100.0"]}, ("destination_cidrs", 0), "no prefix length"),
+        ({"destination_cidrs": ["2001:db8::/32"]}, ("destination_cidrs", 0), "IPv4 only"),
         ({"destination_cidrs": []}, ("destination_cidrs",), "at least one destination CIDR"),
         ({"egress_source_ip": "192.0.2"}, ("egress_source_ip",), "not a valid IPv4 address"),
         ({"egress_source_ip": "2001:db8::1"}, ("egress_source_ip",), "IPv4 only"),
@@ -107,10 +107,10 @@ def test_policy_bad_input(overrides, path, fragment):
 @pytest.mark.parametrize(
     "rule, path",
     [
-        ({"pod_selector": {"match_labels": {"bad key!": "x"}}}, ("egress", 0, "pod_selector", "match_labels")),
-        ({"pod_selector": {"match_labels": {"role": "-frontend"}}}, ("egress", 0, "pod_selector", "match_labels")),
-        ({"namespace_selector": {"match_labels": {"Example.com/user": "a"}}}, ("egress", 0, "namespace_selector", "match_labels")),
-        ({"namespace_selector": {"match_labels": {"user": "a" * 64}}}, ("egress", 0, "namespace_selector", "match_labels")),
+        ({"pod_selector": {"match_labels": {"bad key!": "x"}}}, ("egress", 0, "pod_selector", "match_labels", "bad key!")),
+        ({"pod_selector": {"match_labels": {"role": "-frontend"}}}, ("egress", 0, "pod_selector", "match_labels", "role")),
+        ({"namespace_selector": {"match_labels": {"Example.com/user": "a"}}}, ("egress", 0, "namespace_selector", "match_labels", "Example.com/user")),
+        ({"namespace_selector": {"match_labels": {"user": "a" * 64}}}, ("egress", 0, "namespace_selector", "match_labels", "user")),
         ({"pod_selector": {"labels": {}}}, ("egress", 0, "pod_selector", "labels")),
     ],
 )
@@ -127,7 +127,7 @@ def test_valid_label_forms_are_accepted():
 
 def test_every_violation_is_reported_at_once():
     vs = violations("policy", {"name": "x", "egress": [], "destination_cidrs": ["1.2.3.4/8"], "egress_source_ip": "::1"})
-    assert {v.path for v in vs} == {("egress",), ("destination_cidrs",), ("egress_source_ip",)}
+    assert {v.path for v in vs} == {("egress",), ("destination_cidrs", 0), ("egress_source_ip",)}
 
 
 def test_missing_attribute():
@@ -165,7 +165,7 @@ def test_pod_and_namespace():
     (v,) = violations("pod", {"name": "web", "namespace": "alice", "node": "worker1", "ip": "10.244.1.500"})
     assert v.path == ("ip",)
     (v,) = violations("namespace", {"name": "alice", "labels": {"user": "not valid"}})
-    assert v.path == ("labels",)
+    assert v.path == ("labels", "user")
 
 
 # --- cross-object rules -----------------------------------------------------------------

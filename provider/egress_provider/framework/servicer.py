@@ -10,6 +10,8 @@
   (never `rpc error: code = Unknown`), an egress agent error a diagnostic
   that says what to do.
 - A null state is sent as msgpack nil, so Terraform decodes a typed null.
+- Unknown values keep their refinements both ways (see unknowns.py): importing
+  this module installs that codec into tf.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from tf.provider import ProviderServicer, _decode_state, _encode_state
 from tf.types import Unknown
 from tf.utils import Diagnostics, _to_attribute_path, read_dynamic_value
 
+from egress_provider.framework import unknowns
 from egress_provider.framework.types import equal
+from egress_provider.framework.unknowns import is_unknown
+
+unknowns.install()
 
 NULL = pb.DynamicValue(msgpack=b"\xc0")  # msgpack nil: a typed null on the Terraform side
 
@@ -49,6 +55,12 @@ def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
     from egress_api import errors
 
     diags = Diagnostics()
+    if isinstance(exc, unknowns.WireError):
+        diags.add_error(
+            "Terraform sent a value the egress provider cannot read",
+            f"{exc}\n\nThis Terraform may be newer than the provider: upgrade terraform-provider-egress.",
+        )
+        return diags
     if isinstance(exc, errors.ApiError):
         from egress_provider.framework.diagnostics import add_api_error
 
@@ -151,8 +163,8 @@ class Servicer(ProviderServicer):
 
 
 def _blocks_equal(block, a: Any, b: Any) -> bool:
-    if a is Unknown or b is Unknown:
-        return a is b
+    if is_unknown(a) or is_unknown(b):
+        return False
     return block.semantically_equal(a, b)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tf.types import Map, Set, String, TfType, Unknown
+from tf.types import Map, Set, String, TfType
+
+from egress_provider.framework.unknowns import is_unknown
 
 
 def is_known(value: Any) -> bool:
     """True when `value` holds no Unknown anywhere (config can be partially unknown at plan)."""
-    if value is Unknown:
+    if is_unknown(value):
         return False
     if isinstance(value, dict):
         return all(is_known(v) for v in value.values())
@@ -26,8 +28,8 @@ def is_known(value: Any) -> bool:
 
 def equal(t: TfType, a: Any, b: Any) -> bool:
     """`t.semantically_equal` that is safe when either side is Unknown."""
-    if a is Unknown or b is Unknown:
-        return a is b
+    if is_unknown(a) or is_unknown(b):
+        return False  # not known yet: never "the same" as anything
     return t.semantically_equal(a, b)
 
 
@@ -64,6 +66,8 @@ class CanonicalString(String):
     def semantically_equal(self, a_decoded, b_decoded) -> bool:
         if a_decoded is None or b_decoded is None:
             return a_decoded is b_decoded
+        if is_unknown(a_decoded) or is_unknown(b_decoded):
+            return False
         try:
             return self.canonical(a_decoded) == self.canonical(b_decoded)
         except ValueError:

@@ -5,84 +5,58 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Optional
 
-from tf.types import Unknown
 from tf.utils import Diagnostics
 
 from egress_api import errors, models
-from egress_provider.framework.diagnostics import add_api_error, add_invalid_object, add_violations
+from egress_provider.framework.diagnostics import Locator, add_api_error, add_invalid_object, add_violations
+from egress_provider.framework.types import is_known
+from egress_provider.framework.unknowns import is_unknown, known_prefix
 
 
-def strip_unknown(value: Any) -> tuple[Any, bool]:
-    """`value` without its Unknown parts (dict entries, list elements), and whether any were dropped."""
-    if value is Unknown:
-        return None, True
+def model_input(value: Any) -> Any:
+    """Terraform values as model input: an unknown becomes `models.Pending` (with what is known of its
+    beginning), and a null means "not set", so it is left out and the model applies its default."""
+    if is_unknown(value):
+        return models.Pending(known_prefix(value))
     if isinstance(value, dict):
-        out, dropped = {}, False
-        for k, v in value.items():
-            clean, d = strip_unknown(v)
-            dropped |= d
-            if v is not Unknown:
-                out[k] = clean
-        return out, dropped
+        return {k: model_input(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        out, dropped = [], False
-        for v in value:
-            clean, d = strip_unknown(v)
-            dropped |= d
-            if v is not Unknown:
-                out.append(clean)
-        return out, dropped
-    return value, False
-
-
-def drop_nulls(value: Any) -> Any:
-    """Config nulls mean "not set": omit them so the models apply their defaults."""
-    if isinstance(value, dict):
-        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [drop_nulls(v) for v in value]
+        return [model_input(v) for v in value]
     return value
 
 
 def validate_config(
-    diags: Diagnostics, kind: str, data: dict[str, Any], placeholders: dict[str, Any]
+    diags: Diagnostics, kind: str, data: dict[str, Any], at: Optional[Locator] = None
 ) -> Optional[models.BaseModel]:
-    """Run `models.parse` on what is known of a config; report violations with attribute paths.
+    """Check what is known of a config with `models.parse`; report every violation at its attribute path.
 
-    An attribute that is wholly unknown is replaced by a valid placeholder and
-    its violations are ignored; a collection with unknown elements is checked
-    for its known ones. Returns the model only when the whole config is known
-    and valid.
+    Unknown values are checked once known (a known prefix is checked now).
+    Returns the model only when the whole config is known and valid.
     """
-    clean: dict[str, Any] = {}
-    unknown: set[str] = set()
-    partial = False
-    for key, value in data.items():
-        if value is Unknown:
-            unknown.add(key)
-            clean[key] = placeholders[key]
-            continue
-        value, dropped = strip_unknown(value)
-        partial |= dropped
-        if dropped and isinstance(value, list) and not value:
-            unknown.add(key)
-            value = placeholders[key]
-        clean[key] = value
     try:
-        model = models.parse(kind, drop_nulls(clean))
+        model = models.parse(kind, model_input(data))
     except models.InvalidObject as err:
-        err.violations = [v for v in err.violations if not (v.path and v.path[0] in unknown)]
-        add_invalid_object(diags, err)
+        add_invalid_object(diags, err, at)
         return None
-    return None if unknown or partial else model
+    return model if is_known(data) else None
 
 
-def call(diags: Diagnostics, fn: Callable, *args, action: str, kind: str, name: str, endpoint: str = "", **kwargs):
-    """Call the agent; on an agent error add a diagnostic and return None."""
+def call(
+    diags: Diagnostics,
+    fn: Callable,
+    *args,
+    action: str,
+    kind: str,
+    name: str,
+    endpoint: str = "",
+    at: Optional[Locator] = None,
+    **kwargs,
+):
+    """Call the agent; on an agent error add a diagnostic (violations placed by `at`) and return None."""
     try:
         return fn(*args, **kwargs)
     except errors.ApiError as err:
-        add_api_error(diags, err, action=action, kind=kind, name=name, endpoint=endpoint)
+        add_api_error(diags, err, action=action, kind=kind, name=name, endpoint=endpoint, at=at)
         return None
 
 
@@ -134,7 +108,9 @@ AT_PLAN_NOTE = (
 )
 
 
-def plan_time_check(diags: Diagnostics, client, view: PlanView, model, *, kind: str) -> None:
+def plan_time_check(
+    diags: Diagnostics, client, view: PlanView, model, *, kind: str, at: Optional[Locator] = None
+) -> None:
     """Rules across objects, checked with `models.check_references` against the agent plus this plan.
 
     They are warnings at plan, errors at apply (where the agent runs the same
@@ -146,12 +122,13 @@ def plan_time_check(diags: Diagnostics, client, view: PlanView, model, *, kind: 
     except errors.ApiError:
         return  # the apply reports agent trouble with its own diagnostic
     found = models.check_references(model, gateways, policies)
-    add_violations(diags, found, kind=kind, name=model.name, warning=True, note=AT_PLAN_NOTE)
+    add_violations(diags, found, kind=kind, name=model.name, warning=True, note=AT_PLAN_NOTE, at=at)
     if found:
         return
     if isinstance(model, models.Gateway):
         try:  # which floating IPs no node could take (the agent runs the assignment function)
-            add_violations(diags, client.validate_gateway(model).warnings, kind=kind, name=model.name, warning=True)
+            warnings = client.validate_gateway(model).warnings
+            add_violations(diags, warnings, kind=kind, name=model.name, warning=True, at=at)
         except errors.ApiError:
             pass
         return
@@ -164,4 +141,4 @@ def plan_time_check(diags: Diagnostics, client, view: PlanView, model, *, kind: 
             result = client.validate_policy(model)
         except errors.ApiError:
             return
-        add_violations(diags, result.warnings, kind=kind, name=model.name, warning=True)
+        add_violations(diags, result.warnings, kind=kind, name=model.name, warning=True, at=at)

@@ -17,7 +17,6 @@ class EgressGateway(AgentObjectResource):
     terraform_type = "egress_gateway"
     kind = "gateway"
     kind_plural = "gateways"
-    placeholders = {"name": "placeholder", "floating_ips": ["192.0.2.1"]}
 
     @classmethod
     def get_name(cls) -> str:

@@ -49,12 +49,6 @@ class EgressNatPolicy(AgentObjectResource):
     terraform_type = "egress_nat_policy"
     kind = "policy"
     kind_plural = "policies"
-    placeholders = {
-        "name": "placeholder",
-        "egress": [{}],
-        "destination_cidrs": ["192.0.2.0/24"],
-        "egress_source_ip": "192.0.2.1",
-    }
 
     @classmethod
     def get_name(cls) -> str:

@@ -15,17 +15,15 @@ from tf.types import Number
 from tf.utils import Diagnostics
 
 from egress_api import errors, models
-from egress_provider.framework.diagnostics import add_api_error, add_invalid_object
+from egress_provider.framework.diagnostics import Locator, add_api_error, add_invalid_object
 from egress_provider.framework.servicer import PlanContext
-from egress_provider.resources.common import call, drop_nulls, plan_time_check, validate_config
+from egress_provider.resources.common import call, model_input, plan_time_check, validate_config
 
 
 class AgentObjectResource(Resource):
     terraform_type: ClassVar[str]  # "egress_gateway": names the resource in diagnostics
     kind: ClassVar[str]  # the models' kind, "gateway"; the agent client names its methods create_gateway, ...
     kind_plural: ClassVar[str]  # "gateways", as in `egressctl get gateways`
-    # A valid value per attribute, stood in for an unknown one so the rest of a config can be checked at plan.
-    placeholders: ClassVar[dict[str, Any]]
 
     # Every write bumps the agent's resource_version, so any change makes it unknown at plan.
     computed_on_change = ("resource_version",)
@@ -48,7 +46,7 @@ class AgentObjectResource(Resource):
     def validate(self, diags: Diagnostics, type_name: str, config: Config):
         super().validate(diags, type_name, config)
         if not diags.has_errors():
-            validate_config(diags, self.kind, self.model_data(config), self.placeholders)
+            validate_config(diags, self.kind, self.model_data(config), self.locator(config))
 
     def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
         planned["id"] = planned["name"]
@@ -57,9 +55,10 @@ class AgentObjectResource(Resource):
             view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted first
         if not ctx.changed_fields or self.provider.endpoint is None:
             return planned
-        model = validate_config(Diagnostics(), self.kind, self.model_data(planned), self.placeholders)
+        model = validate_config(Diagnostics(), self.kind, self.model_data(planned))
         if model is not None:
-            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=self.terraform_type)
+            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=self.terraform_type,
+                            at=self.locator(planned))
             view.plan_object(self.kind, model)
         return planned
 
@@ -71,14 +70,15 @@ class AgentObjectResource(Resource):
         model = self._parse(ctx.diagnostics, planned)
         if model is None:
             return None
-        v = self._write(ctx.diagnostics, "create", model)
+        v = self._write(ctx.diagnostics, "create", model, at=self.locator(planned))
         return None if v is None else self.to_state(v)
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
         model = self._parse(ctx.diagnostics, planned)
         if model is None:
             return current
-        v = self._write(ctx.diagnostics, "update", model, resource_version=_resource_version(current))
+        v = self._write(ctx.diagnostics, "update", model, at=self.locator(planned),
+                        resource_version=_resource_version(current))
         return current if v is None else self.to_state(v)
 
     def delete(self, ctx: DeleteContext, current: State):
@@ -115,6 +115,11 @@ class AgentObjectResource(Resource):
         return None
 
     # --- helpers ---
+    @classmethod
+    def locator(cls, values: dict) -> Locator:
+        """Places model violations about `values` (config or planned state) at their attribute paths."""
+        return Locator(cls.get_schema(), values)
+
     def _client_method(self, verb: str):
         """The agent client's `<verb>_<kind>` method, e.g. create_gateway or get_policy."""
         return getattr(self.provider.client(), f"{verb}_{self.kind}")
@@ -122,9 +127,9 @@ class AgentObjectResource(Resource):
     def _parse(self, diags: Diagnostics, planned: State) -> Optional[models.BaseModel]:
         """The model for a planned state (known in full at apply); invalid values become diagnostics."""
         try:
-            return models.parse(self.kind, drop_nulls(self.model_data(planned)))
+            return models.parse(self.kind, model_input(self.model_data(planned)))
         except models.InvalidObject as err:
-            add_invalid_object(diags, err)
+            add_invalid_object(diags, err, self.locator(planned))
             return None
 
     def _write(self, diags: Diagnostics, verb: str, model, **kwargs):

