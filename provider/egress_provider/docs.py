@@ -64,8 +64,16 @@ agent's unix socket (`unix:///run/egress/agent.sock`) or `host:port`.
 
 ## Validation and errors
 
-Every value is validated when you run `terraform plan`, by the same code the
-agent runs on every write, and errors name the attribute. Rules that involve
+Every value is validated by `terraform validate` and `terraform plan`, by the
+same code the agent runs on every write. Every bad value is reported at once,
+each at its attribute, down to the entry of a `match_labels` map. Values
+Terraform learns only later (a template over a module variable at validate,
+`count.index`, `each.key`, another resource's computed attribute) are checked
+once known, and what is already known of them is checked now: in
+`name = "Edge_${{var.suffix}}"` the beginning `Edge_` can never start a valid
+name. `egress` is a set of blocks, which Terraform cannot point into when
+there are several; the error then names the attribute and map key in its
+summary (`Invalid egress.pod_selector.match_labels["Bad Key"]`). Rules that involve
 other objects (a policy's `egress_source_ip` must be a floating IP of some
 gateway, no two policies share a source IP, a floating IP belongs to one
 gateway) are checked against the agent and the rest of the plan: at plan time

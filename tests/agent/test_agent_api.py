@@ -87,7 +87,9 @@ def test_bad_input_is_invalid_argument_with_paths_and_writes_nothing(agent_proce
     with pytest.raises(errors.InvalidArgument) as info:
         c._call(c._stub.CreatePolicy, bad)
     paths = {v.path for v in info.value.violations}
-    assert paths == {("egress", 0, "pod_selector", "match_labels"), ("destination_cidrs",), ("egress_source_ip",)}
+    # Every bad value, each at its own path: the map key, both CIDRs (by position in the request).
+    assert paths == {("egress", 0, "pod_selector", "match_labels", "role"), ("destination_cidrs", 0),
+                     ("destination_cidrs", 1), ("egress_source_ip",)}
     with pytest.raises(errors.InvalidArgument) as info:
         c._call(c._stub.CreateGateway, pb.Gateway(name="Bad_Name", floating_ips=[]))
     assert {v.path for v in info.value.violations} == {("name",), ("floating_ips",)}

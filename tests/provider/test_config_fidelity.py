@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Terraform
+from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Terraform, find_diagnostic
 
 pytestmark = pytest.mark.terraform
 
@@ -59,8 +59,11 @@ resource "egress_nat_policy" "team" {
 # Its name comes from another resource's computed output: unknown until that gateway is applied.
 resource "egress_nat_policy" "late" {
   name = "late-${egress_gateway.gw[0].resource_version}"
-  egress {
-    pod_selector { match_labels = { app = "${var.prefix}-batch" } }
+  dynamic "egress" {
+    for_each = toset([var.prefix]) # unknown at validate: the whole set of blocks is
+    content {
+      pod_selector { match_labels = { app = "${egress.value}-batch" } }
+    }
   }
   destination_cidrs = ["203.0.113.0/${24 + 4}"]
   egress_source_ip  = format("192.0.2.%d", var.octet + 3)
@@ -119,6 +122,7 @@ def test_module_with_templates_count_for_each_and_functions_validates_plans_and_
     late = plan.change("module.edge.egress_nat_policy.late")
     assert late["after_unknown"]["name"] is True and late["after_unknown"]["id"] is True
     assert late["after"]["destination_cidrs"] == ["203.0.113.0/28"]
+    assert late["after"]["egress"] == [{"namespace_selector": None, "pod_selector": {"match_labels": {"app": "edge-batch"}}}]
     tf.apply_plan()
     tf.plan_is_empty()
 
@@ -204,3 +208,85 @@ def test_terraform_test_with_plan_and_apply_runs_against_the_agent_and_a_mock_pr
         assert line in res.stdout, str(res)
     # terraform test destroys what its runs created; the mock created nothing on the agent.
     assert not agent_process.client.list_gateways() and not agent_process.client.list_policies()
+
+
+# Every line number below is asserted: keep the layout.
+BAD = REQUIRED + """\
+variable "suffix" { type = string }
+
+resource "egress_gateway" "bad" {
+  name = "Edge_${var.suffix}"
+  floating_ips = [
+    "192.0.2.1",
+    "2001:db8::1",
+    "10.0.0.${var.suffix}",
+    "10.0.0.300",
+  ]
+}
+
+resource "egress_nat_policy" "bad" {
+  name = "%s-${var.suffix}"
+  egress {
+    namespace_selector {
+      match_labels = {
+        user    = "alice smith"
+        "-team" = "x"
+        ok      = "fine"
+        env     = "prod ${var.suffix}"
+      }
+    }
+    pod_selector { match_labels = { role = "-frontend" } }
+  }
+  destination_cidrs = ["198.51.100.1/24", "203.0.113.0/33", "10.${var.suffix}.0.0/16"]
+  egress_source_ip  = "192.0.2.1.${var.suffix}"
+}
+
+resource "egress_nat_policy" "two_rules" {
+  name = "two-rules"
+  egress {
+    pod_selector { match_labels = { "Bad Key" = "x" } }
+  }
+  egress {
+    pod_selector { match_labels = { role = "frontend" } }
+  }
+  destination_cidrs = ["198.51.100.0/24"]
+  egress_source_ip  = "192.0.2.1"
+}
+""" % ("n" * 64)
+
+LABELS = "egress.namespace_selector.match_labels"
+# (summary, line Terraform points at, what the detail says): all of them, from one run.
+EXPECTED = {
+    ("Invalid name", 9, "a name starting with 'Edge_' is not valid"),
+    ("Invalid floating_ips", 10, "'2001:db8::1' is IPv6"),
+    ("Invalid floating_ips", 10, "'10.0.0.300' is not a valid IPv4 address"),
+    ("Invalid name", 19, f"a name starting with '{'n' * 64}-' is not valid"),
+    (f'Invalid {LABELS}["user"]', 23, "label value 'alice smith' must be empty or 1-63 characters"),
+    (f'Invalid {LABELS}["-team"]', 24, "label key '-team': name must be 1-63 characters"),
+    (f'Invalid {LABELS}["env"]', 26, "a label value starting with 'prod ' is not valid"),
+    ('Invalid egress.pod_selector.match_labels["role"]', 29, "label value '-frontend' must be empty"),
+    ("Invalid destination_cidrs", 31, "'198.51.100.1/24' has host bits set: did you mean 198.51.100.0/24?"),
+    ("Invalid destination_cidrs", 31, "'203.0.113.0/33' is not a valid IPv4 CIDR block"),
+    ("Invalid egress_source_ip", 32, "a value starting with '192.0.2.1.' is not a valid IPv4 address"),
+    # Two egress blocks: Terraform cannot be told which one (a set); the summary names the key.
+    ('Invalid egress.pod_selector.match_labels["Bad Key"]', 35, "label key 'Bad Key': name must be"),
+}
+
+
+def test_every_bad_input_is_reported_at_once_at_its_exact_nested_path(tmp_path, build):
+    tf = Terraform(tmp_path, binary=build)
+    tf.write(BAD)
+    found = validate(tf)
+    got = {(d["summary"], d["range"]["start"]["line"], d["detail"]) for d in found}
+    for summary, line, fragment in EXPECTED:
+        assert any(s == summary and n == line and fragment in detail for s, n, detail in got), (
+            f"no {summary!r} at line {line} with {fragment!r} among:\n" + "\n".join(map(str, sorted(got, key=lambda g: g[1]))))
+    assert len(found) == len(EXPECTED)  # and nothing else: unknowns with no known start are not errors
+    assert all(d["severity"] == "error" for d in found)
+    for d in found:  # the provider's words only
+        assert "Input should" not in d["detail"] and "String should" not in d["detail"]
+
+    # As a user reads it: the nested map entry is the line shown, inside its resource.
+    text = tf.run("validate", "-no-color", check=False).output
+    box = find_diagnostic(text, f'Error: Invalid {LABELS}["-team"]', "egress_nat_policy.bad")
+    assert 'on main.tf line 24, in resource "egress_nat_policy" "bad": 24:' in box and '"-team" = "x"' in box

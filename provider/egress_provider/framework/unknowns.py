@@ -68,10 +68,6 @@ class RefinedUnknown(_Unknown):
     def __hash__(self) -> int:
         return hash(Unknown)
 
-    def __repr__(self) -> str:
-        known = {k: v for k, v in self.refinements().items() if k != _NULLNESS}
-        return f"Unknown(prefix={self.prefix!r})" if list(known) == [_PREFIX] else f"Unknown({self.refinements()})"
-
     def refinements(self) -> dict[int, Any]:
         """The refinement map as it goes on the wire, keys in go-cty's order."""
         out: dict[int, Any] = {}
