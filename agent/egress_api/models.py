@@ -133,7 +133,12 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _OCTET_START = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?|0)?"
 _IPV4_START = rf"\s*(?:{_OCTET}\.){{0,3}}{_OCTET_START}"
 _IPV4_START_RE = re.compile(rf"^{_IPV4_START}$|^\s*{_OCTET}(?:\.{_OCTET}){{3}}\s+$")
-_IPV4_CIDR_START_RE = re.compile(rf"^{_IPV4_START}$|^\s*{_OCTET}(?:\.{_OCTET}){{3}}/(?:3[0-2]|[12]\d|\d)?\s*$")
+_IPV4_CIDR_ADDRESS_START_RE = re.compile(rf"^{_IPV4_START}$")
+_IPV4_FULL_RE = re.compile(rf"^\s*{_OCTET}(?:\.{_OCTET}){{3}}$")
+# After the "/": a prefix length, or a netmask / hostmask (ipaddress accepts 10.0.0.0/255.0.0.0), whose
+# first octet is one of these.
+_MASK_FIRST_OCTETS = ("0", "128", "192", "224", "240", "248", "252", "254", "255", "1", "3", "7", "15", "31", "63", "127")
+_CIDR_SUFFIX_STARTS = {s[:i] for s in (*map(str, range(33)), *_MASK_FIRST_OCTETS) for i in range(len(s) + 1)}
 
 
 def _check_ipv4_start(prefix: str) -> None:
@@ -142,7 +147,15 @@ def _check_ipv4_start(prefix: str) -> None:
 
 
 def _check_ipv4_cidr_start(prefix: str) -> None:
-    if not _IPV4_CIDR_START_RE.match(prefix):
+    address, slash, suffix = prefix.partition("/")
+    suffix = suffix.rstrip()
+    if not slash:
+        ok = bool(_IPV4_CIDR_ADDRESS_START_RE.match(address))
+    elif "." in suffix:
+        ok = bool(_IPV4_FULL_RE.match(address) and _IPV4_CIDR_ADDRESS_START_RE.match(suffix))
+    else:
+        ok = bool(_IPV4_FULL_RE.match(address)) and suffix in _CIDR_SUFFIX_STARTS
+    if not ok:
         raise ValueError(f"a value starting with {prefix!r} is not a valid IPv4 CIDR block (e.g. 198.51.100.0/24)")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from egress_api import models
@@ -239,3 +241,84 @@ def test_convert_violations_keep_int_indexes():
 
     vs = [Violation(("egress", 2, "pod_selector", "match_labels"), "bad"), Violation((), "whole object")]
     assert convert.violations_from_bytes(convert.violations_to_bytes(vs)) == vs
+
+
+# --- values not known yet (Terraform's unknowns) ---------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from egress_api.models import Pending  # noqa: E402
+
+NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+LABEL_VALUES = st.from_regex(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", fullmatch=True)
+SPACES = st.sampled_from(["", " ", "  "])
+IPS = st.builds(lambda pad, ip: pad + str(ip), SPACES, st.ip_addresses(v=4))
+CIDRS = st.builds(
+    lambda ip, bits, form: getattr(ipaddress.ip_network((ip, bits), strict=False), form),
+    st.ip_addresses(v=4), st.integers(0, 32), st.sampled_from(["with_prefixlen", "with_netmask", "with_hostmask"]),
+)
+
+
+def _pending_policy(name="p", label="x", cidr="198.51.100.0/24", source="192.0.2.1"):
+    return {
+        "name": name,
+        "egress": [{"pod_selector": {"match_labels": {"app": label}}}],
+        "destination_cidrs": [cidr],
+        "egress_source_ip": source,
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(NAMES, LABEL_VALUES, CIDRS, IPS, st.data())
+def test_every_beginning_of_a_valid_value_is_accepted_while_the_rest_is_unknown(name, label, cidr, ip, data):
+    # Terraform knows only a prefix of a templated value: no prefix of a valid value may be refused.
+    cut = lambda value: Pending(value[: data.draw(st.integers(0, len(value)))])  # noqa: E731
+    models.parse("policy", _pending_policy(cut(name), cut(label), cut(cidr), cut(ip)))
+    models.parse("gateway", {"name": cut(name), "floating_ips": [cut(ip), ip]})
+
+
+@pytest.mark.parametrize(
+    "field, prefix, fragment",
+    [
+        ("name", "Edge-", "a name starting with 'Edge-' is not valid"),
+        ("name", "-edge", "a name starting with '-edge'"),
+        ("name", "e" * 64, "is not valid"),
+        ("egress_source_ip", "192.0.2.300", "a value starting with '192.0.2.300' is not a valid IPv4 address"),
+        ("egress_source_ip", "192.0.2.1.", "is not a valid IPv4 address"),
+        ("egress_source_ip", "192.0.02", "is not a valid IPv4 address"),
+        ("egress_source_ip", "2001:", "is not a valid IPv4 address"),
+        ("destination_cidrs", "10.0.0.0/33", "is not a valid IPv4 CIDR block"),
+        ("destination_cidrs", "10.0.0/", "is not a valid IPv4 CIDR block"),
+        ("label", "-front", "a label value starting with '-front' is not valid"),
+        ("label", "front end", "is not valid"),
+    ],
+)
+def test_a_known_beginning_no_value_can_complete_is_refused(field, prefix, fragment):
+    data = _pending_policy(**{"name": {"name": Pending(prefix)}, "egress_source_ip": {"source": Pending(prefix)},
+                              "destination_cidrs": {"cidr": Pending(prefix)}, "label": {"label": Pending(prefix)}}[field])
+    (v,) = violations("policy", data)
+    assert fragment in v.message
+    assert v.path[0] == ("egress" if field == "label" else field)
+
+
+def test_wholly_unknown_attributes_and_blocks_are_checked_later():
+    data = {"name": Pending(), "egress": Pending(), "destination_cidrs": Pending(), "egress_source_ip": Pending()}
+    assert isinstance(models.parse("policy", data).name, Pending)
+    rule = {"namespace_selector": Pending(), "pod_selector": {"match_labels": Pending()}}
+    models.parse("policy", _pending_policy() | {"egress": [rule]})
+    # Known parts next to unknown ones are still checked.
+    vs = violations("gateway", {"name": Pending("gw-"), "floating_ips": [Pending(), "192.0.2.300", Pending("10.")]})
+    assert [v.path for v in vs] == [("floating_ips", 1)]
+
+
+def test_no_pydantic_wording_reaches_a_user():
+    vs = violations("policy", {"name": 7, "egress": "x", "destination_cidrs": {"a": 1}, "egress_source_ip": None,
+                               "extra": 1})
+    assert {v.path: v.message for v in vs} == {
+        ("name",): "must be a string",
+        ("egress",): "must be a list",
+        ("destination_cidrs",): "must be a list",
+        ("egress_source_ip",): "must be a string",
+        ("extra",): "unknown attribute",
+    }
