@@ -200,7 +200,8 @@ def test_terraform_test_with_plan_and_apply_runs_against_the_agent_and_a_mock_pr
     (tests / "real.tftest.hcl").write_text(TEST_REAL)
     (tests / "mocked.tftest.hcl").write_text(TEST_MOCKED)
     tf.run("get", "-no-color")  # installs the local module; dev_overrides needs no provider init
-    res = tf.run("test", "-no-color", check=False)
+    # Four runs and their clean-up in one command: a hang guard wider than one plan's, for a loaded machine.
+    res = tf.run("test", "-no-color", check=False, timeout=300)
     assert res.code == 0, str(res)
     for line in ("run \"plan_names_from_variables\"... pass", "run \"apply_against_the_agent\"... pass",
                  "run \"plan_with_the_mock\"... pass", "run \"apply_with_the_mock\"... pass",
