@@ -56,7 +56,8 @@ class Agent:
         store = self._open_store()
         nodes, decided_nodes, leadership, guard = self._join(store)
         datapath, pod_waiter = self._start_datapath(store)
-        self._serve(store, nodes, leadership, datapath, pod_waiter)
+        kube = self._watch_kubernetes(store)
+        self._serve(store, nodes, leadership, datapath, pod_waiter, kube)
         self._start_controller(store, decided_nodes, leadership, guard)
         node = self.conf.node
         log.info("egress-agent %s up: node %s (%s, %s), store %s", self.version, node.name, node.role,
@@ -124,7 +125,23 @@ class Agent:
             raise StartError(f"cannot start the datapath: {err}") from None
         return datapath, pod_waiter
 
-    def _serve(self, store, nodes, leadership, datapath: Optional[object], pod_waiter) -> None:
+    def _watch_kubernetes(self, store: base.Store):
+        """With --kubernetes: the watcher (it does not wait for the apiserver; Health reports it)."""
+        if not self.conf.kubernetes:
+            return None
+        from egress_agent.kube.watcher import KubeConfigError, KubeWatcher
+
+        try:
+            watcher = KubeWatcher(store, self.conf.node.name, self.conf.kubeconfig, self.conf.kube_label_wait)
+        except KubeConfigError as err:
+            raise StartError(str(err)) from None
+        watcher.start()
+        self._stops.append(watcher.stop)
+        log.info("kubernetes: watching namespaces and the pods of node %s (%s)", self.conf.node.name,
+                 self.conf.kubeconfig or "in-cluster service account")
+        return watcher
+
+    def _serve(self, store, nodes, leadership, datapath: Optional[object], pod_waiter, kube=None) -> None:
         from egress_agent.node import status as dp_status
         from egress_agent.server.serve import ApiServer
         from egress_agent.server.servicer import EgressServicer
@@ -133,7 +150,8 @@ class Agent:
         counters = dp_status.ClusterCounters(pod_waiter.records, node.name, datapath.counters if datapath else None)
         servicer = EgressServicer(
             store, node.name, nodes, leadership, version=self.version, counters=counters,
-            pod_programmed=pod_waiter.wait,
+            pod_programmed=pod_waiter.wait, pods=kube.inventory if kube else None,
+            pod_check=self._pod_check(pod_waiter, datapath is not None), health=kube.health if kube else None,
         )
         try:
             server = ApiServer(servicer, self.conf.targets)
@@ -141,6 +159,24 @@ class Agent:
         except (OSError, RuntimeError) as err:
             raise StartError(f"cannot serve the API: {err}") from None
         self._stops.append(server.stop)
+
+    def _pod_check(self, pod_waiter, kernel: bool):
+        """GetPod (the CNI CHECK): the pod's node has programmed it, and here its classifier is attached."""
+        from egress_agent.node import status as dp_status
+        from egress_agent.node.desired import pod_interface
+
+        def check(pod, version: int) -> None:
+            key = f"{pod.namespace}/{pod.name}"
+            pod_waiter.wait(pod.node, key, version, timeout=2.0)
+            if kernel and pod.node == self.conf.node.name:
+                from egress_agent.node.service import classifier_attached
+
+                iface = pod_interface(pod.model_dump())
+                if not classifier_attached(iface):
+                    raise dp_status.PodNotProgrammed(
+                        f"the egress classifier is not attached to {iface} on {pod.node}", timed_out=False)
+
+        return check
 
     def _start_controller(self, store, nodes, leadership, guard) -> None:
         from egress_agent.controller.reconcile import Controller

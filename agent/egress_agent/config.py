@@ -15,7 +15,8 @@ from egress_api import models, transport
 
 #: YAML keys (flag --node-ip <-> key node_ip).
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
-        "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key")
+        "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
+        "kubernetes", "kubeconfig", "kube_label_wait")
 DATAPATHS = ("off", "kernel")
 
 
@@ -36,6 +37,9 @@ class AgentConfig:
     probe_interval: float = DEFAULT_INTERVAL  # etcd store only: seconds between UDP probes to each peer
     probe_misses: int = DEFAULT_MISSES  # etcd store only: unanswered probes before a peer is Down
     etcd_tls: tuple[str, str, str] = ("", "", "")  # etcd store only: CA file, client cert, client key
+    kubernetes: bool = False  # watch the Kubernetes API for namespaces and this node's pods
+    kubeconfig: str = ""  # with kubernetes: a kubeconfig file; "" = in-cluster service account
+    kube_label_wait: float = 10.0  # with kubernetes: seconds a CNI ADD waits for its pod's labels
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -159,10 +163,35 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             raise ConfigError(f"{_flag(key)} {path}: no such file")
     if bool(tls[1]) != bool(tls[2]):
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
+    kubernetes, kubeconfig, label_wait = _kubernetes(settings)
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
+        kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait,
     )
+
+
+def _kubernetes(settings: dict[str, Any]) -> tuple[bool, str, float]:
+    """(--kubernetes, --kubeconfig, --kube-label-wait)."""
+    raw = str(settings.get("kubernetes") or "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"kubernetes: {settings.get('kubernetes')!r} must be true or false")
+    enabled = raw in ("true", "1", "yes")
+    kubeconfig = settings.get("kubeconfig") or ""
+    if kubeconfig and not enabled:
+        raise ConfigError("--kubeconfig needs --kubernetes (it configures the Kubernetes watcher)")
+    if kubeconfig:
+        kubeconfig = os.path.abspath(kubeconfig)
+        if not os.path.isfile(kubeconfig):
+            raise ConfigError(f"--kubeconfig {kubeconfig}: no such file")
+    raw = settings.get("kube_label_wait")
+    try:
+        wait = float(raw) if raw else 10.0
+        if not 0 < wait <= 300:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--kube-label-wait {raw}: must be a number of seconds in (0, 300] (default 10)") from None
+    return enabled, kubeconfig, wait
 
 
 def _probe_timing(settings: dict[str, Any]) -> tuple[float, int]:

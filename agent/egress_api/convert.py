@@ -86,11 +86,13 @@ def policy_from_proto(msg: pb.Policy) -> models.Policy:
 
 
 def pod_to_dict(msg: pb.Pod) -> dict[str, Any]:
-    return {"name": msg.name, "namespace": msg.namespace, "node": msg.node, "ip": msg.ip, "labels": dict(msg.labels)}
+    return {"name": msg.name, "namespace": msg.namespace, "node": msg.node, "ip": msg.ip, "interface": msg.interface,
+            "uid": msg.uid, "labels": dict(msg.labels)}
 
 
 def pod_to_proto(p: models.Pod) -> pb.Pod:
-    return pb.Pod(name=p.name, namespace=p.namespace, node=p.node, ip=p.ip, labels=dict(p.labels))
+    return pb.Pod(name=p.name, namespace=p.namespace, node=p.node, ip=p.ip, interface=p.interface, uid=p.uid,
+                  labels=dict(p.labels))
 
 
 def pod_from_proto(msg: pb.Pod) -> models.Pod:

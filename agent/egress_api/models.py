@@ -310,24 +310,81 @@ class Node(BaseModel):
         return parse_ipv4_cidr(v) if v else v
 
 
+_IFNAME = re.compile(r"^[^/\s:]{1,15}$")  # Linux: IFNAMSIZ-1 bytes, no '/', whitespace or ':'
+
+
+def check_namespace_name(value: str) -> str:
+    """A Kubernetes namespace name: a DNS-1123 label."""
+    if not value or len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid namespace name: use 1-63 lower-case letters, digits or '-', "
+            "starting and ending with a letter or digit (a DNS-1123 label, e.g. 'alice')"
+        )
+    return value
+
+
+def check_pod_name(value: str) -> str:
+    """A Kubernetes pod name: a DNS-1123 subdomain (up to 253 characters, dots allowed)."""
+    if not value or len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid pod name: use up to 253 lower-case letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit (a DNS-1123 subdomain, e.g. 'frontend-7d4b9')"
+        )
+    return value
+
+
+def check_interface_name(value: str) -> str:
+    if value in (".", "..") or not _IFNAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid interface name: 1-15 characters without '/', ':' or spaces (e.g. veth1a2b3c4d)"
+        )
+    return value
+
+
 class Namespace(BaseModel):
     model_config = _strict
-    name: Name
+    name: str
     labels: Labels = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_namespace_name(v)
 
 
 class Pod(BaseModel):
+    """A pod on a node. `interface` is the host side of its network interface, as the CNI chain named it
+    (`veth...` from ptp/bridge, `cali...` from Calico); empty means the lab's direct wiring, whose host veth
+    is named from the pod key (`egress_agent.node.naming.host_veth_name`)."""
+
     model_config = _strict
-    name: Name
-    namespace: Name
+    name: str
+    namespace: str
     node: Name
     ip: str
+    interface: str = ""
+    uid: str = ""  # Kubernetes metadata.uid (from the CNI's K8S_POD_UID): tells re-created pods apart
     labels: Labels = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_pod_name(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return check_namespace_name(v)
 
     @field_validator("ip")
     @classmethod
     def _ip(cls, v: str) -> str:
         return parse_ipv4(v)
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, v: str) -> str:
+        return check_interface_name(v) if v else v
 
 
 # --- Errors with attribute paths ------------------------------------------------------

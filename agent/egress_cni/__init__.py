@@ -1,0 +1,12 @@
+"""`egress-cni`: a chained CNI plugin (CNI spec 1.0.0) that tells the node's egress-agent about each pod.
+
+It runs last in a conflist, after the main plugin (ptp, bridge, Calico, ...):
+
+- `spec`: the CNI protocol's pieces: versions served, error codes, the error object;
+- `request`: one invocation read from the environment and stdin (netconf, CNI_ARGS, prevResult);
+- `agent`: the few inventory RPCs the plugin makes (gRPC over the agent's unix socket);
+- `main`: ADD / DEL / CHECK / VERSION, the failure policy, and the console script.
+
+A plugin is started per pod, so this package imports only grpc and the generated
+protobuf stubs (not pydantic, not the agent): validation happens in the agent.
+"""

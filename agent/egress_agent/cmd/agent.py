@@ -4,6 +4,7 @@
                  --store sqlite:PATH [--interface IF] [--config FILE] [--listen HOST:PORT] [--datapath off]
     egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S] [--lease-keepalive S]
                  [--probe-interval S] [--probe-misses N]
+    egress-agent ... --kubernetes [--kubeconfig PATH] [--kube-label-wait S]
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--etcd-cert", dest="etcd_cert", help="client certificate for etcd")
     p.add_argument("--etcd-key", dest="etcd_key", help="client key for etcd")
     p.add_argument("--datapath", help="off (default) or kernel: program this node's eBPF steering, SNAT and floating IPs")
+    p.add_argument("--kubernetes", action="store_true", default=None,
+                   help="watch the Kubernetes API: every Namespace and this node's Pods (spec.nodeName=--node) give "
+                   "pods their labels; pods that ran before the agent are adopted from status.podIP")
+    p.add_argument("--kubeconfig", help="with --kubernetes: kubeconfig file (default: the in-cluster service account)")
+    p.add_argument("--kube-label-wait", dest="kube_label_wait", metavar="S",
+                   help="with --kubernetes: seconds a CNI ADD waits for its pod to arrive from the Kubernetes API "
+                   "before it fails (default 10)")
     p.add_argument("--cleanup", action="store_true",
                    help="remove everything the kernel datapath installed in this network namespace, then exit "
                    "(needs --interface; --node-ip defaults to the interface's address)")

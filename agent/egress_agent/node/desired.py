@@ -13,8 +13,9 @@ The rules, from the seed:
   when nobody holds that IP -- unassigned, the holder has no node record, or
   the assignment names this node but fencing says it must not hold it -- the
   traffic is dropped (fail closed), never masqueraded to a node IP;
-- local pods are the pods whose record names this node; their host veth is
-  named from the pod key (`naming.host_veth_name`).
+- local pods are the pods whose record names this node; their host-side
+  interface is the one the CNI chain created (`Pod.interface`), or for the
+  lab's direct wiring the veth named from the pod key (`naming.host_veth_name`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def desired_state(
     for key in sorted(snapshot.of(POD)):
         v = snapshot.of(POD)[key].value
         if v.get("node") == node.name:
-            local_pods[v["ip"]] = host_veth_name(v["namespace"], v["name"])
+            local_pods[v["ip"]] = pod_interface(v)
     pod_cidrs = {rec.value["pod_cidr"] for rec in node_records.values() if rec.value.get("pod_cidr")}
     return NodeDatapathState(
         node=node.name,
@@ -114,11 +115,16 @@ def desired_state(
     )
 
 
+def pod_interface(pod: dict) -> str:
+    """The host-side interface of a pod record: the CNI chain's, or the lab's veth named from the pod key."""
+    return pod.get("interface") or host_veth_name(pod["namespace"], pod["name"])
+
+
 def local_pod_keys(snapshot: Snapshot, node: str) -> dict[str, str]:
-    """Host veth name -> pod key of every pod recorded on `node` (to name pods that cannot be programmed)."""
+    """Host interface -> pod key of every pod recorded on `node` (to name pods that cannot be programmed)."""
     out = {}
     for rec in snapshot.of(POD).values():
         v = rec.value
         if v.get("node") == node:
-            out[host_veth_name(v["namespace"], v["name"])] = pod_key(v["namespace"], v["name"])
+            out[pod_interface(v)] = pod_key(v["namespace"], v["name"])
     return out

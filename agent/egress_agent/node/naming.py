@@ -1,9 +1,10 @@
-"""How the agent finds a pod's interface: its host-side veth name is derived from the pod key.
+"""Pod keys, and the host veth name of pods wired without a CNI chain.
 
-The CNI plugin (in the lab: `egress-lab pod add`) names the host side of a
-pod's veth `host_veth_name(namespace, name)`, as Calico derives `cali<hash>`
-from the workload. The Pod record then needs no interface field, and the
-agent on the pod's node finds the veth by name with no extra lookup.
+A pod created through a CNI chain carries its host-side interface in its
+record (`Pod.interface`, from the main plugin's result). Pods wired directly
+(the lab's `--direct` wiring, older tests) have no interface in their record:
+their host veth is named `host_veth_name(namespace, name)`, as Calico derives
+`cali<hash>` from the workload, so the agent still finds it by name.
 """
 
 from __future__ import annotations

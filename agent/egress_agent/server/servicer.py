@@ -17,6 +17,7 @@ import grpc
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
+from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
 from egress_agent.server.writes import ReferenceViolation, StaleVersion, Writes
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
@@ -32,6 +33,10 @@ CounterSource = Callable[[str, str], dict[str, int]]  # (policy name, its egress
 #: (node, pod key, store revision of the pod write): returns once that node has programmed the pod,
 #: raises node.status.PodNotProgrammed otherwise (egress_agent.node.status.ProgrammedWaiter.wait).
 PodProgrammed = Callable[[str, str, int], None]
+#: (pod as stored, its record version): raises PodNotProgrammed when its node has not programmed it (GetPod).
+PodCheck = Callable[[models.Pod, int], None]
+#: () -> (ok, detail) of a part other than the store (e.g. the Kubernetes watcher), for Health.
+HealthSource = Callable[[], tuple[bool, str]]
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, violations=(), origin=False):
@@ -66,6 +71,8 @@ def _rpc(handler):
             _abort(context, grpc.StatusCode.ABORTED, str(err))
         except base.Unavailable as err:
             _abort(context, grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
+        except LabelsUnknown as err:
+            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err), origin=True)
         except PodNotProgrammed as err:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
             _abort(context, code, str(err), origin=True)
@@ -74,6 +81,15 @@ def _rpc(handler):
             _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {handler.__name__}: {err}")
 
     return wrapper
+
+
+def _pod_key(request) -> str:
+    key = _name(request, "pod")
+    if key.count("/") != 1:
+        raise models.InvalidObject(
+            "pod", key, [models.Violation(("name",), f"{key!r}: a pod is named by 'namespace/name'")]
+        )
+    return key
 
 
 def _name(request, what: str) -> str:
@@ -92,6 +108,9 @@ class EgressServicer(pb_grpc.EgressServicer):
         counters: Optional[CounterSource] = None,
         version: str = "",
         pod_programmed: Optional[PodProgrammed] = None,
+        pods: Optional[PodWriter] = None,
+        pod_check: Optional[PodCheck] = None,
+        health: Optional[HealthSource] = None,
     ):
         self.store = store
         self.node = node
@@ -100,6 +119,9 @@ class EgressServicer(pb_grpc.EgressServicer):
         self.counters = counters or (lambda name, ip: {})
         self.version = version
         self.pod_programmed = pod_programmed
+        self.pods = pods or DirectPods(store)
+        self.pod_check = pod_check
+        self.health = health
         self.writes = Writes(store)
 
     # --- gateways -------------------------------------------------------------------
@@ -186,20 +208,24 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpsertPod(self, request, context):
-        pod = convert.pod_from_proto(request)
-        key = f"{pod.namespace}/{pod.name}"
-        revision = self.store.commit([Put(POD, key, pod.model_dump(mode="json"))])
+        pod, revision = self.pods.upsert(convert.pod_from_proto(request))
         if self.pod_programmed is not None:
-            self.pod_programmed(pod.node, key, revision)  # no leak at pod start: wait for the pod's node
+            # No leak at pod start: wait for the pod's node to program the pod.
+            self.pod_programmed(pod.node, f"{pod.namespace}/{pod.name}", revision)
+        return convert.pod_to_proto(pod)
+
+    @_rpc
+    def GetPod(self, request, context):
+        key = _pod_key(request)
+        rec = self._get(POD, key)
+        pod = models.Pod.model_validate(rec.value)
+        if self.pod_check is not None:
+            self.pod_check(pod, rec.version)
         return convert.pod_to_proto(pod)
 
     @_rpc
     def DeletePod(self, request, context):
-        key = _name(request, "pod")
-        if key.count("/") != 1:
-            raise models.InvalidObject(
-                "pod", key, [models.Violation(("name",), f"{key!r}: a pod is deleted by 'namespace/name'")]
-            )
+        key = _pod_key(request)
         self.store.commit([Delete(POD, key)])
         return pb.Empty()
 
@@ -222,12 +248,17 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def Health(self, request, context):
-        ok, detail = self.store.healthy()
+        store_ok, detail = self.store.healthy()
+        ok = store_ok
+        if self.health is not None:  # e.g. "kubernetes API unreachable": still serving, but degraded
+            part_ok, part_detail = self.health()
+            ok = ok and part_ok
+            detail = "; ".join(d for d in (detail, part_detail) if d)
         return pb.HealthResponse(
             status="SERVING" if ok else "DEGRADED",
             node=self.node,
             store=self.store.url,
-            store_ok=ok,
+            store_ok=store_ok,
             detail=detail,
             leader=self.leadership.leader(),
             version=self.version,

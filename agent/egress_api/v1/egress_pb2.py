@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65gress_api/v1/egress.proto\x12\tegress.v1\"\x84\x01\n\rLabelSelector\x12?\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32).egress.v1.LabelSelector.MatchLabelsEntry\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\nEgressRule\x12\x34\n\x12namespace_selector\x18\x01 \x01(\x0b\x32\x18.egress.v1.LabelSelector\x12.\n\x0cpod_selector\x18\x02 \x01(\x0b\x32\x18.egress.v1.LabelSelector\"G\n\x07Gateway\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x66loating_ips\x18\x02 \x03(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\x03\"\x8c\x01\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x65gress\x18\x02 \x03(\x0b\x32\x15.egress.v1.EgressRule\x12\x19\n\x11\x64\x65stination_cidrs\x18\x03 \x03(\t\x12\x18\n\x10\x65gress_source_ip\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\x03\"\xfb\x02\n\rGatewayStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.egress.v1.GatewayStatus.NodesEntry\x12?\n\x0c\x66loating_ips\x18\x03 \x03(\x0b\x32).egress.v1.GatewayStatus.FloatingIpsEntry\x12K\n\x12unassigned_reasons\x18\x04 \x03(\x0b\x32/.egress.v1.GatewayStatus.UnassignedReasonsEntry\x1a,\n\nNodesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x46loatingIpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16UnassignedReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\nNodeStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07node_ip\x18\x04 \x01(\t\x12\x14\n\x0c\x66loating_ips\x18\x05 \x03(\t\x12\x10\n\x08pod_cidr\x18\x06 \x01(\t\x12\x13\n\x0b\x61pi_address\x18\x07 \x01(\t\"t\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\"\x84\x01\n\x0ePolicyCounters\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsteered_packets\x18\x02 \x01(\x04\x12\x15\n\rsteered_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12translated_packets\x18\x04 \x01(\x04\x12\x18\n\x10translated_bytes\x18\x05 \x01(\x04\"\x9b\x01\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.egress.v1.Pod.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .egress.v1.Namespace.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\tObjectRef\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\r\n\x0bListRequest\"\x07\n\x05\x45mpty\"0\n\x0bGatewayList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.egress.v1.Gateway\".\n\nPolicyList\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.egress.v1.Policy\"0\n\x08NodeList\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.egress.v1.NodeStatus\"(\n\x07PodList\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.egress.v1.Pod\"4\n\rNamespaceList\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.egress.v1.Namespace\"+\n\rEventsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\",\n\tEventList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.egress.v1.Event\"*\n\tViolation\x12\x0c\n\x04path\x18\x01 \x03(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"1\n\nViolations\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.egress.v1.Violation\"^\n\x0eValidateResult\x12$\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x14.egress.v1.Violation\x12&\n\x08warnings\x18\x02 \x03(\x0b\x32\x14.egress.v1.Violation\"\x80\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05store\x18\x03 \x01(\t\x12\x10\n\x08store_ok\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x0e\n\x06leader\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\t\"\x9a\x01\n\x16\x44\x65scribePolicyResponse\x12!\n\x06policy\x18\x01 \x01(\x0b\x32\x11.egress.v1.Policy\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.egress.v1.Event\x12+\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x19.egress.v1.PolicyCounters2\xe1\n\n\x06\x45gress\x12\x37\n\rCreateGateway\x12\x12.egress.v1.Gateway\x1a\x12.egress.v1.Gateway\x12\x36\n\nGetGateway\x12\x14.egress.v1.ObjectRef\x1a\x12.egress.v1.Gateway\x12\x37\n\rUpdateGateway\x12\x12.egress.v1.Gateway\x1a\x12.egress.v1.Gateway\x12;\n\rDeleteGateway\x12\x18.egress.v1.DeleteRequest\x1a\x10.egress.v1.Empty\x12>\n\x0cListGateways\x12\x16.egress.v1.ListRequest\x1a\x16.egress.v1.GatewayList\x12@\n\x0fValidateGateway\x12\x12.egress.v1.Gateway\x1a\x19.egress.v1.ValidateResult\x12\x34\n\x0c\x43reatePolicy\x12\x11.egress.v1.Policy\x1a\x11.egress.v1.Policy\x12\x34\n\tGetPolicy\x12\x14.egress.v1.ObjectRef\x1a\x11.egress.v1.Policy\x12\x34\n\x0cUpdatePolicy\x12\x11.egress.v1.Policy\x1a\x11.egress.v1.Policy\x12:\n\x0c\x44\x65letePolicy\x12\x18.egress.v1.DeleteRequest\x1a\x10.egress.v1.Empty\x12=\n\x0cListPolicies\x12\x16.egress.v1.ListRequest\x1a\x15.egress.v1.PolicyList\x12>\n\x0eValidatePolicy\x12\x11.egress.v1.Policy\x1a\x19.egress.v1.ValidateResult\x12I\n\x0e\x44\x65scribePolicy\x12\x14.egress.v1.ObjectRef\x1a!.egress.v1.DescribePolicyResponse\x12\x42\n\x10GetGatewayStatus\x12\x14.egress.v1.ObjectRef\x1a\x18.egress.v1.GatewayStatus\x12\x36\n\x07GetNode\x12\x14.egress.v1.ObjectRef\x1a\x15.egress.v1.NodeStatus\x12\x38\n\tListNodes\x12\x16.egress.v1.ListRequest\x1a\x13.egress.v1.NodeList\x12<\n\nListEvents\x12\x18.egress.v1.EventsRequest\x1a\x14.egress.v1.EventList\x12+\n\tUpsertPod\x12\x0e.egress.v1.Pod\x1a\x0e.egress.v1.Pod\x12\x33\n\tDeletePod\x12\x14.egress.v1.ObjectRef\x1a\x10.egress.v1.Empty\x12\x36\n\x08ListPods\x12\x16.egress.v1.ListRequest\x1a\x12.egress.v1.PodList\x12=\n\x0fUpsertNamespace\x12\x14.egress.v1.Namespace\x1a\x14.egress.v1.Namespace\x12\x42\n\x0eListNamespaces\x12\x16.egress.v1.ListRequest\x1a\x18.egress.v1.NamespaceList\x12\x35\n\x06Health\x12\x10.egress.v1.Empty\x1a\x19.egress.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65gress_api/v1/egress.proto\x12\tegress.v1\"\x84\x01\n\rLabelSelector\x12?\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32).egress.v1.LabelSelector.MatchLabelsEntry\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\nEgressRule\x12\x34\n\x12namespace_selector\x18\x01 \x01(\x0b\x32\x18.egress.v1.LabelSelector\x12.\n\x0cpod_selector\x18\x02 \x01(\x0b\x32\x18.egress.v1.LabelSelector\"G\n\x07Gateway\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x66loating_ips\x18\x02 \x03(\t\x12\x18\n\x10resource_version\x18\x03 \x01(\x03\"\x8c\x01\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x65gress\x18\x02 \x03(\x0b\x32\x15.egress.v1.EgressRule\x12\x19\n\x11\x64\x65stination_cidrs\x18\x03 \x03(\t\x12\x18\n\x10\x65gress_source_ip\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\x03\"\xfb\x02\n\rGatewayStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x05nodes\x18\x02 \x03(\x0b\x32#.egress.v1.GatewayStatus.NodesEntry\x12?\n\x0c\x66loating_ips\x18\x03 \x03(\x0b\x32).egress.v1.GatewayStatus.FloatingIpsEntry\x12K\n\x12unassigned_reasons\x18\x04 \x03(\x0b\x32/.egress.v1.GatewayStatus.UnassignedReasonsEntry\x1a,\n\nNodesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x46loatingIpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x38\n\x16UnassignedReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\nNodeStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07node_ip\x18\x04 \x01(\t\x12\x14\n\x0c\x66loating_ips\x18\x05 \x03(\t\x12\x10\n\x08pod_cidr\x18\x06 \x01(\t\x12\x13\n\x0b\x61pi_address\x18\x07 \x01(\t\"t\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\"\x84\x01\n\x0ePolicyCounters\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0fsteered_packets\x18\x02 \x01(\x04\x12\x15\n\rsteered_bytes\x18\x03 \x01(\x04\x12\x1a\n\x12translated_packets\x18\x04 \x01(\x04\x12\x18\n\x10translated_bytes\x18\x05 \x01(\x04\"\xbb\x01\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12*\n\x06labels\x18\x05 \x03(\x0b\x32\x1a.egress.v1.Pod.LabelsEntry\x12\x11\n\tinterface\x18\x06 \x01(\t\x12\x0b\n\x03uid\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06labels\x18\x02 \x03(\x0b\x32 .egress.v1.Namespace.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\tObjectRef\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\rDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\r\n\x0bListRequest\"\x07\n\x05\x45mpty\"0\n\x0bGatewayList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.egress.v1.Gateway\".\n\nPolicyList\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.egress.v1.Policy\"0\n\x08NodeList\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.egress.v1.NodeStatus\"(\n\x07PodList\x12\x1d\n\x05items\x18\x01 \x03(\x0b\x32\x0e.egress.v1.Pod\"4\n\rNamespaceList\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.egress.v1.Namespace\"+\n\rEventsRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\",\n\tEventList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.egress.v1.Event\"*\n\tViolation\x12\x0c\n\x04path\x18\x01 \x03(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"1\n\nViolations\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.egress.v1.Violation\"^\n\x0eValidateResult\x12$\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x14.egress.v1.Violation\x12&\n\x08warnings\x18\x02 \x03(\x0b\x32\x14.egress.v1.Violation\"\x80\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05store\x18\x03 \x01(\t\x12\x10\n\x08store_ok\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x0e\n\x06leader\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\t\"\x9a\x01\n\x16\x44\x65scribePolicyResponse\x12!\n\x06policy\x18\x01 \x01(\x0b\x32\x11.egress.v1.Policy\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.egress.v1.Event\x12+\n\x08\x63ounters\x18\x04 \x01(\x0b\x32\x19.egress.v1.PolicyCounters2\x91\x0b\n\x06\x45gress\x12\x37\n\rCreateGateway\x12\x12.egress.v1.Gateway\x1a\x12.egress.v1.Gateway\x12\x36\n\nGetGateway\x12\x14.egress.v1.ObjectRef\x1a\x12.egress.v1.Gateway\x12\x37\n\rUpdateGateway\x12\x12.egress.v1.Gateway\x1a\x12.egress.v1.Gateway\x12;\n\rDeleteGateway\x12\x18.egress.v1.DeleteRequest\x1a\x10.egress.v1.Empty\x12>\n\x0cListGateways\x12\x16.egress.v1.ListRequest\x1a\x16.egress.v1.GatewayList\x12@\n\x0fValidateGateway\x12\x12.egress.v1.Gateway\x1a\x19.egress.v1.ValidateResult\x12\x34\n\x0c\x43reatePolicy\x12\x11.egress.v1.Policy\x1a\x11.egress.v1.Policy\x12\x34\n\tGetPolicy\x12\x14.egress.v1.ObjectRef\x1a\x11.egress.v1.Policy\x12\x34\n\x0cUpdatePolicy\x12\x11.egress.v1.Policy\x1a\x11.egress.v1.Policy\x12:\n\x0c\x44\x65letePolicy\x12\x18.egress.v1.DeleteRequest\x1a\x10.egress.v1.Empty\x12=\n\x0cListPolicies\x12\x16.egress.v1.ListRequest\x1a\x15.egress.v1.PolicyList\x12>\n\x0eValidatePolicy\x12\x11.egress.v1.Policy\x1a\x19.egress.v1.ValidateResult\x12I\n\x0e\x44\x65scribePolicy\x12\x14.egress.v1.ObjectRef\x1a!.egress.v1.DescribePolicyResponse\x12\x42\n\x10GetGatewayStatus\x12\x14.egress.v1.ObjectRef\x1a\x18.egress.v1.GatewayStatus\x12\x36\n\x07GetNode\x12\x14.egress.v1.ObjectRef\x1a\x15.egress.v1.NodeStatus\x12\x38\n\tListNodes\x12\x16.egress.v1.ListRequest\x1a\x13.egress.v1.NodeList\x12<\n\nListEvents\x12\x18.egress.v1.EventsRequest\x1a\x14.egress.v1.EventList\x12+\n\tUpsertPod\x12\x0e.egress.v1.Pod\x1a\x0e.egress.v1.Pod\x12\x33\n\tDeletePod\x12\x14.egress.v1.ObjectRef\x1a\x10.egress.v1.Empty\x12.\n\x06GetPod\x12\x14.egress.v1.ObjectRef\x1a\x0e.egress.v1.Pod\x12\x36\n\x08ListPods\x12\x16.egress.v1.ListRequest\x1a\x12.egress.v1.PodList\x12=\n\x0fUpsertNamespace\x12\x14.egress.v1.Namespace\x1a\x14.egress.v1.Namespace\x12\x42\n\x0eListNamespaces\x12\x16.egress.v1.ListRequest\x1a\x18.egress.v1.NamespaceList\x12\x35\n\x06Health\x12\x10.egress.v1.Empty\x1a\x19.egress.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -68,45 +68,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYCOUNTERS']._serialized_start=1145
   _globals['_POLICYCOUNTERS']._serialized_end=1277
   _globals['_POD']._serialized_start=1280
-  _globals['_POD']._serialized_end=1435
-  _globals['_POD_LABELSENTRY']._serialized_start=1390
-  _globals['_POD_LABELSENTRY']._serialized_end=1435
-  _globals['_NAMESPACE']._serialized_start=1437
-  _globals['_NAMESPACE']._serialized_end=1559
-  _globals['_NAMESPACE_LABELSENTRY']._serialized_start=1390
-  _globals['_NAMESPACE_LABELSENTRY']._serialized_end=1435
-  _globals['_OBJECTREF']._serialized_start=1561
-  _globals['_OBJECTREF']._serialized_end=1586
-  _globals['_DELETEREQUEST']._serialized_start=1588
-  _globals['_DELETEREQUEST']._serialized_end=1643
-  _globals['_LISTREQUEST']._serialized_start=1645
-  _globals['_LISTREQUEST']._serialized_end=1658
-  _globals['_EMPTY']._serialized_start=1660
-  _globals['_EMPTY']._serialized_end=1667
-  _globals['_GATEWAYLIST']._serialized_start=1669
-  _globals['_GATEWAYLIST']._serialized_end=1717
-  _globals['_POLICYLIST']._serialized_start=1719
-  _globals['_POLICYLIST']._serialized_end=1765
-  _globals['_NODELIST']._serialized_start=1767
-  _globals['_NODELIST']._serialized_end=1815
-  _globals['_PODLIST']._serialized_start=1817
-  _globals['_PODLIST']._serialized_end=1857
-  _globals['_NAMESPACELIST']._serialized_start=1859
-  _globals['_NAMESPACELIST']._serialized_end=1911
-  _globals['_EVENTSREQUEST']._serialized_start=1913
-  _globals['_EVENTSREQUEST']._serialized_end=1956
-  _globals['_EVENTLIST']._serialized_start=1958
-  _globals['_EVENTLIST']._serialized_end=2002
-  _globals['_VIOLATION']._serialized_start=2004
-  _globals['_VIOLATION']._serialized_end=2046
-  _globals['_VIOLATIONS']._serialized_start=2048
-  _globals['_VIOLATIONS']._serialized_end=2097
-  _globals['_VALIDATERESULT']._serialized_start=2099
-  _globals['_VALIDATERESULT']._serialized_end=2193
-  _globals['_HEALTHRESPONSE']._serialized_start=2196
-  _globals['_HEALTHRESPONSE']._serialized_end=2324
-  _globals['_DESCRIBEPOLICYRESPONSE']._serialized_start=2327
-  _globals['_DESCRIBEPOLICYRESPONSE']._serialized_end=2481
-  _globals['_EGRESS']._serialized_start=2484
-  _globals['_EGRESS']._serialized_end=3861
+  _globals['_POD']._serialized_end=1467
+  _globals['_POD_LABELSENTRY']._serialized_start=1422
+  _globals['_POD_LABELSENTRY']._serialized_end=1467
+  _globals['_NAMESPACE']._serialized_start=1469
+  _globals['_NAMESPACE']._serialized_end=1591
+  _globals['_NAMESPACE_LABELSENTRY']._serialized_start=1422
+  _globals['_NAMESPACE_LABELSENTRY']._serialized_end=1467
+  _globals['_OBJECTREF']._serialized_start=1593
+  _globals['_OBJECTREF']._serialized_end=1618
+  _globals['_DELETEREQUEST']._serialized_start=1620
+  _globals['_DELETEREQUEST']._serialized_end=1675
+  _globals['_LISTREQUEST']._serialized_start=1677
+  _globals['_LISTREQUEST']._serialized_end=1690
+  _globals['_EMPTY']._serialized_start=1692
+  _globals['_EMPTY']._serialized_end=1699
+  _globals['_GATEWAYLIST']._serialized_start=1701
+  _globals['_GATEWAYLIST']._serialized_end=1749
+  _globals['_POLICYLIST']._serialized_start=1751
+  _globals['_POLICYLIST']._serialized_end=1797
+  _globals['_NODELIST']._serialized_start=1799
+  _globals['_NODELIST']._serialized_end=1847
+  _globals['_PODLIST']._serialized_start=1849
+  _globals['_PODLIST']._serialized_end=1889
+  _globals['_NAMESPACELIST']._serialized_start=1891
+  _globals['_NAMESPACELIST']._serialized_end=1943
+  _globals['_EVENTSREQUEST']._serialized_start=1945
+  _globals['_EVENTSREQUEST']._serialized_end=1988
+  _globals['_EVENTLIST']._serialized_start=1990
+  _globals['_EVENTLIST']._serialized_end=2034
+  _globals['_VIOLATION']._serialized_start=2036
+  _globals['_VIOLATION']._serialized_end=2078
+  _globals['_VIOLATIONS']._serialized_start=2080
+  _globals['_VIOLATIONS']._serialized_end=2129
+  _globals['_VALIDATERESULT']._serialized_start=2131
+  _globals['_VALIDATERESULT']._serialized_end=2225
+  _globals['_HEALTHRESPONSE']._serialized_start=2228
+  _globals['_HEALTHRESPONSE']._serialized_end=2356
+  _globals['_DESCRIBEPOLICYRESPONSE']._serialized_start=2359
+  _globals['_DESCRIBEPOLICYRESPONSE']._serialized_end=2513
+  _globals['_EGRESS']._serialized_start=2516
+  _globals['_EGRESS']._serialized_end=3941
 # @@protoc_insertion_point(module_scope)

@@ -134,7 +134,7 @@ class PolicyCounters(_message.Message):
     def __init__(self, name: _Optional[str] = ..., steered_packets: _Optional[int] = ..., steered_bytes: _Optional[int] = ..., translated_packets: _Optional[int] = ..., translated_bytes: _Optional[int] = ...) -> None: ...
 
 class Pod(_message.Message):
-    __slots__ = ("name", "namespace", "node", "ip", "labels")
+    __slots__ = ("name", "namespace", "node", "ip", "labels", "interface", "uid")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -147,12 +147,16 @@ class Pod(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     node: str
     ip: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    interface: str
+    uid: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., interface: _Optional[str] = ..., uid: _Optional[str] = ...) -> None: ...
 
 class Namespace(_message.Message):
     __slots__ = ("name", "labels")

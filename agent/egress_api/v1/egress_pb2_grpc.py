@@ -129,6 +129,11 @@ class EgressStub(object):
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
                 response_deserializer=egress__api_dot_v1_dot_egress__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetPod = channel.unary_unary(
+                '/egress.v1.Egress/GetPod',
+                request_serializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
+                response_deserializer=egress__api_dot_v1_dot_egress__pb2.Pod.FromString,
+                _registered_method=True)
         self.ListPods = channel.unary_unary(
                 '/egress.v1.Egress/ListPods',
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.ListRequest.SerializeToString,
@@ -270,6 +275,15 @@ class EgressServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPod(self, request, context):
+        """The pod ("namespace/name") as stored; FAILED_PRECONDITION when its node has not
+        programmed it (pending, or this node's classifier is missing on its interface).
+        The CNI plugin's CHECK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPods(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -391,6 +405,11 @@ def add_EgressServicer_to_server(servicer, server):
                     servicer.DeletePod,
                     request_deserializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.FromString,
                     response_serializer=egress__api_dot_v1_dot_egress__pb2.Empty.SerializeToString,
+            ),
+            'GetPod': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPod,
+                    request_deserializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.FromString,
+                    response_serializer=egress__api_dot_v1_dot_egress__pb2.Pod.SerializeToString,
             ),
             'ListPods': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPods,
@@ -926,6 +945,33 @@ class Egress(object):
             '/egress.v1.Egress/DeletePod',
             egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
             egress__api_dot_v1_dot_egress__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/egress.v1.Egress/GetPod',
+            egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
+            egress__api_dot_v1_dot_egress__pb2.Pod.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,3 @@
+from egress_cni.main import main
+
+main()
