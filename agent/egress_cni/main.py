@@ -168,22 +168,28 @@ def run(env: Mapping[str, str], stdin: str, out: TextIO, log: TextIO) -> int:
         return 1
 
 
+def install_plugin(directory: str) -> str:
+    """Write DIR/egress, a two-line launcher of this plugin (not a symlink: it survives reinstalls of the venv's
+    console scripts). Returns its path."""
+    target = os.path.join(directory, "egress")
+    os.makedirs(directory, exist_ok=True)
+    tmp = target + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"#!/bin/sh\nexec {sys.executable} -m egress_cni \"$@\"\n")
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return target
+
+
 def install(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="egress-cni install", description="install egress-cni as DIR/egress")
     ap.add_argument("--dir", default="/opt/cni/bin", help="the runtime's CNI_PATH directory (default /opt/cni/bin)")
     args = ap.parse_args(argv)
-    target = os.path.join(args.dir, "egress")
-    os.makedirs(args.dir, exist_ok=True)
-    # A two-line launcher, not a symlink: it keeps working when the venv's console script is replaced.
-    script = f"#!/bin/sh\nexec {sys.executable} -m egress_cni \"$@\"\n"
-    tmp = target + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(script)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
-    print(f"installed {target} (runs {sys.executable} -m egress_cni)")
+    target = install_plugin(args.dir)
+    print(f"installed {target} (runs {sys.executable} -m egress_cni); use \"type\": \"egress\" as the last plugin "
+          "of the conflist")
     return 0
 
 

@@ -46,8 +46,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node", required=True)
     p.add_argument("--namespace", required=True)
     p.add_argument("--label", action="append", default=[], metavar="K=V")
+    p.add_argument("--cni", dest="main_plugin", choices=["ptp", "bridge"], default="ptp",
+                   help="main CNI plugin before egress-cni (default ptp)")
+    p.add_argument("--direct", action="store_true",
+                   help="the lab's own veth wiring instead of the CNI chain (labs without agents use it always)")
     p = pod.add_parser("del")
     p.add_argument("name")
+    p = pod.add_parser("label", help="merge labels into a pod (K=V; K=- removes K), like kubectl label pod")
+    p.add_argument("name")
+    p.add_argument("labels", nargs="+", metavar="K=V")
 
     ns = sub.add_parser("namespace").add_subparsers(dest="ns_cmd", required=True)
     p = ns.add_parser("label")
@@ -93,8 +100,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "status":
         print(status.render(labstate.require()))
     elif args.cmd == "pod" and args.pod_cmd == "add":
-        p = pods.add(args.name, args.node, args.namespace, _labels(args.label))
-        print(f"pod {p.name} ({p.namespace}) on {p.node}: {p.ip}")
+        p = pods.add(args.name, args.node, args.namespace, _labels(args.label),
+                     wiring="direct" if args.direct else None, main_plugin=args.main_plugin)
+        print(f"pod {p.name} ({p.namespace}) on {p.node}: {p.ip}" + (f" via {p.interface}" if p.interface else ""))
+    elif args.cmd == "pod" and args.pod_cmd == "label":
+        labels = pods.label_pod(args.name, _labels(args.labels))
+        print(f"pod {args.name}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     elif args.cmd == "pod" and args.pod_cmd == "del":
         p = pods.delete(args.name)
         print(f"pod {p.name} deleted")

@@ -20,6 +20,15 @@ class PodRecord:
     node: str
     ip: str
     labels: dict[str, str] = field(default_factory=dict)
+    wiring: str = "direct"  # "cni": through the node's CNI chain; "direct": the lab's own veth (no agents)
+    container_id: str = ""  # cni: the CNI_CONTAINERID the chain was run with
+    interface: str = ""  # cni: the host-side interface the main plugin created
+    main_plugin: str = ""  # cni: ptp or bridge (DEL runs the same chain)
+
+    @property
+    def host_interface(self) -> str:
+        """The pod's interface on its node: the CNI chain's, or the direct wiring's veth named from the pod key."""
+        return self.interface or topology.pod_host_veth(self.name, self.namespace)
 
 
 @dataclass

@@ -1,9 +1,16 @@
-"""Pods (a namespace with a veth to its node), namespace labels and network-policy denies.
+"""Pods (a network namespace wired to its node), pod and namespace labels, and network-policy denies.
 
-A pod is wired like Calico's host-gw mode: the pod has its IP as a /32 and a
-default route via 169.254.1.1, which the host side of the veth answers by proxy
-ARP; the node routes the pod's /32 to the veth. The pod's eth0 comes up last,
-so a pod sends nothing before its node is ready for it (`before_link_up`).
+With agents (the product), a pod is created as a container runtime creates
+one: an empty network namespace, then the node's CNI chain (`cni`: Debian's
+ptp or bridge with host-local IPAM, then egress-cni), whose ADD returns only
+once the node has programmed the pod; only then may the pod's first process run
+(`at_start`). `del` runs the chain's DEL.
+
+Without agents (`egress-lab up --no-agents`, the kernel tests that program
+datapaths themselves) there is nobody for egress-cni to ask, so pods get the
+lab's direct wiring, like Calico's host-gw mode: the pod has its IP as a /32
+and a default route via 169.254.1.1, which the host side of the veth (named
+from the pod key) answers by proxy ARP; its eth0 comes up last.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Callable
 
 from egress_api import errors, models
 
-from . import agents, labstate, netns, topology as T
+from . import agents, cni, labstate, netns, topology as T
 from .labstate import LabState, PodRecord
 
 
@@ -50,50 +57,119 @@ def link_up(pod: PodRecord) -> None:
         netns.route_replace(ip, "default", gateway=T.POD_GATEWAY, oif=netns.link_index(ip, "eth0"))
 
 
+WIRINGS = ("cni", "direct")
+
+
 def add(
     name: str,
     node: str,
     namespace: str,
     labels: dict[str, str],
-    before_link_up: Callable[[LabState, PodRecord], None] | None = None,
+    at_start: Callable[[LabState, PodRecord], None] | None = None,
+    wiring: str | None = None,
+    main_plugin: str = "ptp",
 ) -> PodRecord:
+    """Create a pod. `at_start` runs at the instant its first process may: after the CNI chain returned
+    (direct wiring: before its link comes up). `wiring`: "cni" (default with agents) or "direct"."""
     with labstate.locked():
         st = labstate.require()
         spec = st.node(node)
+        wiring = wiring or ("cni" if st.agents else "direct")
+        if wiring not in WIRINGS:
+            raise ValueError(f"wiring {wiring!r}: use one of {', '.join(WIRINGS)}")
+        if wiring == "cni" and not st.agents:
+            raise RuntimeError("the CNI chain needs the node's egress-agent: this lab runs without agents (--direct)")
         old = st.pods.get(name)
-        if old is not None and (old.node, old.namespace) != (node, namespace):
+        if old is not None and (old.node, old.namespace, old.wiring) != (node, namespace, wiring):
             raise RuntimeError(f"pod {name!r} already exists on {old.node} in namespace {old.namespace}: delete it first")
-        pod = PodRecord(name=name, namespace=namespace, node=node, ip=old.ip if old else _free_ip(st, spec), labels=dict(labels))
+        if wiring == "direct":
+            return _add_direct(st, spec, name, namespace, labels, old, at_start)
+        pod = old or PodRecord(name=name, namespace=namespace, node=node, ip="", wiring="cni",
+                               container_id=f"{T.prefix()}{name}", main_plugin=main_plugin)
+        pod.labels = dict(labels)
         st.pods[name] = pod
         st.namespaces.setdefault(namespace, {})
         labstate.save(st)
-        wire(pod, spec)
-        if st.agents:
-            register(st, pod)  # returns once the pod's node has programmed it: no leak at pod start
-        if before_link_up is not None:
-            before_link_up(st, pod)
-        link_up(pod)
-        return pod
+        netns.create(T.pod_ns(name))
+    # Outside the lab lock: pods start concurrently, as on a node (host-local IPAM has its own lock).
+    try:
+        result = cni.add(spec, cni.conflist(spec, pod.main_plugin), pod.container_id, T.pod_ns(name), namespace, name,
+                         pod.labels)
+    except BaseException:
+        with labstate.locked():
+            st = labstate.require()
+            st.pods.pop(name, None)
+            labstate.save(st)
+            netns.remove(T.pod_ns(name))
+        raise
+    with labstate.locked():
+        st = labstate.require()
+        pod = st.pods[name]
+        pod.ip, pod.interface = cni.pod_ip(result), cni.host_interface(result)
+        labstate.save(st)
+    if at_start is not None:
+        at_start(st, pod)
+    return pod
+
+
+def _add_direct(st: LabState, spec: T.NodeSpec, name: str, namespace: str, labels: dict[str, str],
+                old: PodRecord | None, at_start) -> PodRecord:
+    pod = PodRecord(name=name, namespace=namespace, node=spec.name, ip=old.ip if old else _free_ip(st, spec),
+                    labels=dict(labels))
+    st.pods[name] = pod
+    st.namespaces.setdefault(namespace, {})
+    labstate.save(st)
+    wire(pod, spec)
+    if st.agents:
+        register(st, pod)  # returns once the pod's node has programmed it: no leak at pod start
+    if at_start is not None:
+        at_start(st, pod)
+    link_up(pod)
+    return pod
 
 
 def delete(name: str, after_unwire: Callable[[LabState, PodRecord], None] | None = None) -> PodRecord:
     with labstate.locked():
         st = labstate.require()
         pod = st.pod(name)
-        netns.remove(T.pod_ns(name))  # removing the namespace removes the veth pair
         del st.pods[name]
         st.denies = [d for d in st.denies if d[0] != name]
         _sync_denies(st, st.node(pod.node))
         labstate.save(st)
+    spec = st.node(pod.node)
+    if pod.wiring == "cni":
+        try:
+            # As a runtime: the chain's DEL (egress-cni removes the pod from the agent), then the sandbox.
+            cni.delete(spec, cni.conflist(spec, pod.main_plugin or "ptp"), pod.container_id, T.pod_ns(name), pod.namespace, pod.name)
+        finally:
+            netns.remove(T.pod_ns(name))
+    else:
+        netns.remove(T.pod_ns(name))  # removing the namespace removes the veth pair
         if st.agents:
             with agents.client(st, prefer=pod.node) as c:
                 try:
                     c.delete_pod(f"{pod.namespace}/{pod.name}")
                 except errors.NotFound:
                     pass
-        if after_unwire is not None:
-            after_unwire(st, pod)
-        return pod
+    if after_unwire is not None:
+        after_unwire(st, pod)
+    return pod
+
+
+def label_pod(name: str, labels: dict[str, str]) -> dict[str, str]:
+    """Merge labels into the pod's ('-' removes a key), as `kubectl label pod` would; the agent re-selects it."""
+    with labstate.locked():
+        st = labstate.require()
+        pod = st.pod(name)
+        for k, v in labels.items():
+            if v == "-":
+                pod.labels.pop(k, None)
+            else:
+                pod.labels[k] = v
+        labstate.save(st)
+        if st.agents:
+            register(st, pod)
+        return dict(pod.labels)
 
 
 def label_namespace(namespace: str, labels: dict[str, str]) -> dict[str, str]:
@@ -138,9 +214,10 @@ def _sync_denies(st: LabState, spec: T.NodeSpec) -> None:
 
 
 def register(st: LabState, pod: PodRecord) -> None:
-    """Tell the cluster about the pod through the inventory API, as a CNI ADD would (via the pod's node)."""
+    """Tell the cluster about the pod through the inventory API (via the pod's node); returns once it is programmed."""
     with agents.client(st, prefer=pod.node) as c:
-        c.upsert_pod(models.Pod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip, labels=pod.labels))
+        c.upsert_pod(models.Pod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip,
+                                interface=pod.interface, labels=pod.labels))
 
 
 def register_all(st: LabState) -> None:
@@ -150,12 +227,19 @@ def register_all(st: LabState) -> None:
             if labels:
                 c.upsert_namespace(models.Namespace(name=ns, labels=labels))
     for pod in st.pods.values():
-        register(st, pod)
+        if pod.ip:
+            register(st, pod)
 
 
 def restore(st: LabState) -> None:
-    """Re-wire every recorded pod and deny (for `up` on a lab whose pods survived or were lost)."""
-    for pod in st.pods.values():
+    """Re-wire every directly wired pod and every deny (for `up` on a lab whose pods survived or were lost).
+
+    A pod made through the CNI chain whose namespace is gone is forgotten (its runtime would re-create it)."""
+    for name, pod in list(st.pods.items()):
+        if pod.wiring == "cni":
+            if not netns.exists(T.pod_ns(name)):
+                del st.pods[name]
+            continue
         wire(pod, st.node(pod.node))
         link_up(pod)
     for spec in st.nodes():

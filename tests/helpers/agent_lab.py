@@ -45,8 +45,13 @@ class AgentLab:
             return c.gateway_status(gateway).floating_ips.get(ip, "")
 
     # --- workload -------------------------------------------------------------------------
-    def add_pod(self, name: str, node: str, namespace: str, before_link_up=None, **labels: str) -> str:
-        return pods.add(name, node, namespace, labels, before_link_up=before_link_up).ip
+    def add_pod(self, name: str, node: str, namespace: str, at_start=None, wiring: str | None = None,
+                **labels: str) -> str:
+        """Through the node's CNI chain (ptp + egress-cni); `at_start(st, pod)` runs when its first process may."""
+        return pods.add(name, node, namespace, labels, at_start=at_start, wiring=wiring).ip
+
+    def label_pod(self, name: str, **labels: str) -> None:
+        pods.label_pod(name, labels)
 
     def delete_pod(self, name: str) -> None:
         pods.delete(name)

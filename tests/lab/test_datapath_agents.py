@@ -69,12 +69,12 @@ def test_no_leak_at_pod_start(clean_lab, tmp_path):
         assert "listening on" in dump.stderr.readline()
 
         def start_sending(st, pod):
-            # The pod starts sending before its link is even up: its very first packet counts.
+            # The pod's first process sends from its first instant (the chain's ADD has just returned).
             senders.append(subprocess.Popen(["ip", "netns", "exec", T.pod_ns(pod.name), sys.executable, "-c", SENDER,
                                              T.EXT_HOST_IP, "1.5"], stdout=subprocess.PIPE, text=True))
             assert senders[0].stdout.readline().strip() == "ready"
 
-        lab.add_pod("newfe", "worker1", "alice", before_link_up=start_sending, role="frontend")
+        lab.add_pod("newfe", "worker1", "alice", at_start=start_sending, role="frontend")
         senders[0].wait(timeout=10)
     finally:
         time.sleep(0.2)
@@ -143,7 +143,7 @@ def test_node_stop_moves_the_ip_and_cleanup_removes_everything(clean_lab):
         assert "inet egress" not in after and "fwmark" not in after and FIP not in after
         for p in labstate.require().pods.values():
             if p.node == holder:
-                assert "egress_steer" not in lab.run(spec.netns, f"tc filter show dev {T.pod_host_veth(p.name, p.namespace)} ingress")
+                assert "egress_steer" not in lab.run(spec.netns, f"tc filter show dev {p.host_interface} ingress")
     finally:
         if ping.poll() is None:
             ping.kill()
