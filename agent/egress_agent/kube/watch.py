@@ -36,7 +36,7 @@ class ListWatch:
         list_kwargs: Optional[dict] = None,
         timeout_seconds: int = 300,
         connect_timeout: float = 5.0,
-        backoff: tuple[float, float] = (0.2, 10.0),
+        backoff: tuple[float, float] = (0.2, 5.0),
     ):
         self.what = what
         self.list_fn = list_fn

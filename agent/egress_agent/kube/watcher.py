@@ -44,16 +44,16 @@ def api_client(kubeconfig: str = "") -> k8s.ApiClient:
 
 
 def host_interface_of(ip: str, netns: Optional[str] = None) -> str:
-    """The interface of the host route to exactly `ip` (how ptp, bridge-less and Calico pods are reached)."""
+    """The interface of a host route to exactly `ip`/32 (ptp and Calico install one per pod); "" if none.
+
+    Not a route lookup (`ip route get`): that would answer the default route for any address."""
     from egress_agent.datapath.netlink import iproute
 
     with iproute(netns) as ipr:
-        for route in ipr.get_routes(family=2, dst=ip, dst_len=32, table=254):
-            oif = route.get_attr("RTA_OIF")
-            if oif:
-                links = ipr.get_links(oif)
-                if links:
-                    return links[0].get_attr("IFLA_IFNAME") or ""
+        for route in ipr.get_routes(family=2, table=254):
+            if route["dst_len"] == 32 and route.get_attr("RTA_DST") == ip and route.get_attr("RTA_OIF"):
+                links = ipr.get_links(route.get_attr("RTA_OIF"))
+                return links[0].get_attr("IFLA_IFNAME") or "" if links else ""
     return ""
 
 
