@@ -20,7 +20,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import resource
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,6 +110,11 @@ def _exec(spec: T.NodeSpec, conf: dict, env: dict[str, str]) -> Optional[dict]:
     return out
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _plugin_conf(chain: dict, plugin: dict, prev: Optional[dict]) -> dict:
     conf = {**plugin, "name": chain["name"], "cniVersion": chain["cniVersion"]}
     if prev is not None:
@@ -116,8 +123,10 @@ def _plugin_conf(chain: dict, plugin: dict, prev: Optional[dict]) -> dict:
 
 
 def add(spec: T.NodeSpec, chain: dict, container_id: str, pod_ns: str, namespace: str, pod: str,
-        labels: dict[str, str]) -> dict:
-    """Run ADD through the chain; returns the final result (cached for DEL). On failure, DELs what was added."""
+        labels: dict[str, str], timings: Optional[dict[str, float]] = None) -> dict:
+    """Run ADD through the chain; returns the final result (cached for DEL). On failure, DELs what was added.
+
+    `timings`, when given, gets each plugin's (wall, CPU) time in seconds (bench/pod_start.py)."""
     env = _env("ADD", container_id, pod_ns, namespace, pod)
     result: Optional[dict] = None
     try:
@@ -125,7 +134,10 @@ def add(spec: T.NodeSpec, chain: dict, container_id: str, pod_ns: str, namespace
             conf = _plugin_conf(chain, plugin, result)
             if plugin["type"] == "egress" and labels:
                 conf["args"] = {"cni": {"labels": [{"key": k, "value": v} for k, v in sorted(labels.items())]}}
+            started, cpu = time.perf_counter(), _children_cpu()
             result = _exec(spec, conf, env)
+            if timings is not None:
+                timings[plugin["type"]] = (time.perf_counter() - started, _children_cpu() - cpu)
     except BaseException:
         delete(spec, chain, container_id, pod_ns, namespace, pod, result)
         raise

@@ -322,3 +322,17 @@ def test_no_pydantic_wording_reaches_a_user():
         ("egress_source_ip",): "must be a string",
         ("extra",): "unknown attribute",
     }
+def test_pod_and_namespace_names_are_kubernetes_names():
+    ok = models.parse("pod", {"name": "web-7d4b9.v2", "namespace": "alice", "node": "worker1", "ip": "10.244.1.2",
+                              "interface": "veth1a2b3c4d"})
+    assert ok.name == "web-7d4b9.v2"
+    with pytest.raises(models.InvalidObject) as err:
+        models.parse("pod", {"name": "Web_1", "namespace": "a.b", "node": "worker1", "ip": "10.244.1.2",
+                             "interface": "has space"})
+    paths = {v.path for v in err.value.violations}
+    assert paths == {("name",), ("namespace",), ("interface",)}
+    assert "DNS-1123 subdomain" in str(err.value) and "DNS-1123 label" in str(err.value)
+    with pytest.raises(models.InvalidObject):
+        models.parse("pod", {"name": "p" * 254, "namespace": "a", "node": "w", "ip": "10.244.1.2"})
+    with pytest.raises(models.InvalidObject):
+        models.parse("namespace", {"name": "n" * 64})
