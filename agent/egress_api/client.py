@@ -234,6 +234,10 @@ class EgressClient:
         """`key` is "namespace/name"."""
         self._call(self._stub.DeletePod, pb.ObjectRef(name=key))
 
+    def get_pod(self, key: str) -> models.Pod:
+        """`key` is "namespace/name"; FailedPrecondition when its node has not programmed it."""
+        return convert.pod_from_proto(self._call(self._stub.GetPod, pb.ObjectRef(name=key)))
+
     def list_pods(self) -> list[models.Pod]:
         return [convert.pod_from_proto(m) for m in self._call(self._stub.ListPods, pb.ListRequest()).items]
 

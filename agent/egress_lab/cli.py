@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the lab's own veth wiring instead of the CNI chain (labs without agents use it always)")
     p = pod.add_parser("del")
     p.add_argument("name")
+    p = pod.add_parser("check", help="run the pod's CNI chain CHECK")
+    p.add_argument("name")
     p = pod.add_parser("label", help="merge labels into a pod (K=V; K=- removes K), like kubectl label pod")
     p.add_argument("name")
     p.add_argument("labels", nargs="+", metavar="K=V")
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         p = pods.add(args.name, args.node, args.namespace, _labels(args.label),
                      wiring="direct" if args.direct else None, main_plugin=args.main_plugin)
         print(f"pod {p.name} ({p.namespace}) on {p.node}: {p.ip}" + (f" via {p.interface}" if p.interface else ""))
+    elif args.cmd == "pod" and args.pod_cmd == "check":
+        pods.check(args.name)
+        print(f"pod {args.name}: CHECK passed")
     elif args.cmd == "pod" and args.pod_cmd == "label":
         labels = pods.label_pod(args.name, _labels(args.labels))
         print(f"pod {args.name}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))

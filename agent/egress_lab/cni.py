@@ -166,6 +166,14 @@ def delete(spec: T.NodeSpec, chain: dict, container_id: str, pod_ns: str, namesp
         raise CniFailed("; ".join(errors))
 
 
+def check(spec: T.NodeSpec, chain: dict, container_id: str, pod_ns: str, namespace: str, pod: str) -> None:
+    """Run CHECK through the chain with the cached ADD result (as a runtime does); raises CniFailed."""
+    prev = json.loads(_result_path(container_id).read_text())
+    env = _env("CHECK", container_id, pod_ns, namespace, pod)
+    for plugin in chain["plugins"]:
+        _exec(spec, _plugin_conf(chain, plugin, prev), env)
+
+
 def pod_ip(result: dict) -> str:
     return str(ipaddress.ip_interface(result["ips"][0]["address"]).ip)
 

@@ -156,6 +156,17 @@ def delete(name: str, after_unwire: Callable[[LabState, PodRecord], None] | None
     return pod
 
 
+def check(name: str) -> None:
+    """Run the pod's CNI chain CHECK (raises cni.CniFailed with the plugin's message)."""
+    st = labstate.require()
+    pod = st.pod(name)
+    if pod.wiring != "cni":
+        raise RuntimeError(f"pod {name} is wired directly: there is no CNI chain to CHECK")
+    spec = st.node(pod.node)
+    cni.check(spec, cni.conflist(spec, pod.main_plugin or "ptp"), pod.container_id, T.pod_ns(name), pod.namespace,
+              name)
+
+
 def label_pod(name: str, labels: dict[str, str]) -> dict[str, str]:
     """Merge labels into the pod's ('-' removes a key), as `kubectl label pod` would; the agent re-selects it."""
     with labstate.locked():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
-from egress_api import models
+import pytest
+
+from egress_api import errors, models
 
 from helpers.cni import egress_conf, invoke, k8s_args, ptp_result
 
@@ -138,3 +140,12 @@ def test_older_spec_versions_are_served_and_echoed(agent_process):
     prev = ptp_result("10.244.1.5", "veth1a2b3c4d", version="0.4.0")
     res = invoke("ADD", egress_conf(str(agent_process.socket), prev, version="0.4.0"), args=POD)
     assert res.status == 0 and res.json["cniVersion"] == "0.4.0"
+
+
+def test_get_pod_is_what_check_asks(agent_process):
+    assert add(agent_process).status == 0
+    assert agent_process.client.get_pod("alice/fe1").interface == "veth1a2b3c4d"
+    with pytest.raises(errors.NotFound):
+        agent_process.client.get_pod("alice/nope")
+    with pytest.raises(errors.InvalidArgument, match="namespace/name"):
+        agent_process.client.get_pod("fe1")

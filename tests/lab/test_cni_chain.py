@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from egress_api import models
-from egress_lab import cni, labstate, netns, topology as T
+from egress_lab import cni, labstate, netns, pods, topology as T
 from helpers.agent_lab import eventually
 
 pytestmark = pytest.mark.kernel
@@ -130,6 +130,21 @@ def test_no_packet_with_the_node_ip_at_pod_start_and_a_bypassed_wait_is_caught(s
         with lab.client() as c:
             c.delete_pod("alice/bypass")
     assert NODE_IP["worker1"] in leaked, "the capture must see the leak a bypassed wait causes"
+
+
+def test_check_sees_a_missing_classifier(clean_lab):
+    lab = clean_lab
+    pods.check("fe1")
+    pod = labstate.require().pod("fe1")
+    spec = lab.node(pod.node)
+    lab.run(spec.netns, f"tc filter del dev {pod.interface} ingress")
+    with pytest.raises(cni.CniFailed, match=f"code 101.*classifier is not attached to {pod.interface}"):
+        pods.check("fe1")
+    # As a runtime would: re-create the pod (a new interface, attached before ADD returns).
+    lab.delete_pod("fe1")
+    lab.add_pod("fe1", pod.node, pod.namespace, **pod.labels)
+    pods.check("fe1")
+    assert "egress_steer" in lab.run(spec.netns, f"tc filter show dev {labstate.require().pod('fe1').interface} ingress")
 
 
 def test_a_relabelled_pod_starts_and_stops_being_selected(seeded):

@@ -263,7 +263,9 @@ class EgressServicer(object):
 
     def UpsertPod(self, request, context):
         """Workload inventory. UpsertPod returns once the pod's node has programmed
-        its datapath for the pod (so a CNI ADD can wait on it).
+        its datapath for the pod (so a CNI ADD can wait on it); with
+        `egress-agent --kubernetes` the pod's labels come from the Kubernetes API
+        (the call first waits, bounded, for the pod to arrive there).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
