@@ -60,10 +60,11 @@ def test_the_seed_pods_come_through_the_chain_and_leave_as_the_seed_says(seeded)
         rec = st.pod(name)
         assert rec.wiring == "cni" and rec.interface.startswith("veth"), rec
         assert stored[f"{rec.namespace}/{name}"].interface == rec.interface  # the chain's name, not ours
-    assert lab.whoami("fe1") == FIP and lab.whoami("fe2") == FIP and lab.whoami("paul1") == FIP
-    assert lab.whoami("bob1") == NODE_IP["worker1"]  # not selected: its node's IP
-    assert lab.whoami("be1") == NODE_IP["worker1"]
-    assert lab.whoami("fe1", T.EXT2_HOST_IP) == NODE_IP["worker1"]  # outside destination_cidrs
+    for pod in ("fe1", "fe2", "paul1"):  # every node converges on the new policy
+        eventually(lambda: lab.seen_as(pod, timeout=3), FIP)
+    assert lab.whoami("bob1", timeout=5) == NODE_IP["worker1"]  # not selected: its node's IP
+    assert lab.whoami("be1", timeout=5) == NODE_IP["worker1"]
+    assert lab.whoami("fe1", T.EXT2_HOST_IP, timeout=5) == NODE_IP["worker1"]  # outside destination_cidrs
 
 
 def _capture(tmp_path: Path, start_pod) -> list[str]:
