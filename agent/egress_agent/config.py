@@ -117,7 +117,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             raise ConfigError(f"--store {store}: give a file, e.g. sqlite:/var/lib/egress/state.db")
         store = f"sqlite:{os.path.abspath(rest)}"
     elif scheme == "etcd":
-        from egress_agent.cluster.etcd_client import parse_endpoints
+        from egress_agent.store.etcd_client import parse_endpoints
 
         if not listen:
             raise ConfigError("--store etcd:... needs --listen HOST:PORT: other agents probe it and status names it")

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from egress_agent.cluster.etcd_client import b64
+from egress_agent.store.etcd_client import b64
 from egress_agent.store.base import Put, Delete, Unavailable
 from egress_agent.store.etcd import EtcdStore
 from helpers.etcd import make_cluster

@@ -1,6 +1,5 @@
-"""Running several agents as one cluster on etcd.
+"""Running several agents as one cluster on etcd (reached through `store.etcd_client`).
 
-- `etcd_client`: the HTTP/JSON connection to etcd (several endpoints, failover);
 - `membership`: this node's registration under a lease kept alive in the background;
 - `election`: the controller leader (etcd's v3election API) and its write guard;
 - `detector`: fast failure detection by probing the other agents directly;

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from egress_agent.cluster.etcd_client import EtcdError, b64
+from egress_agent.store.etcd_client import EtcdError, b64
 from egress_agent.cluster.membership import Membership
 from egress_agent.store.base import Check, Conflict, Unavailable
 from egress_agent.store.etcd import EtcdStore

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from egress_agent.cluster.etcd_client import GRPC_NOT_FOUND, EtcdError, b64
+from egress_agent.store.etcd_client import GRPC_NOT_FOUND, EtcdError, b64
 from egress_agent.store.base import NODE, Unavailable
 from egress_agent.store.etcd import EtcdStore
 

@@ -29,7 +29,7 @@ import logging
 import threading
 from typing import Any, Callable, Optional, Sequence
 
-from egress_agent.cluster.etcd_client import (
+from egress_agent.store.etcd_client import (
     GRPC_OUT_OF_RANGE,
     EtcdClient,
     EtcdError,
