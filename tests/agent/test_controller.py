@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from egress_agent.controller import view
-from egress_agent.controller.assignment import NodeInfo
+from egress_agent.node_info import NodeInfo
 from egress_agent.controller.reconcile import Controller
 from egress_agent.server.writes import Writes
 from egress_agent.store import base

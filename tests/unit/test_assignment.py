@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from egress_agent.controller.assignment import NodeInfo, assign
+from egress_agent.controller.assignment import assign
+from egress_agent.node_info import NodeInfo
 
 
 def w(name, ip="192.0.2.11/24", up=True):

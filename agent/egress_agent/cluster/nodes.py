@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from egress_agent.cluster.detector import Detector
 from egress_agent.cluster.membership import MEMBERS
-from egress_agent.controller.assignment import DOWN, UP, NodeInfo
+from egress_agent.node_info import DOWN, UP, NodeInfo
 from egress_agent.store.base import NODE, AlreadyExists, Conflict, NotFound, Put, Unavailable
 from egress_agent.store.etcd import EtcdStore
 

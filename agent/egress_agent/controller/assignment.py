@@ -19,19 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-UP = "Up"
-DOWN = "Down"
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    name: str
-    role: str  # "worker" | "master"
-    node_ip: str  # uplink address with prefix, e.g. "192.0.2.11/24"
-    up: bool = True
-
-    def can_hold(self, ip: ipaddress.IPv4Address) -> bool:
-        return self.up and ip in ipaddress.ip_interface(self.node_ip).network
+from egress_agent.node_info import NodeInfo
 
 
 @dataclass

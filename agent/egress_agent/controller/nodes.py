@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from egress_api import models
-from egress_agent.controller.assignment import NodeInfo
+from egress_agent.node_info import NodeInfo
 
 #: Returns the current node view; called on every reconcile, so it must be cheap.
 NodeSource = Callable[[], list[NodeInfo]]

@@ -23,7 +23,8 @@ import time
 from typing import Callable, Optional, Sequence
 
 from egress_agent.controller import events as ev
-from egress_agent.controller.assignment import Assignment, NodeInfo, assign
+from egress_agent.controller.assignment import Assignment, assign
+from egress_agent.node_info import NodeInfo
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.store import base
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, Delete, Put, Snapshot

@@ -7,7 +7,7 @@ DescribePolicy) so every agent answers the same from the same records.
 from __future__ import annotations
 
 import ipaddress
-from egress_agent.controller.assignment import DOWN, UP, NodeInfo
+from egress_agent.node_info import DOWN, UP, NodeInfo
 from egress_agent.store.base import Record
 from egress_api.status import GatewayStatus, NodeStatus
 

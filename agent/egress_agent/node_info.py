@@ -1,0 +1,24 @@
+"""One node as the cluster sees it: the value the cluster layer decides and the controller assigns from.
+
+It lives below both (`cluster/nodes.py` produces it, `controller/` consumes
+it), so neither layer imports the other for it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+UP = "Up"
+DOWN = "Down"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    role: str  # "worker" | "master"
+    node_ip: str  # uplink address with prefix, e.g. "192.0.2.11/24"
+    up: bool = True
+
+    def can_hold(self, ip: ipaddress.IPv4Address) -> bool:
+        return self.up and ip in ipaddress.ip_interface(self.node_ip).network
