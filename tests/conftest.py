@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers.agent import AgentProcess, start_agent  # noqa: E402
+from helpers.agent_group import AgentGroup  # noqa: E402
 from helpers.etcd import EtcdCluster, make_cluster  # noqa: E402
 
 
@@ -28,3 +29,16 @@ def etcd3(tmp_path) -> EtcdCluster:
         yield cluster.start()
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def group(tmp_path, etcd3) -> AgentGroup:
+    """worker1 (192.0.2.11), worker2 (192.0.2.12) and master1 (192.0.2.21), all Up, on `etcd3` (datapath off)."""
+    g = AgentGroup(tmp_path, etcd3)
+    try:
+        g.add("worker1", "worker", "192.0.2.11/24")
+        g.add("worker2", "worker", "192.0.2.12/24")
+        g.add("master1", "master", "192.0.2.21/24")
+        yield g
+    finally:
+        g.close()

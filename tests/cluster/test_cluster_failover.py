@@ -9,32 +9,13 @@ import pytest
 
 from egress_api import errors, models
 from helpers.agent import AgentProcess, ctl_command, wait_for
+from helpers.agent_group import agreed_status, leader_of
 from helpers.etcd import make_cluster
 
 pytestmark = pytest.mark.etcd
 
 IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"]
 GW = models.Gateway(name="default", floating_ips=IPS)
-
-
-def statuses(agents):
-    return [a.client.gateway_status("default") for a in agents]
-
-
-def agreed_status(agents, predicate, what, timeout=10.0):
-    """Every agent reports the same status, and it satisfies `predicate`."""
-
-    def check():
-        sts = statuses(agents)
-        same = all((s.nodes, s.floating_ips) == (sts[0].nodes, sts[0].floating_ips) for s in sts)
-        return sts[0] if same and predicate(sts[0]) else None
-
-    return wait_for(check, timeout=timeout, what=what)
-
-
-def leader_of(agents) -> str:
-    names = {a.client.health().leader for a in agents}
-    return names.pop() if len(names) == 1 else ""
 
 
 def test_assignment_failover_and_no_stealing_back(group):

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from egress_agent.store.etcd_client import b64
-from egress_agent.store.base import Put, Delete, Unavailable
+from egress_agent.store.base import Delete, Put, Unavailable, batches
 from egress_agent.store.etcd import EtcdStore
 from helpers.etcd import make_cluster
 from helpers.store_contract import Recorder, wait_for
@@ -33,6 +33,21 @@ def test_watch_sees_writes_from_another_client(etcd, prefix):
         cancel()
         reader.close()
         writer.close()
+
+
+def test_a_commit_over_the_transaction_limit_is_refused_clearly_and_batches_fit(etcd, prefix):
+    store = EtcdStore(etcd.endpoints, prefix)
+    try:
+        ops = [Put("assignment", f"192.0.2.{i}", {"node": "w1"}, 0) for i in range(200)]
+        with pytest.raises(ValueError, match="exceeds etcd's limit of 128 per transaction"):
+            store.commit(ops)
+        assert store.list("assignment") == []  # nothing written
+        guard = [Put("meta", "fence", {})]
+        for batch in batches(ops, store.max_commit_ops, guard):
+            store.commit(batch)  # each one full-size: etcd accepts exactly its limit
+        assert len(store.list("assignment")) == 200
+    finally:
+        store.close()
 
 
 def test_prefixes_are_isolated(etcd, prefix):

@@ -130,6 +130,7 @@ class AgentProcess:
             return 0
         proc, self.proc = self.proc, None
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused agent cannot handle SIGTERM
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout)
@@ -147,6 +148,16 @@ class AgentProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process is frozen as by a long GC pause or VM steal (sockets stay open)."""
+        assert self.proc is not None, f"{self.node} is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> "AgentProcess":
         self.stop()

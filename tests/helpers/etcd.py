@@ -57,6 +57,7 @@ class EtcdMember:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused member cannot handle SIGTERM
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=10)
@@ -67,6 +68,15 @@ class EtcdMember:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung member (its sockets accept connections but nothing answers)."""
+        assert self.proc is not None, f"{self.name} is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
 
 
 @dataclass

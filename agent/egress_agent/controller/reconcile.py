@@ -6,7 +6,7 @@ node source that changes without a store write is noticed) the leader:
 1. collects every gateway's floating IPs and the node view from the NodeSource;
 2. runs the pure `assignment.assign` with the stored assignments as `previous`;
 3. commits only the ASSIGNMENT records that changed, with their versions checked,
-   plus events: `FloatingIPMoved` (Normal) when a holder changes nodes,
+   in as many guarded commits as the store's transaction limit needs, plus events: `FloatingIPMoved` (Normal) when a holder changes nodes,
    `Unassignable` (Warning) for an IP no node can take, `UnknownEgressIP`
    (Warning) for a policy whose source IP has no holder.
 
@@ -123,8 +123,12 @@ class Controller:
                 pending[name] = ev.record_op(spec, existing, now)
         ops += pending.values()
         ops += self._garbage_events(snap)
+        # Assignments first: when a large pass is cut into several commits
+        # (etcd's transaction limit), the IPs move before the events are written.
+        # Every record carries its own expected version, so each commit stands alone.
         if ops:
-            self.store.commit([*self.guard(), *ops])
+            for batch in base.batches(ops, self.store.max_commit_ops, self.guard()):
+                self.store.commit(batch)
         self._active = set(conditions)
         self.passes += 1
         for spec in moves:

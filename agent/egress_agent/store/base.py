@@ -124,11 +124,31 @@ class Unavailable(StoreError):
 WatchCallback = Callable[[int, Sequence[Change]], None]  # (revision, changes)
 
 
+def batches(ops: Sequence[Op], limit: Optional[int], guard: Sequence[Op] = ()) -> list[list[Op]]:
+    """`ops` cut into commits of at most `limit` operations, each starting with `guard`.
+
+    For writers whose operations are independent of each other (one record
+    each, every one with its own expected version), so any prefix of the
+    batches is a consistent state. Order is kept: put what matters most first.
+    """
+    if limit is None or len(guard) + len(ops) <= limit:
+        return [[*guard, *ops]]
+    size = limit - len(guard)
+    if size < 1:
+        raise ValueError(f"a guard of {len(guard)} operations leaves no room under the commit limit {limit}")
+    return [[*guard, *ops[i : i + size]] for i in range(0, len(ops), size)]
+
+
 class Store(abc.ABC):
     """The interface both backends implement. Methods are thread-safe."""
 
     #: human-readable location, e.g. "sqlite:/var/lib/egress/state.db"
     url: str
+
+    #: The most operations one `commit` may carry (None: no limit). etcd refuses a
+    #: transaction with more than `--max-txn-ops` (128 by default) operations in
+    #: any of its lists, so writers of many records split them (`batches`).
+    max_commit_ops: Optional[int] = None
 
     @abc.abstractmethod
     def get(self, kind: str, name: str) -> Optional[Record]: ...

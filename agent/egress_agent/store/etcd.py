@@ -18,6 +18,11 @@ whichever endpoint answers; when that revision has been compacted away it
 re-lists the watched kinds and delivers the difference, so a watcher never
 misses a delete.
 
+A transaction carries at most `max_commit_ops` operations (etcd's
+`--max-txn-ops`, 128 by default): a larger commit is refused here with a
+clear error before etcd sees it; writers of many independent records cut
+them with `base.batches`.
+
 Reads are linearizable unless `serializable=True` (then a member may answer
 from its local, possibly stale, copy without a quorum round trip).
 """
@@ -68,12 +73,14 @@ class EtcdStore(Store):
         cert_file: Optional[str] = None,
         key_file: Optional[str] = None,
         serializable: bool = False,
+        max_txn_ops: int = 128,
     ):
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError(f"etcd prefix {prefix!r} must start with '/' and not end with '/' (e.g. /egress)")
         self.prefix = prefix
         self.client = EtcdClient(endpoints, timeout=timeout, ca_cert=ca_cert, cert_file=cert_file, key_file=key_file)
         self.serializable = serializable
+        self.max_commit_ops = max_txn_ops
         self.url = "etcd:" + ",".join(self.client.endpoints)
         self._watches: list[_Watch] = []
         self._lock = threading.Lock()
@@ -139,6 +146,12 @@ class EtcdStore(Store):
     def commit(self, ops: Sequence[Op]) -> int:
         if not ops:
             return self.client.revision()
+        if len(ops) > self.max_commit_ops:
+            # Each op adds at most one compare, one request and one failure read.
+            raise ValueError(
+                f"a commit of {len(ops)} operations exceeds etcd's limit of {self.max_commit_ops} per transaction "
+                "(--max-txn-ops): split independent writes with store.base.batches"
+            )
         compares, success, keys = [], [], []
         for op in ops:
             key = b64(self.key(op.kind, op.name))
