@@ -85,6 +85,27 @@ class AgentLab:
     def node_start(self, node: str) -> None:
         build.node_start(node)
 
+    def etcd_stop(self) -> None:
+        """The lab's etcd goes away for everyone (kill -9)."""
+        with labstate.locked():
+            st = labstate.require()
+            agents.kill(st, "etcd")
+            labstate.save(st)
+
+    def etcd_start(self) -> None:
+        """etcd comes back with its data."""
+        with labstate.locked():
+            st = labstate.require()
+            agents.start_etcd(st)
+            labstate.save(st)
+
+    def floating_ips_on(self, node: str) -> set[str]:
+        """The addresses on `node`'s uplink now, as the kernel has them (its node IP excluded)."""
+        spec = self.node(node)
+        out = subprocess.run(["ip", "-n", spec.netns, "-4", "-o", "addr", "show", "dev", T.UPLINK],
+                             capture_output=True, text=True, check=True).stdout
+        return {f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]} - {spec.ip}
+
     def close(self) -> None:
         try:
             build.down()
@@ -94,6 +115,46 @@ class AgentLab:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+class KernelPoller:
+    """Polls the nodes' uplinks in a thread and records, at every poll, where each floating IP was.
+
+    `violations()` lists the polls at which an IP was not on exactly its
+    expected holder; `longest_gap()` is the longest time an IP was absent from
+    its holder (between the last poll that saw it and the next that did).
+    """
+
+    def __init__(self, lab: AgentLab, nodes: list[str], interval: float = 0.02) -> None:
+        import threading
+
+        self.lab, self.nodes, self.interval = lab, nodes, interval
+        self.polls: list[tuple[float, dict[str, set[str]]]] = []  # (monotonic time, ip -> nodes holding it)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kernel-poller", daemon=True)
+
+    def __enter__(self) -> "KernelPoller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            where: dict[str, set[str]] = {}
+            for node in self.nodes:
+                for ip in self.lab.floating_ips_on(node):
+                    where.setdefault(ip, set()).add(node)
+            self.polls.append((time.monotonic(), where))
+            self._stop.wait(self.interval)
+
+    def violations(self, expected: dict[str, str]) -> list[tuple[float, str, set[str]]]:
+        """(seconds since the first poll, ip, where it was) for every poll where ip was not on exactly its holder."""
+        t0 = self.polls[0][0] if self.polls else 0.0
+        return [(t - t0, ip, where.get(ip, set())) for t, where in self.polls for ip, holder in expected.items()
+                if where.get(ip, set()) != {holder}]
 
 
 def eventually(fn: Callable[[], V], expect: V, timeout: float = 10.0, interval: float = 0.05) -> V:

@@ -6,15 +6,16 @@ periodically), too slow for sub-second failover. So every agent also answers
 and sends tiny UDP probes: one socket, bound to the agent's probe address
 (by default the API's host:port — UDP and TCP ports are separate spaces),
 sends `PING seq sender` to every other member each `interval` and answers
-each ping with `PONG seq node etcd_ok`.
+each ping with `PONG seq node session_age_ms`.
 
 A peer that has not answered for `misses` intervals is Down *as far as this
 agent can tell*. Only the leader acts on it (it takes the Down node's IPs away
 in an etcd transaction), so etcd still decides who holds what; the lease
 remains the backstop when probes and etcd disagree.
 
-Replies also carry the peer's own etcd session state, which fencing uses to
-tell "etcd is down for everyone" (fail static) from "I alone am cut off".
+Replies also carry how long ago the peer last renewed its etcd session, which
+fencing uses to tell "etcd is down for everyone" (nobody renewed since we
+last did: fail static) from "I alone am cut off" (a peer renewed after us).
 
 Defaults (20 ms x 10 misses = 200 ms) are for sub-second failover on loopback or
 one L2 segment; raise them for slow or lossy networks.
@@ -47,7 +48,7 @@ class PeerState:
     address: tuple[str, int]
     first_probe: float  # monotonic time we started probing it
     last_reply: float = 0.0
-    etcd_ok: bool = False
+    renewed_at: float = float("-inf")  # when (our monotonic clock) the peer last renewed its etcd session
     up: Optional[bool] = None  # last reported state (None: not decided yet)
 
 
@@ -59,7 +60,7 @@ class Detector:
         *,
         interval: float = DEFAULT_INTERVAL,
         misses: int = DEFAULT_MISSES,
-        etcd_ok: Callable[[], bool] = lambda: True,
+        session_age: Callable[[], float] = lambda: 0.0,
         on_change: Optional[Callable[[str, bool], None]] = None,
     ):
         if interval <= 0 or misses < 1:
@@ -67,7 +68,7 @@ class Detector:
         self.node = node
         self.interval = interval
         self.misses = misses
-        self.etcd_ok = etcd_ok
+        self.session_age = session_age
         self.on_change = on_change
         host, port = parse_address(bind)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -130,11 +131,14 @@ class Detector:
             return now - st.last_reply <= self.window
         return now - st.first_probe <= self.window
 
-    def peers(self) -> dict[str, tuple[bool, bool]]:
-        """name -> (reachable, its etcd session is ok)."""
+    def peers(self) -> dict[str, tuple[bool, float]]:
+        """name -> (reachable, seconds since it last renewed its etcd session, as it last told us)."""
         now = time.monotonic()
         with self._lock:
-            return {n: (bool(st.last_reply) and now - st.last_reply <= self.window, st.etcd_ok) for n, st in self._peers.items()}
+            return {
+                n: (bool(st.last_reply) and now - st.last_reply <= self.window, now - st.renewed_at)
+                for n, st in self._peers.items()
+            }
 
     # -- loops -----------------------------------------------------------------------------
 
@@ -169,7 +173,8 @@ class Detector:
                 continue
             parts = data.decode(errors="replace").split()
             if len(parts) == 3 and parts[0] == "PING":
-                reply = f"PONG {parts[1]} {self.node} {1 if self.etcd_ok() else 0}".encode()
+                age_ms = min(int(self.session_age() * 1000), 10**9)
+                reply = f"PONG {parts[1]} {self.node} {age_ms}".encode()
                 try:
                     self.sock.sendto(reply, addr)
                 except OSError:
@@ -177,9 +182,9 @@ class Detector:
             elif len(parts) == 4 and parts[0] == "PONG":
                 with self._lock:
                     st = self._peers.get(parts[2])
-                    if st is not None and st.address == addr:
+                    if st is not None and st.address == addr and parts[3].isdigit():
                         st.last_reply = time.monotonic()
-                        st.etcd_ok = parts[3] == "1"
+                        st.renewed_at = st.last_reply - int(parts[3]) / 1000
 
     def _report_changes(self) -> None:
         now = time.monotonic()

@@ -8,12 +8,17 @@ is *fenced*: its etcd session has been lost for longer than the lease TTL (so
 etcd may have expired its lease and the leader may have given its IPs to
 another node) and some evidence says the rest of the cluster can still act:
 
-- a peer that answers our probes reports its own etcd session is fine, or
+- a peer that answers our probes renewed its own etcd session *after* we last
+  could (by more than one keepalive round: at the start of an outage the
+  others' last renewals are that close to ours), or
 - we know peers but none answers (we are the one cut off).
 
-When every peer we can reach has lost etcd too, etcd itself is down: nobody
-can move an IP, so the node keeps its IPs (fail static), as it does when it
-is the only node. When etcd answers again, the stored assignments decide.
+When no peer renewed since we last did, etcd itself is down: nobody can
+move an IP, so the node keeps its IPs (fail static), as it does when it is
+the only node. Before fencing, the node re-observes: it renews its lease once
+right now. That keeps it from dropping IPs when etcd has just come back (a
+peer renewed first) or when this process was paused and its view is stale;
+only a renewal that fails fences.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from egress_agent.store.etcd import EtcdStore
 log = logging.getLogger(__name__)
 
 HeldCallback = Callable[[str, bool, str], None]  # (floating IP, held, reason)
+
+#: How much later than our last renewal a peer's must be to prove etcd worked
+#: while we could not reach it: one keepalive round plus request latency.
+RENEWAL_SLACK = 0.25
 
 
 class Fencing:
@@ -103,18 +112,25 @@ class Fencing:
             self.evaluate()
 
     def fenced(self) -> str:
-        """Why this node must not claim IPs now ("" when it may)."""
+        """Why this node must not claim IPs now ("" when it may). See the module docstring."""
         lost_for = self.membership.session_age()
         if lost_for <= self.membership.ttl:
             return ""
         peers = self.detector.peers() if self.detector else {}
-        reachable = {n: etcd_ok for n, (ok, etcd_ok) in peers.items() if ok}
-        if any(reachable.values()):
-            ok_peer = sorted(n for n, e in reachable.items() if e)[0]
-            return f"etcd session lost for {lost_for:.1f}s while peer {ok_peer} still reaches etcd"
-        if peers and not reachable:
-            return f"etcd session lost for {lost_for:.1f}s and no peer answers"
-        return ""  # etcd is down for everyone (or we are alone): fail static
+        reachable = {n: age for n, (ok, age) in peers.items() if ok}
+        after_us = lost_for - self.membership.keepalive_interval - RENEWAL_SLACK
+        newer = sorted((age, n) for n, age in reachable.items() if age < after_us)
+        if newer:
+            why = f"etcd session lost for {lost_for:.1f}s while peer {newer[0][1]} renewed its own {newer[0][0]:.1f}s ago"
+        elif peers and not reachable:
+            why = f"etcd session lost for {lost_for:.1f}s and no peer answers"
+        else:
+            return ""  # nobody reached etcd since we last did (or we are alone): fail static
+        if self.fenced_reason:
+            return why  # already fenced: the keepalive loop unfences us once it renews
+        if self.membership.renew_now():
+            return ""  # our view was stale (etcd is back, or we were paused): the lease is alive
+        return why
 
     def evaluate(self) -> None:
         with self._eval_lock:

@@ -136,8 +136,7 @@ class Membership:
                 log.warning("node %s: lease keepalive failed: %s", self.name, e)
                 ttl = -1 if e.code == GRPC_NOT_FOUND else 0
             if ttl > 0:
-                with self._lock:
-                    self.last_renewed = sent
+                self._renewed(sent)
             elif ttl < 0:
                 # The lease expired while etcd was out of reach: our keys are gone. Register again.
                 log.warning("node %s: lease %x expired; registering again", self.name, self.lease_id)
@@ -146,9 +145,32 @@ class Membership:
                 except Unavailable as e:
                     log.warning("node %s: re-registration failed: %s", self.name, e)
 
-    def _keepalive(self) -> int:
-        res = self.client.call("lease/keepalive", {"ID": str(self.lease_id)}, timeout=min(1.0, self.ttl / 2))
+    def _keepalive(self, timeout: Optional[float] = None) -> int:
+        res = self.client.call("lease/keepalive", {"ID": str(self.lease_id)}, timeout=timeout or min(1.0, self.ttl / 2))
         return int(res.get("result", {}).get("TTL", -1))
+
+    def _renewed(self, sent: float) -> None:
+        with self._lock:
+            self.last_renewed = max(self.last_renewed, sent)
+
+    def renew_now(self, timeout: float = 0.5) -> bool:
+        """Re-observe the session: one keepalive now. True when etcd confirmed our lease alive.
+
+        For decisions that must not be taken on a stale view (e.g. fencing after
+        etcd came back, or after this process was paused): the periodic
+        keepalive may simply not have run yet.
+        """
+        if not self.lease_id:
+            return False
+        sent = time.monotonic()
+        try:
+            ttl = self._keepalive(timeout)
+        except (Unavailable, EtcdError):
+            return False
+        if ttl > 0:
+            self._renewed(sent)
+            return True
+        return False
 
     def session_age(self) -> float:
         """Seconds since the lease was last confirmed alive (0 right after a keepalive)."""

@@ -43,7 +43,7 @@ class Cluster:
             options.probe_address or node.get("api_address", ""),
             interval=options.probe_interval,
             misses=options.probe_misses,
-            etcd_ok=lambda: self.membership.session_ok(),
+            session_age=lambda: self.membership.session_age(),
             on_change=self._probe_verdict,
         )
         self.membership = Membership(
