@@ -17,6 +17,13 @@ Replies also carry how long ago the peer last renewed its etcd session, which
 fencing uses to tell "etcd is down for everyone" (nobody renewed since we
 last did: fail static) from "I alone am cut off" (a peer renewed after us).
 
+A verdict needs a fresh view: when this agent itself was paused or starved
+(GC, VM steal, SIGSTOP: its probe loop did not run for half a window), the
+silence it sees is its own, not its peers'. It then re-observes: every peer
+gets a full window, counted from the moment the loop runs again, before it
+can be judged Down. So a node that resumes never declares healthy peers Down
+(nor deposes a healthy leader) from its stale view.
+
 Defaults (20 ms x 10 misses = 200 ms) are for sub-second failover on loopback or
 one L2 segment; raise them for slow or lossy networks.
 """
@@ -80,6 +87,9 @@ class Detector:
         self._stop = threading.Event()
         self._seq = 0
         self._threads: list[threading.Thread] = []
+        self._last_tick = time.monotonic()  # when the probe loop last ran
+        self._fresh_from = self._last_tick  # silence before this instant is not held against a peer
+        self.pauses = 0  # times this agent noticed it had been paused or starved
 
     @property
     def window(self) -> float:
@@ -89,6 +99,8 @@ class Detector:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        with self._lock:
+            self._last_tick = self._fresh_from = time.monotonic()  # waiting to start is no pause
         for target, name in ((self._receive_loop, "probe-rx"), (self._send_loop, "probe-tx")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -126,15 +138,31 @@ class Detector:
             st = self._peers.get(name)
             return st is not None and self._up(st, time.monotonic())
 
+    @property
+    def pause_threshold(self) -> float:
+        """A probe loop that did not run for this long means our own view is stale."""
+        return max(self.window / 2, 3 * self.interval)
+
+    def _notice_pause(self, now: float) -> None:
+        """Called with the lock held, before any verdict: were *we* paused since the loop last ran?"""
+        gap = now - self._last_tick
+        if gap > self.pause_threshold and self._fresh_from <= self._last_tick:  # once per gap
+            self._fresh_from = now
+            self.pauses += 1
+            log.warning("probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
+                        "for %.0f ms before judging any", gap * 1000, self.window * 1000)
+
     def _up(self, st: PeerState, now: float) -> bool:
-        if st.last_reply:
-            return now - st.last_reply <= self.window
-        return now - st.first_probe <= self.window
+        self._notice_pause(now)
+        heard = max(st.last_reply or st.first_probe, self._fresh_from)
+        return now - heard <= self.window
 
     def peers(self) -> dict[str, tuple[bool, float]]:
         """name -> (reachable, seconds since it last renewed its etcd session, as it last told us)."""
         now = time.monotonic()
         with self._lock:
+            # Strict on purpose: after our own pause nobody counts as reachable until it answers
+            # again, so fencing re-observes etcd before trusting its own stale view.
             return {
                 n: (bool(st.last_reply) and now - st.last_reply <= self.window, now - st.renewed_at)
                 for n, st in self._peers.items()
@@ -155,6 +183,8 @@ class Detector:
                 except OSError:
                     pass  # unreachable is what the missed replies report
             self._report_changes()
+            with self._lock:
+                self._last_tick = time.monotonic()
             next_tick += self.interval
             delay = next_tick - time.monotonic()
             if delay < 0:  # we were paused (GC, overload): do not burst to catch up

@@ -114,6 +114,9 @@ class Election:
         """
         if self.leader() != node or node == self.node:
             return False
+        if not self.membership.session_ok():
+            # Our own view is stale (we were paused or cut off): a verdict from it must not depose anyone.
+            return False
         lease = self.leader_lease()
         if not lease:
             return False
