@@ -1,11 +1,18 @@
-"""Leader election for the controller, with etcd's own election API (v3election).
+"""Leader election for the controller, with the layout of etcd's election recipe.
 
-Every agent campaigns (`/v3/election/campaign`) with its membership lease; etcd
-creates `<prefix>/election/<lease hex>` for each candidate and answers the one
-whose key has the lowest create revision, so the queue order is etcd's, not
-ours. The call blocks for followers until they lead. The leader's key vanishes
-with its lease (agent died or cut off from etcd for longer than the TTL) or
-when it resigns, and the next candidate's campaign returns.
+Every agent queues with its membership lease: one short transaction creates
+`<prefix>/election/<lease hex>` (the key etcd's v3election API would create)
+unless it exists. The candidate whose key has the lowest create revision
+leads, so the queue order is etcd's, not ours. The leader's key vanishes with
+its lease (agent died or cut off from etcd for longer than the TTL) or when it
+resigns, and the next candidate leads.
+
+Why not etcd's blocking `/v3/election/campaign`: it parks a request on one
+member until the candidate leads, and a hung member (SIGSTOP, disk stall)
+held it there, so no agent took over a dead leader for as long as the
+member hung. Here nothing waits on a member: the turn is read from the watch
+of the election keys, which fails over between members like every watch
+(`store.etcd_client`'s health checks).
 
 `guard()` is the write fence: a `Check` that the leader key still exists with
 the revision we were elected at, put in the same transaction as the
@@ -18,6 +25,7 @@ for Health and `egressctl status`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -55,14 +63,12 @@ class Election:
         membership: Membership,
         *,
         on_change: Optional[Callable[[bool], None]] = None,
-        campaign_timeout: float = 300.0,
     ):
         self.store = store
         self.client = store.client
         self.membership = membership
         self.node = membership.name
         self.on_change = on_change
-        self.campaign_timeout = campaign_timeout
         self._key: Optional[LeaderKey] = None
         self._candidates: dict[str, tuple[int, str]] = {}  # key name -> (create rev, node)
         self._view_rev = 0
@@ -143,12 +149,7 @@ class Election:
         key = self._key
         if resign and key is not None:
             try:
-                self.client.call(
-                    "election/resign",
-                    {"leader": {"name": b64(self._election_name()), "key": b64(self.store.key(ELECTION, key.name)),
-                                "rev": str(key.rev), "lease": str(key.lease)}},
-                    timeout=1.0,
-                )
+                self.client.call("kv/deleterange", {"key": b64(self.store.key(ELECTION, key.name))}, timeout=1.0)
             except (Unavailable, EtcdError) as e:
                 log.info("resign failed (%s); the key goes with the lease", e)
         if self._cancel_watch:
@@ -156,9 +157,6 @@ class Election:
         self._set_key(None)
 
     # -- view of the candidates -----------------------------------------------------
-
-    def _election_name(self) -> str:
-        return self.store.kind_prefix(ELECTION).rstrip("/")
 
     def _load_view(self) -> int:
         """Read the candidates; returns the revision read at (0 when etcd did not answer)."""
@@ -189,32 +187,58 @@ class Election:
         delay = 0.1
         while not self._stop.is_set():
             lease = self.membership.lease_id
+            if not lease or not self.membership.session_ok():
+                self._stop.wait(0.05)  # membership is registering (again)
+                continue
             try:
-                res = self.client.call(
-                    "election/campaign",
-                    {"name": b64(self._election_name()), "lease": str(lease),
-                     "value": b64('{"node":"%s"}' % self.node)},
-                    timeout=self.campaign_timeout,
-                )
+                key = self._enqueue(lease)
             except (Unavailable, EtcdError) as e:
                 if self._stop.is_set():
                     return
-                # e.g. "requested lease not found": membership registers again; campaign with the new lease.
-                log.info("node %s: campaign failed (%s); retrying in %.1fs", self.node, e, delay)
+                # e.g. "requested lease not found": membership registers again; queue with the new lease.
+                log.info("node %s: cannot join the election (%s); retrying in %.1fs", self.node, e, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.1
-            lk = res["leader"]
-            key = LeaderKey(self.store.key_name(lk["key"]), int(lk["rev"]), int(lk["lease"]))
-            if self._stop.is_set():
-                return
+            if not self._wait_turn(key):
+                continue
             log.info("node %s is now the controller leader (lease %x, revision %d)", self.node, key.lease, key.rev)
             self._set_key(key)
             self._hold(key)
             self._set_key(None)
             if not self._stop.is_set():
                 log.warning("node %s is no longer the controller leader", self.node)
+
+    def _enqueue(self, lease: int) -> LeaderKey:
+        """Our candidate key (created unless it exists): one idempotent transaction."""
+        name = f"{lease:x}"
+        key = b64(self.store.key(ELECTION, name))
+        res = self.client.call("kv/txn", {
+            "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": key, "value": b64(json.dumps({"node": self.node})), "lease": str(lease)}}],
+            "failure": [{"request_range": {"key": key}}],
+        })
+        if res.get("succeeded"):
+            return LeaderKey(name, int(res["header"]["revision"]), lease)
+        kvs = res["responses"][0]["response_range"].get("kvs", [])
+        if not kvs:  # deleted between the compare and the read: queue again
+            raise Unavailable("election key vanished while joining")
+        return LeaderKey(name, int(kvs[0]["create_revision"]), lease)
+
+    def _wait_turn(self, key: LeaderKey) -> bool:
+        """Block until our key is the oldest candidate (True) or is gone / our lease replaced (False)."""
+        with self._changed:
+            while not self._stop.is_set():
+                if self.membership.lease_id != key.lease:
+                    return False
+                if self._view_rev >= key.rev:
+                    if key.name not in self._candidates:
+                        return False
+                    if min(self._candidates.items(), key=lambda kv: kv[1])[0] == key.name:
+                        return True
+                self._changed.wait(0.2)
+        return False
 
     def _hold(self, key: LeaderKey) -> None:
         """Return once our key is gone (lease expired/revoked) or our lease was replaced."""

@@ -1,6 +1,6 @@
 """One agent's cluster machinery, assembled: what `egress-agent --store etcd:...` runs.
 
-Start order matters: the probe socket first (its address is registered), then
+Start order matters: etcd endpoint health checks first, then the probe socket (its address is registered), then
 membership (retries until etcd answers), then the node view, the election and
 fencing. `stop()` resigns and revokes the lease, so a clean shutdown is seen
 at once rather than after the TTL.
@@ -64,6 +64,7 @@ class Cluster:
         self.nodes.changed()
 
     def start(self) -> None:
+        self.store.client.start_health_checks()  # before anything talks to etcd: a hung member is avoided
         self.detector.start()
         self.membership.start(max_wait=self.options.start_timeout)
         self.nodes.start()

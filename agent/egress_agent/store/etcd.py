@@ -381,6 +381,7 @@ class _Watch:
             raise ValueError("watch stream ended")
         finally:
             self._resp = None
+            self.store.client.forget_stream(resp)
             resp.close()
 
     def _deliver_changes(self, rev: int, events: list[dict]) -> None:

@@ -8,6 +8,12 @@ each endpoint; this module adds what a cluster member needs on top:
 - safe retries: a write is retried elsewhere only when it certainly never
   reached etcd (connection refused), never after a timeout, so a retried
   compare-and-swap cannot report a spurious conflict;
+- endpoint health (`start_health_checks`): every member is asked for its
+  status every 200 ms with a short deadline; requests and streams go to
+  healthy members first, and the streams open on a member that stops
+  answering are closed so their owners reconnect elsewhere. A hung member
+  (SIGSTOP, disk stall: it accepts connections but answers nothing) then costs
+  one health deadline instead of blocking watches and requests on it;
 - int64 fields as Python ints and keys/values as str (the gateway sends
   int64 as JSON strings and bytes as base64).
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import threading
 from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit
@@ -114,6 +121,67 @@ class EtcdClient:
         self._current = 0
         self._lock = threading.Lock()
         self.last_error = ""
+        self._healthy = [True] * len(self.endpoints)  # until a health check says otherwise
+        self._streams: list[set[requests.Response]] = [set() for _ in self.endpoints]
+        self._health_stop = threading.Event()
+        self._health_threads: list[threading.Thread] = []
+
+    # -- endpoint health -------------------------------------------------------
+
+    def start_health_checks(self, interval: float = 0.2, timeout: float = 0.5) -> None:
+        """Check every member in the background (one thread each) until `close()`."""
+        if self._health_threads:
+            return
+        for idx in range(len(self.endpoints)):
+            t = threading.Thread(target=self._health_loop, args=(idx, interval, timeout),
+                                 name=f"etcd-health-{idx}", daemon=True)
+            t.start()
+            self._health_threads.append(t)
+
+    def healthy_endpoints(self) -> list[str]:
+        with self._lock:
+            return [e for e, ok in zip(self.endpoints, self._healthy) if ok]
+
+    def _health_loop(self, idx: int, interval: float, timeout: float) -> None:
+        client = self._clients[idx]
+        session = requests.Session()  # its own connection: never queued behind requests or streams
+        try:
+            while not self._health_stop.is_set():
+                ok, why = self._probe(session, client, timeout)
+                self._set_health(idx, ok, why)
+                self._health_stop.wait(interval)
+        finally:
+            session.close()
+
+    def _probe(self, session: requests.Session, client: Etcd3Client, timeout: float) -> tuple[bool, str]:
+        try:
+            resp = session.post(client.get_url("maintenance/status"), json={}, timeout=timeout, **self._tls_kwargs(client))
+        except requests.RequestException as e:
+            return False, f"no answer within {timeout:g}s" if isinstance(e, requests.Timeout) else e.__class__.__name__
+        if resp.status_code != 200:
+            return False, f"HTTP {resp.status_code}"
+        if int(resp.json().get("leader", 0) or 0) == 0:
+            return False, "member has no raft leader"
+        return True, ""
+
+    def _set_health(self, idx: int, ok: bool, why: str) -> None:
+        with self._lock:
+            was, self._healthy[idx] = self._healthy[idx], ok
+            streams = list(self._streams[idx]) if was and not ok else []
+        if was and not ok:
+            log.warning("etcd member %s unhealthy (%s): using the others; closing %d stream(s) on it",
+                        self.endpoints[idx], why, len(streams))
+            for resp in streams:
+                self.close_stream(resp)  # its reader reconnects to a healthy member
+        elif ok and not was:
+            log.info("etcd member %s healthy again", self.endpoints[idx])
+
+    def _order(self, start: int) -> list[int]:
+        """Endpoint indexes to try: from `start` round the ring, healthy members first."""
+        n = len(self._clients)
+        ring = [(start + i) % n for i in range(n)]
+        with self._lock:
+            return [i for i in ring if self._healthy[i]] + [i for i in ring if not self._healthy[i]]
 
     # -- unary calls ---------------------------------------------------------
 
@@ -125,8 +193,7 @@ class EtcdClient:
         with self._lock:
             start = self._current
         errors = []
-        for i in range(len(self._clients)):
-            idx = (start + i) % len(self._clients)
+        for idx in self._order(start):
             client = self._clients[idx]
             try:
                 result = self._post(client, path, body, timeout)
@@ -189,8 +256,7 @@ class EtcdClient:
         closes it with `close_stream`.
         """
         errors = []
-        for i in range(len(self._clients)):
-            idx = (prefer + i) % len(self._clients)
+        for idx in self._order(prefer % len(self._clients)):
             client = self._clients[idx]
             session = requests.Session()  # a stream holds its connection: never share it
             try:
@@ -204,14 +270,20 @@ class EtcdClient:
                 errors.append(f"{self.endpoints[idx]}: HTTP {resp.status_code} {resp.text[:200]}")
                 resp.close()
                 continue
+            with self._lock:
+                self._streams[idx].add(resp)
             return resp, idx
         raise Unavailable("etcd unavailable: " + "; ".join(errors))
+
+    def forget_stream(self, resp: requests.Response) -> None:
+        """The owner of a stream from `open_stream` is done with it."""
+        with self._lock:
+            for streams in self._streams:
+                streams.discard(resp)
 
     @staticmethod
     def close_stream(resp: requests.Response) -> None:
         """Unblock a thread reading `resp` (closing alone does not interrupt a blocked read)."""
-        import socket
-
         try:
             sock = socket.fromfd(resp.raw.fileno(), socket.AF_INET, socket.SOCK_STREAM)
             try:
@@ -223,6 +295,9 @@ class EtcdClient:
         resp.close()
 
     def close(self) -> None:
+        self._health_stop.set()
+        for t in self._health_threads:
+            t.join(timeout=2)
         for c in self._clients:
             c.session.close()
 
