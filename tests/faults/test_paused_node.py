@@ -51,3 +51,28 @@ def test_a_paused_non_holder_moves_nothing_and_deposes_nobody(group):
     assert leader_of(agents) == leader
     assert agreed_status(agents, lambda s: True, "a stable status").floating_ips == before
     assert "paused or starved" in group[target].log()  # it noticed its own pause
+
+
+def test_a_paused_holder_loses_exactly_its_ips_once_and_does_not_take_them_back(group):
+    agents = group.running()
+    group["worker1"].client.create_gateway(models.Gateway(name="default", floating_ips=IPS))
+    before = agreed_status(agents, lambda s: all(s.floating_ips.get(ip) for ip in IPS), "the first assignment").floating_ips
+    leader = wait_for(lambda: leader_of(agents), what="one leader")
+    target = "worker2" if leader != "worker2" else "worker1"
+    its_ips = sorted(ip for ip, n in before.items() if n == target)
+    assert its_ips
+    moves0, terms0 = moves(group[leader]), leader_terms(agents)
+
+    group[target].pause()
+    time.sleep(5 * PROBE_WINDOW)  # well past the detection window, within the lease TTL
+    others = [a for a in agents if a.node != target]
+    moved = agreed_status(others, lambda s: target not in s.floating_ips.values(), "its IPs to move", timeout=5).floating_ips
+    group[target].resume()
+    agreed_status(agents, lambda s: s.nodes.get(target) == "Up", f"{target} Up again", timeout=10)
+    time.sleep(10 * PROBE_WINDOW)
+
+    after = agreed_status(agents, lambda s: True, "a stable status").floating_ips
+    assert after == moved  # nothing moved back when it resumed
+    assert {ip: n for ip, n in after.items() if n != before[ip]}.keys() == set(its_ips)  # exactly its IPs moved
+    assert moves(group[leader]) - moves0 == len(its_ips)  # each once
+    assert leader_terms(agents) == terms0 and leader_of(agents) == leader
