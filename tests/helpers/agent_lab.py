@@ -85,6 +85,13 @@ class AgentLab:
     def node_start(self, node: str) -> None:
         build.node_start(node)
 
+    def partition(self, node: str) -> None:
+        """Cut `node` off (its cable to the node network down) while its agent keeps running."""
+        build.build_cable(self.node(node), "down")
+
+    def heal(self, node: str) -> None:
+        build.build_cable(self.node(node), "up")
+
     def etcd_stop(self) -> None:
         """The lab's etcd goes away for everyone (kill -9)."""
         with labstate.locked():

@@ -19,6 +19,12 @@ the only node. Before fencing, the node re-observes: it renews its lease once
 right now. That keeps it from dropping IPs when etcd has just come back (a
 peer renewed first) or when this process was paused and its view is stale;
 only a renewal that fails fences.
+
+After a fence the node's copy of the assignments is stale (the watch may
+still be catching up with the moves made while it was cut off), so it claims
+nothing until it has re-read them at a current revision: a node coming back
+never takes back, even for a moment, an IP that moved away meanwhile. Watch
+events older than what it holds are ignored for the same reason.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ class Fencing:
         self.detector = detector
         self.node = membership.name
         self.check_interval = check_interval
-        self._assigned: dict[str, str] = {}  # ip -> node, last known from etcd
+        self._assigned: dict[str, tuple[str, int]] = {}  # ip -> (node, record version), last known from etcd
+        self._stale = False  # fenced since the assignments were last re-read
         self._held: set[str] = set()
         self._subscribers: list[HeldCallback] = []
         self._lock = threading.Lock()
@@ -83,7 +90,7 @@ class Fencing:
             snap = self.store.snapshot([ASSIGNMENT])
             since = snap.revision
             with self._lock:
-                self._assigned = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
+                self._assigned = {ip: (r.value.get("node", ""), r.version) for ip, r in snap.of(ASSIGNMENT).items()}
         except Unavailable:
             pass  # the watch re-lists once etcd answers
         self._cancel_watch = self.store.watch([ASSIGNMENT], self._on_assignments, start_revision=since)
@@ -101,11 +108,24 @@ class Fencing:
     def _on_assignments(self, rev: int, changes) -> None:
         with self._lock:
             for c in changes:
+                held = self._assigned.get(c.record.name)
+                if held is not None and held[1] >= c.record.version:
+                    continue  # older than what a re-read gave us
                 if c.deleted:
                     self._assigned.pop(c.record.name, None)
                 else:
-                    self._assigned[c.record.name] = c.record.value.get("node", "")
+                    self._assigned[c.record.name] = (c.record.value.get("node", ""), c.record.version)
         self.evaluate()
+
+    def _reread(self) -> None:
+        """Replace our copy of the assignments with a current read (after a fence)."""
+        snap = self.store.snapshot([ASSIGNMENT])
+        with self._lock:
+            fresh = {ip: (r.value.get("node", ""), r.version) for ip, r in snap.of(ASSIGNMENT).items()}
+            for ip, (node, version) in self._assigned.items():
+                if version > snap.revision:  # the watch is already past the read
+                    fresh[ip] = (node, version)
+            self._assigned = fresh
 
     def _loop(self) -> None:
         while not self._stop.wait(self.check_interval):
@@ -138,11 +158,19 @@ class Fencing:
 
     def _evaluate(self) -> None:
         reason = self.fenced()
+        if reason:
+            self._stale = True
+        elif self._stale:
+            try:
+                self._reread()
+                self._stale = False
+            except Unavailable as e:
+                reason = f"assignments not re-read since the fence ({e})"
         with self._lock:
             if reason:
                 want: set[str] = set()
             else:
-                want = {ip for ip, node in self._assigned.items() if node == self.node}
+                want = {ip for ip, (node, _) in self._assigned.items() if node == self.node}
             gained, lost = want - self._held, self._held - want
             self._held = want
             subscribers = list(self._subscribers)
