@@ -149,8 +149,10 @@ class Detector:
         if gap > self.pause_threshold and self._fresh_from <= self._last_tick:  # once per gap
             self._fresh_from = now
             self.pauses += 1
-            log.warning("probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
-                        "for %.0f ms before judging any", gap * 1000, self.window * 1000)
+            # A long pause is worth a warning; short starvation on a busy machine only for debugging.
+            log.log(logging.WARNING if gap > self.window else logging.DEBUG,
+                    "probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
+                    "for %.0f ms before judging any", gap * 1000, self.window * 1000)
 
     def _up(self, st: PeerState, now: float) -> bool:
         self._notice_pause(now)

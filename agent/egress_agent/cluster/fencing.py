@@ -174,7 +174,7 @@ class Fencing:
             gained, lost = want - self._held, self._held - want
             self._held = want
             subscribers = list(self._subscribers)
-        if reason != self.fenced_reason:
+        if bool(reason) != bool(self.fenced_reason):  # log transitions, not every tick of a fence
             if reason:
                 log.warning("node %s fenced: %s; releasing its floating IPs", self.node, reason)
             else:
