@@ -105,7 +105,7 @@ def fault_kill_holder(run: Run) -> dict:
 def fault_kill_leader(run: Run, hang_member: bool = False) -> dict:
     if hang_member:
         run.etcd.members[0].pause()
-        time.sleep(2.7)  # etcd's own re-election (1 s timeout) + the agents' health detection (0.7 s)
+        time.sleep(3.5)  # etcd's own re-election (1 s timeout, twice) + the agents noticing it (a 1 s keepalive deadline)
     victim = run.leader
     n = list(run.before.values()).count(victim)
     rest = [a for a in run.agents if a.node != victim]

@@ -2,8 +2,8 @@
 
 The member every agent talks to first is frozen; once the cluster has
 settled (etcd re-elects its raft leader within its 1 s election timeout if
-needed; the agents' health checks notice the member within 0.7 s), the
-controller leader is killed -9. Another agent must lead and the dead
+needed; each agent marks the member unhealthy within 1.5 s, when a lease
+keepalive to it times out), the controller leader is killed -9. Another agent must lead and the dead
 leader's floating IPs must move within the normal failover bound, although
 the hung member never comes back during the test. Before, the next leader's
 blocking campaign sat on the hung member until it resumed.
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.etcd
 
 IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"]
 ETCD_ELECTION = 1.0  # the test etcd's election timeout (helpers/etcd.py)
-HEALTH_DETECTION = 0.7  # one health check interval (0.2 s) + its deadline (0.5 s)
+HEALTH_DETECTION = 1.5  # a lease keepalive (every 0.5 s) timing out on it (1 s deadline)
 
 
 def test_leader_killed_while_an_etcd_member_hangs_fails_over_in_normal_time(group, etcd3):

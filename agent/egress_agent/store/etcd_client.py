@@ -8,12 +8,17 @@ each endpoint; this module adds what a cluster member needs on top:
 - safe retries: a write is retried elsewhere only when it certainly never
   reached etcd (connection refused), never after a timeout, so a retried
   compare-and-swap cannot report a spurious conflict;
-- endpoint health (`start_health_checks`): every member is asked for its
-  status every 200 ms with a short deadline; requests and streams go to
-  healthy members first, and the streams open on a member that stops
-  answering are closed so their owners reconnect elsewhere. A hung member
+- endpoint health: a member is unhealthy from the moment a request to it
+  fails or times out (every agent renews its lease every 0.5 s, so the
+  member it uses is exercised all the time), and `start_health_checks` asks
+  every member for its status once a second to notice a member that only
+  serves streams and to bring a recovered one back. Requests and streams go
+  to healthy members first, and the streams open on a member that turns
+  unhealthy are closed so their owners reconnect elsewhere. A hung member
   (SIGSTOP, disk stall: it accepts connections but answers nothing) then costs
-  one health deadline instead of blocking watches and requests on it;
+  one request deadline instead of blocking watches and requests on it. (The
+  checks are kept sparse on purpose: five a second per member cost
+  measurable latency on a busy 2-core machine.);
 - int64 fields as Python ints and keys/values as str (the gateway sends
   int64 as JSON strings and bytes as base64).
 
@@ -128,7 +133,7 @@ class EtcdClient:
 
     # -- endpoint health -------------------------------------------------------
 
-    def start_health_checks(self, interval: float = 0.2, timeout: float = 0.5) -> None:
+    def start_health_checks(self, interval: float = 1.0, timeout: float = 0.5) -> None:
         """Check every member in the background (one thread each) until `close()`."""
         if self._health_threads:
             return
@@ -199,6 +204,7 @@ class EtcdClient:
                 result = self._post(client, path, body, timeout)
             except _Unreachable as e:
                 errors.append(f"{self.endpoints[idx]}: {e.reason}")
+                self._set_health(idx, False, e.reason)
                 if e.maybe_applied and not idempotent:
                     # The request may have been applied: do not retry it elsewhere.
                     self._advance(idx)
@@ -207,6 +213,7 @@ class EtcdClient:
                 continue
             with self._lock:
                 self._current = idx
+            self._set_health(idx, True, "")
             self.last_error = ""
             return result
         self.last_error = "; ".join(errors)
