@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from egress_agent.node.desired import desired_state, selections
+from egress_agent.node.desired import DesiredMemo, desired_state, selections
 from egress_agent.node.naming import host_veth_name
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Record, Snapshot
 from egress_api import models
@@ -131,3 +131,24 @@ def test_veth_names_are_stable_short_and_distinct():
     a, b = host_veth_name("alice", "fe1"), host_veth_name("bob", "fe1")
     assert a == host_veth_name("alice", "fe1") and a != b
     assert a.startswith("egv") and len(a) <= 15
+
+
+def test_a_memo_between_passes_changes_no_output():
+    """The reconciler keeps a DesiredMemo between passes: every pass must equal a pass without it."""
+    memo = DesiredMemo()
+    assignments = {"192.0.2.100": "worker2"}
+    passes = [
+        snapshot(SEED_PODS, SEED_NS, [SEED_POLICY], assignments),
+        # a new pod in a label set seen before, and one in a new label set
+        snapshot(SEED_PODS + [pod("fe3", "alice", "worker1", "10.244.1.9", role="frontend"),
+                              pod("x1", "bob", "worker1", "10.244.1.10", role="x")], SEED_NS, [SEED_POLICY], assignments),
+        # the policy changes under the same name: bob's frontends are selected now
+        snapshot(SEED_PODS, SEED_NS, [{**SEED_POLICY, "egress": [{"pod_selector": {"match_labels": {"role": "frontend"}}}]}],
+                 assignments),
+        # a namespace relabel re-selects its pods
+        snapshot(SEED_PODS, {**SEED_NS, "bob": {"user": "alice"}}, [SEED_POLICY], assignments),
+        # the policy is gone
+        snapshot(SEED_PODS, SEED_NS, [], assignments),
+    ]
+    for snap in passes:
+        assert desired_state(snap, W1, "eth0", memo=memo) == desired_state(snap, W1, "eth0")

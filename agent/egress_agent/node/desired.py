@@ -21,6 +21,7 @@ The rules, from the seed:
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from egress_agent.datapath.state import NodeDatapathState, PolicyPath
@@ -41,11 +42,14 @@ def assigned_to(snapshot: Snapshot, node: str) -> set[str]:
     return {ip for ip, rec in snapshot.of(ASSIGNMENT).items() if rec.value.get("node") == node}
 
 
-def selections(snapshot: Snapshot, policies: list[models.Policy]) -> dict[str, set[str]]:
+def selections(
+    snapshot: Snapshot, policies: list[models.Policy], memo: Optional["DesiredMemo"] = None
+) -> dict[str, set[str]]:
     """Policy name -> IPs of every pod (cluster-wide) it selects.
 
     Pods are grouped by their (namespace labels, pod labels): each policy is
-    matched once per distinct label set, not once per pod.
+    matched once per distinct label set, not once per pod; with a `memo`, a
+    label set already matched against the same policies is not matched again.
     """
     ns_labels = {name: rec.value.get("labels", {}) for name, rec in snapshot.of(NAMESPACE).items()}
     by_labels: dict[tuple, list[str]] = {}
@@ -54,13 +58,51 @@ def selections(snapshot: Snapshot, policies: list[models.Policy]) -> dict[str, s
         ns = ns_labels.get(v.get("namespace", ""), {})
         key = (tuple(sorted(ns.items())), tuple(sorted(v.get("labels", {}).items())))
         by_labels.setdefault(key, []).append(v["ip"])
+    matched = memo.matches_for(policies) if memo is not None else {}
     out: dict[str, set[str]] = {p.name: set() for p in policies}
-    for (ns, labels), ips in by_labels.items():
-        ns_d, labels_d = dict(ns), dict(labels)
-        for p in policies:
-            if p.selects(ns_d, labels_d):
-                out[p.name].update(ips)
+    for key, ips in by_labels.items():
+        names = matched.get(key)
+        if names is None:
+            ns_d, labels_d = dict(key[0]), dict(key[1])
+            names = matched[key] = tuple(p.name for p in policies if p.selects(ns_d, labels_d))
+        for name in names:
+            out[name].update(ips)
     return out
+
+
+@dataclass
+class DesiredMemo:
+    """What `desired_state` derived from records that have not changed since the last pass.
+
+    A pass at 1,000 policies re-validated every policy and matched every label
+    set against every policy (seconds of CPU), although a pod start changes one
+    record. The memo keeps each policy's model while its record is the same, and
+    each label set's matching policies while the policies are the same objects.
+    Outputs are exactly those without a memo; it only saves the work.
+    """
+
+    _policies: dict[str, tuple[dict, models.Policy]] = field(default_factory=dict)
+    _matched_for: tuple = ()
+    _matched: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
+
+    def policy(self, name: str, value: dict) -> models.Policy:
+        hit = self._policies.get(name)
+        if hit is not None and hit[0] == value:
+            return hit[1]
+        model = models.Policy.model_validate(value)
+        self._policies[name] = (value, model)
+        return model
+
+    def forget_policies_except(self, names: set[str]) -> None:
+        for name in set(self._policies) - names:
+            del self._policies[name]
+
+    def matches_for(self, policies: list[models.Policy]) -> dict[tuple, tuple[str, ...]]:
+        """The label set -> matching policy names cache, emptied when any policy object changed."""
+        if len(policies) != len(self._matched_for) or any(a is not b for a, b in zip(policies, self._matched_for)):
+            self._matched_for = tuple(policies)
+            self._matched = {}
+        return self._matched
 
 
 def desired_state(
@@ -68,8 +110,12 @@ def desired_state(
     node: models.Node,
     uplink: str,
     held: Optional[Iterable[str]] = None,
+    memo: Optional[DesiredMemo] = None,
 ) -> NodeDatapathState:
-    """`node`'s NodeDatapathState at `snapshot`. `held`: floating IPs it may hold (None: its assignments)."""
+    """`node`'s NodeDatapathState at `snapshot`. `held`: floating IPs it may hold (None: its assignments).
+
+    `memo` (kept by the caller between passes) saves re-deriving what did not change.
+    """
     if not node.pod_cidr:
         raise ValueError(f"node {node.name} has no pod CIDR: the datapath needs --pod-cidr")
     held_ips = set(assigned_to(snapshot, node.name) if held is None else held)
@@ -78,8 +124,14 @@ def desired_state(
     node_address[node.name] = _address(node.node_ip)
     me = node_address[node.name]
 
-    policies = sorted((models.Policy.model_validate(r.value) for r in snapshot.of(POLICY).values()), key=lambda p: p.name)
-    selected = selections(snapshot, policies)
+    policy_records = snapshot.of(POLICY)
+    if memo is None:
+        policies = [models.Policy.model_validate(r.value) for r in policy_records.values()]
+    else:
+        memo.forget_policies_except(set(policy_records))
+        policies = [memo.policy(name, r.value) for name, r in policy_records.items()]
+    policies.sort(key=lambda p: p.name)
+    selected = selections(snapshot, policies, memo)
     assignments = snapshot.of(ASSIGNMENT)
     paths = []
     for p in policies:

@@ -31,7 +31,7 @@ from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.state import NodeDatapathState
 from egress_agent.node import status
-from egress_agent.node.desired import KINDS, desired_state, local_pod_keys
+from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, Snapshot
 from egress_api import models
@@ -67,6 +67,7 @@ class NodeReconciler:
         self.counters_interval = counters_interval
         self._ipr = iproute(netns)
         self._apply_lock = threading.Lock()  # the loop and fencing events both apply
+        self._memo = DesiredMemo()  # used under _apply_lock only
         self._held: Optional[set[str]] = None  # None: no fencing source, assignments decide
         self._snapshot: Optional[Snapshot] = None
         self._last_state: Optional[NodeDatapathState] = None
@@ -178,7 +179,7 @@ class NodeReconciler:
         with self._apply_lock:
             held = None if self._held is None else set(self._held)
             try:
-                state = desired_state(snap, self.node, self.uplink, held)
+                state = desired_state(snap, self.node, self.uplink, held, self._memo)
                 links = {link.get("IFLA_IFNAME"): link["index"] for link in self._ipr.get_links()}
                 keys = local_pod_keys(snap, self.node.name)
                 missing = {veth for veth in state.local_pods.values() if veth not in links}
