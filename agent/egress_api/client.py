@@ -10,20 +10,19 @@ times per command, and this module is on that path.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Generic, Optional, Sequence, TypeVar
 
-import grpc
-
-from egress_api import convert, errors, models, transport
+from egress_api import calls, convert, models
 from egress_api.status import GatewayStatus, NodeStatus  # noqa: F401 - part of the client API
 from egress_api.v1 import egress_pb2 as pb
-from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
-VIOLATIONS_KEY = "egress-violations-bin"
-# Set by the agent on UNAVAILABLE it raises itself (its store is down), to tell that
-# apart from "cannot connect to the agent at all".
-ORIGIN_KEY = "egress-origin"
+# A library logs, the program decides where to: without this, Python would print warnings to stderr.
+logging.getLogger("egress_api").addHandler(logging.NullHandler())
+
+# Metadata keys, defined with the call machinery and re-exported for the agent's servicer.
+VIOLATIONS_KEY, ORIGIN_KEY, REQUEST_ID_KEY = calls.VIOLATIONS_KEY, calls.ORIGIN_KEY, calls.REQUEST_ID_KEY
 
 T = TypeVar("T")
 
@@ -71,19 +70,35 @@ class Health:
 
 
 class EgressClient:
-    def __init__(self, target: str, timeout: float = 10.0):
-        try:
-            self.target = str(transport.parse_target(target))
-        except transport.TargetError as err:
-            raise errors.InvalidArgument(f"invalid endpoint: {err}") from None
+    """`target`: one endpoint, a comma-separated list, or a list; calls fail over in that order (see calls).
+
+    Writes take `request_id` (default: a new one per call) and `deadline`
+    (time.monotonic(); default calls.DEFAULT_RESOLVE_SECONDS from now), which
+    bounds how long a write whose outcome is unknown is retried.
+    """
+
+    def __init__(self, target: str | Sequence[str], timeout: float = 10.0):
+        self._caller = calls.Caller(target, timeout)
         self.timeout = timeout
-        self._channel = transport.channel(self.target)
-        self._stub = pb_grpc.EgressStub(self._channel)
+
+    @property
+    def target(self) -> str:
+        """The endpoint calls go to first (the last one that answered)."""
+        return self._caller.endpoint
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self._caller.endpoints)
+
+    @property
+    def last_call(self) -> Optional[calls.CallRecord]:
+        """What happened to this thread's last call: attempts, endpoints, how an unknown outcome was resolved."""
+        return self._caller.last
 
     # --- plumbing -------------------------------------------------------------------
 
     def close(self) -> None:
-        self._channel.close()
+        self._caller.close()
 
     def __enter__(self) -> "EgressClient":
         return self
@@ -91,42 +106,19 @@ class EgressClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, method: Callable, request):
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise self._error(err) from None
-        except ValueError as err:  # grpc raises ValueError on a closed channel
-            raise errors.ApiError(f"egress client for {self.target}: {err}") from None
+    def call(self, rpc: str, request, **kwargs):
+        """A raw call of `rpc` ("CreatePolicy", ...) with a protobuf request; raises egress_api.errors."""
+        return self._caller.call(rpc, request, **kwargs)
 
-    def _error(self, err: grpc.RpcError) -> errors.ApiError:
-        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-        details = (err.details() if hasattr(err, "details") else "") or str(code)
-        trailing = dict(err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else {}
-        violations: list[models.Violation] = []
-        if VIOLATIONS_KEY in trailing:
-            try:
-                violations = convert.violations_from_bytes(trailing[VIOLATIONS_KEY])
-            except Exception:  # a malformed trailer must not hide the agent's message
-                violations = []
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            if trailing.get(ORIGIN_KEY) == "agent":
-                return errors.Unavailable(f"egress-agent at {self.target}: {details}", agent_answered=True)
-            what = "timed out after %gs" % self.timeout if code == grpc.StatusCode.DEADLINE_EXCEEDED else details
-            return errors.Unavailable(
-                f"cannot reach egress-agent at {self.target}: is it running? "
-                f"(set the provider's endpoint / EGRESS_ENDPOINT / egressctl --endpoint) [{what}]"
-            )
-        cls = {
-            grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-            grpc.StatusCode.NOT_FOUND: errors.NotFound,
-            grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-            grpc.StatusCode.ABORTED: errors.Conflict,
-            grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-        }.get(code, errors.ApiError)
-        if cls is errors.ApiError:
-            details = f"egress-agent at {self.target} failed ({code.name}): {details}"
-        return cls(details, violations)
+    def _read(self, rpc: str, request, deadline: Optional[float] = None):
+        return self._caller.call(rpc, request, deadline=deadline)
+
+    def _write(self, rpc: str, request, request_id: Optional[str], deadline: Optional[float]):
+        rid = request_id or calls.new_request_id()
+        return self._caller.call(rpc, request, write=True, request_id=rid, deadline=deadline)
+
+    def _delete(self, rpc: str, request, deadline: Optional[float]) -> None:
+        self._caller.call(rpc, request, write=True, deadline=deadline, missing_ok_after_unknown=True)
 
     # --- gateways ---------------------------------------------------------------------
 
@@ -134,24 +126,26 @@ class EgressClient:
     def _gateway(msg: pb.Gateway) -> Versioned[models.Gateway]:
         return Versioned(convert.gateway_from_proto(msg), msg.resource_version)
 
-    def create_gateway(self, gw: models.Gateway) -> Versioned[models.Gateway]:
-        return self._gateway(self._call(self._stub.CreateGateway, convert.gateway_to_proto(gw)))
+    def create_gateway(self, gw: models.Gateway, request_id: Optional[str] = None,
+                       deadline: Optional[float] = None) -> Versioned[models.Gateway]:
+        return self._gateway(self._write("CreateGateway", convert.gateway_to_proto(gw), request_id, deadline))
 
-    def get_gateway(self, name: str) -> Versioned[models.Gateway]:
-        return self._gateway(self._call(self._stub.GetGateway, pb.ObjectRef(name=name)))
+    def get_gateway(self, name: str, deadline: Optional[float] = None) -> Versioned[models.Gateway]:
+        return self._gateway(self._read("GetGateway", pb.ObjectRef(name=name), deadline))
 
-    def update_gateway(self, gw: models.Gateway, resource_version: int = 0) -> Versioned[models.Gateway]:
+    def update_gateway(self, gw: models.Gateway, resource_version: int = 0, request_id: Optional[str] = None,
+                       deadline: Optional[float] = None) -> Versioned[models.Gateway]:
         msg = convert.gateway_to_proto(gw, resource_version)
-        return self._gateway(self._call(self._stub.UpdateGateway, msg))
+        return self._gateway(self._write("UpdateGateway", msg, request_id, deadline))
 
-    def delete_gateway(self, name: str, resource_version: int = 0) -> None:
-        self._call(self._stub.DeleteGateway, pb.DeleteRequest(name=name, resource_version=resource_version))
+    def delete_gateway(self, name: str, resource_version: int = 0, deadline: Optional[float] = None) -> None:
+        self._delete("DeleteGateway", pb.DeleteRequest(name=name, resource_version=resource_version), deadline)
 
     def list_gateways(self) -> list[Versioned[models.Gateway]]:
-        return [self._gateway(m) for m in self._call(self._stub.ListGateways, pb.ListRequest()).items]
+        return [self._gateway(m) for m in self._read("ListGateways", pb.ListRequest()).items]
 
     def validate_gateway(self, gw: models.Gateway) -> ValidateResult:
-        return self._validate_result(self._call(self._stub.ValidateGateway, convert.gateway_to_proto(gw)))
+        return self._validate_result(self._read("ValidateGateway", convert.gateway_to_proto(gw)))
 
     # --- policies ----------------------------------------------------------------------
 
@@ -159,26 +153,29 @@ class EgressClient:
     def _policy(msg: pb.Policy) -> Versioned[models.Policy]:
         return Versioned(convert.policy_from_proto(msg), msg.resource_version)
 
-    def create_policy(self, p: models.Policy) -> Versioned[models.Policy]:
-        return self._policy(self._call(self._stub.CreatePolicy, convert.policy_to_proto(p)))
+    def create_policy(self, p: models.Policy, request_id: Optional[str] = None,
+                      deadline: Optional[float] = None) -> Versioned[models.Policy]:
+        return self._policy(self._write("CreatePolicy", convert.policy_to_proto(p), request_id, deadline))
 
-    def get_policy(self, name: str) -> Versioned[models.Policy]:
-        return self._policy(self._call(self._stub.GetPolicy, pb.ObjectRef(name=name)))
+    def get_policy(self, name: str, deadline: Optional[float] = None) -> Versioned[models.Policy]:
+        return self._policy(self._read("GetPolicy", pb.ObjectRef(name=name), deadline))
 
-    def update_policy(self, p: models.Policy, resource_version: int = 0) -> Versioned[models.Policy]:
-        return self._policy(self._call(self._stub.UpdatePolicy, convert.policy_to_proto(p, resource_version)))
+    def update_policy(self, p: models.Policy, resource_version: int = 0, request_id: Optional[str] = None,
+                      deadline: Optional[float] = None) -> Versioned[models.Policy]:
+        msg = convert.policy_to_proto(p, resource_version)
+        return self._policy(self._write("UpdatePolicy", msg, request_id, deadline))
 
-    def delete_policy(self, name: str, resource_version: int = 0) -> None:
-        self._call(self._stub.DeletePolicy, pb.DeleteRequest(name=name, resource_version=resource_version))
+    def delete_policy(self, name: str, resource_version: int = 0, deadline: Optional[float] = None) -> None:
+        self._delete("DeletePolicy", pb.DeleteRequest(name=name, resource_version=resource_version), deadline)
 
     def list_policies(self) -> list[Versioned[models.Policy]]:
-        return [self._policy(m) for m in self._call(self._stub.ListPolicies, pb.ListRequest()).items]
+        return [self._policy(m) for m in self._read("ListPolicies", pb.ListRequest()).items]
 
     def validate_policy(self, p: models.Policy) -> ValidateResult:
-        return self._validate_result(self._call(self._stub.ValidatePolicy, convert.policy_to_proto(p)))
+        return self._validate_result(self._read("ValidatePolicy", convert.policy_to_proto(p)))
 
     def describe_policy(self, name: str) -> PolicyDescription:
-        msg = self._call(self._stub.DescribePolicy, pb.ObjectRef(name=name))
+        msg = self._read("DescribePolicy", pb.ObjectRef(name=name))
         c = msg.counters
         return PolicyDescription(
             policy=self._policy(msg.policy),
@@ -202,7 +199,7 @@ class EgressClient:
     # --- observed state -----------------------------------------------------------------
 
     def gateway_status(self, name: str) -> GatewayStatus:
-        msg = self._call(self._stub.GetGatewayStatus, pb.ObjectRef(name=name))
+        msg = self._read("GetGatewayStatus", pb.ObjectRef(name=name))
         return GatewayStatus(msg.name, dict(msg.nodes), dict(msg.floating_ips), dict(msg.unassigned_reasons))
 
     @staticmethod
@@ -212,44 +209,44 @@ class EgressClient:
         )
 
     def get_node(self, name: str) -> NodeStatus:
-        return self._node(self._call(self._stub.GetNode, pb.ObjectRef(name=name)))
+        return self._node(self._read("GetNode", pb.ObjectRef(name=name)))
 
     def list_nodes(self) -> list[NodeStatus]:
-        return [self._node(m) for m in self._call(self._stub.ListNodes, pb.ListRequest()).items]
+        return [self._node(m) for m in self._read("ListNodes", pb.ListRequest()).items]
 
     @staticmethod
     def _event(msg: pb.Event) -> Event:
         return Event(msg.kind, msg.name, msg.type, msg.reason, msg.message, msg.timestamp, msg.count)
 
     def list_events(self, kind: str = "", name: str = "") -> list[Event]:
-        msg = self._call(self._stub.ListEvents, pb.EventsRequest(kind=kind, name=name))
+        msg = self._read("ListEvents", pb.EventsRequest(kind=kind, name=name))
         return [self._event(e) for e in msg.items]
 
     # --- workload inventory ---------------------------------------------------------------
 
     def upsert_pod(self, pod: models.Pod) -> models.Pod:
-        return convert.pod_from_proto(self._call(self._stub.UpsertPod, convert.pod_to_proto(pod)))
+        return convert.pod_from_proto(self._caller.call("UpsertPod", convert.pod_to_proto(pod)))
 
     def delete_pod(self, key: str) -> None:
         """`key` is "namespace/name"."""
-        self._call(self._stub.DeletePod, pb.ObjectRef(name=key))
+        self._caller.call("DeletePod", pb.ObjectRef(name=key))
 
     def get_pod(self, key: str) -> models.Pod:
         """`key` is "namespace/name"; FailedPrecondition when its node has not programmed it."""
         return convert.pod_from_proto(self._call(self._stub.GetPod, pb.ObjectRef(name=key)))
 
     def list_pods(self) -> list[models.Pod]:
-        return [convert.pod_from_proto(m) for m in self._call(self._stub.ListPods, pb.ListRequest()).items]
+        return [convert.pod_from_proto(m) for m in self._read("ListPods", pb.ListRequest()).items]
 
     def upsert_namespace(self, ns: models.Namespace) -> models.Namespace:
-        return convert.namespace_from_proto(self._call(self._stub.UpsertNamespace, convert.namespace_to_proto(ns)))
+        return convert.namespace_from_proto(self._caller.call("UpsertNamespace", convert.namespace_to_proto(ns)))
 
     def list_namespaces(self) -> list[models.Namespace]:
-        msg = self._call(self._stub.ListNamespaces, pb.ListRequest())
+        msg = self._read("ListNamespaces", pb.ListRequest())
         return [convert.namespace_from_proto(m) for m in msg.items]
 
     # --- health ------------------------------------------------------------------------------
 
     def health(self) -> Health:
-        m = self._call(self._stub.Health, pb.Empty())
+        m = self._read("Health", pb.Empty())
         return Health(m.status, m.node, m.store, m.store_ok, m.detail, m.leader, m.version)

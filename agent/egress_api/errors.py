@@ -49,3 +49,11 @@ class Unavailable(ApiError):
     def __init__(self, message: str, agent_answered: bool = False):
         super().__init__(message)
         self.agent_answered = agent_answered
+
+
+class OutcomeUnknown(Unavailable):
+    """A write reached an agent but no answer came back, and no retry (same request id) settled it in time.
+
+    The object may or may not have been written. Retrying the same write with the
+    same request id is safe: the agent applies it at most once.
+    """

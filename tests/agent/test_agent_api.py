@@ -85,16 +85,16 @@ def test_bad_input_is_invalid_argument_with_paths_and_writes_nothing(agent_proce
         egress_source_ip="192.0.2.999",
     )
     with pytest.raises(errors.InvalidArgument) as info:
-        c._call(c._stub.CreatePolicy, bad)
+        c.call("CreatePolicy", bad)
     paths = {v.path for v in info.value.violations}
     # Every bad value, each at its own path: the map key, both CIDRs (by position in the request).
     assert paths == {("egress", 0, "pod_selector", "match_labels", "role"), ("destination_cidrs", 0),
                      ("destination_cidrs", 1), ("egress_source_ip",)}
     with pytest.raises(errors.InvalidArgument) as info:
-        c._call(c._stub.CreateGateway, pb.Gateway(name="Bad_Name", floating_ips=[]))
+        c.call("CreateGateway", pb.Gateway(name="Bad_Name", floating_ips=[]))
     assert {v.path for v in info.value.violations} == {("name",), ("floating_ips",)}
     with pytest.raises(errors.InvalidArgument) as info:
-        c._call(c._stub.CreatePolicy, pb.Policy(name="empty", destination_cidrs=["198.51.100.0/24"], egress_source_ip="192.0.2.100"))
+        c.call("CreatePolicy", pb.Policy(name="empty", destination_cidrs=["198.51.100.0/24"], egress_source_ip="192.0.2.100"))
     assert [v.path for v in info.value.violations] == [("egress",)]
     assert (c.list_gateways(), c.list_policies()) == before
 
@@ -194,7 +194,7 @@ def test_inventory(agent_process):
     from egress_api.v1 import egress_pb2 as pb
 
     with pytest.raises(errors.InvalidArgument) as info:
-        c._call(c._stub.UpsertPod, pb.Pod(name="web", namespace="alice", node="worker1", ip="10.244.1.500"))
+        c.call("UpsertPod", pb.Pod(name="web", namespace="alice", node="worker1", ip="10.244.1.500"))
     assert [v.path for v in info.value.violations] == [("ip",)]
 
 

@@ -22,7 +22,7 @@ from egress_agent.server.writes import ReferenceViolation, StaleVersion, Writes
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
 from egress_api import convert, models
-from egress_api.client import ORIGIN_KEY, VIOLATIONS_KEY
+from egress_api.client import ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
 from egress_api.v1 import egress_pb2 as pb
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
@@ -92,6 +92,14 @@ def _pod_key(request) -> str:
     return key
 
 
+def _request_id(context: grpc.ServicerContext) -> str:
+    """The client's id for this logical write (sent again when it retries), or "" (see writes.Writes)."""
+    value = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
+    if len(value) > 200:
+        raise models.InvalidObject("request", "", [models.Violation((REQUEST_ID_KEY,), "at most 200 characters")])
+    return value
+
+
 def _name(request, what: str) -> str:
     if not request.name:
         raise models.InvalidObject(what, "", [models.Violation(("name",), "this attribute is required")])
@@ -128,7 +136,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def CreateGateway(self, request, context):
-        rec = self.writes.create(convert.gateway_from_proto(request))
+        rec = self.writes.create(convert.gateway_from_proto(request), _request_id(context))
         return self._gateway(rec)
 
     @_rpc
@@ -137,7 +145,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpdateGateway(self, request, context):
-        rec = self.writes.update(convert.gateway_from_proto(request), request.resource_version)
+        rec = self.writes.update(convert.gateway_from_proto(request), request.resource_version, _request_id(context))
         return self._gateway(rec)
 
     @_rpc
@@ -157,7 +165,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def CreatePolicy(self, request, context):
-        return self._policy(self.writes.create(convert.policy_from_proto(request)))
+        return self._policy(self.writes.create(convert.policy_from_proto(request), _request_id(context)))
 
     @_rpc
     def GetPolicy(self, request, context):
@@ -165,7 +173,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpdatePolicy(self, request, context):
-        rec = self.writes.update(convert.policy_from_proto(request), request.resource_version)
+        rec = self.writes.update(convert.policy_from_proto(request), request.resource_version, _request_id(context))
         return self._policy(rec)
 
     @_rpc

@@ -10,6 +10,13 @@ fails the Check (no two writers can both pass validation against a world the
 other one changed). When only the guard moved, the write is simply retried
 against the new snapshot; when the object itself moved, the caller's
 resource_version is stale and that is the caller's conflict to resolve.
+
+Idempotent retries: a create or update may carry a request id (clients send
+one per logical write and reuse it when they retry a call whose outcome they
+do not know, e.g. after a timeout). The same commit records it as
+("write", "<kind>.<name>"); a write whose request id is that record's, while
+the object is still exactly as that write left it, is answered with the
+stored object instead of ALREADY_EXISTS or a stale-version conflict.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from egress_agent.controller import view
 from egress_agent.controller.assignment import assign
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base
-from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, Check, Delete, Put, Record, Snapshot
+from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, WRITE, Check, Delete, Put, Record, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +74,32 @@ class Desired:
     def record(self, kind: str, name: str) -> Record | None:
         return self.snapshot.of(kind).get(name)
 
+    def last_write(self, kind: str, name: str) -> Record | None:
+        """The ("write", ...) record of the request that last wrote (kind, name), if it carried an id."""
+        return self.snapshot.of(WRITE).get(write_key(kind, name))
+
+    def written_by(self, request_id: str, obj: Obj) -> Record | None:
+        """The stored object if request `request_id` wrote it and nothing changed it since, else None."""
+        current = self.record(kind_of(obj), obj.name)
+        last = self.last_write(kind_of(obj), obj.name)
+        if not request_id or current is None or last is None:
+            return None
+        if last.value.get("request_id") != request_id or last.version != current.version:
+            return None
+        return current if current.value == to_value(obj) else None
+
 
 def read_desired(store: base.Store, extra_kinds: tuple[str, ...] = ()) -> Desired:
-    snap = store.snapshot([GATEWAY, POLICY, META, *extra_kinds])
+    snap = store.snapshot([GATEWAY, POLICY, META, WRITE, *extra_kinds])
     return Desired(
         snap,
         {n: models.Gateway.model_validate(r.value) for n, r in snap.of(GATEWAY).items()},
         {n: models.Policy.model_validate(r.value) for n, r in snap.of(POLICY).items()},
     )
+
+
+def write_key(kind: str, name: str) -> str:
+    return f"{kind}.{name}"
 
 
 def kind_of(obj: Obj) -> str:
@@ -97,18 +122,23 @@ class Writes:
         # the guard only arbitrates between agents.
         self._lock = threading.Lock()
 
-    def create(self, obj: Obj) -> Record:
+    def create(self, obj: Obj, request_id: str = "") -> Record:
         with self._lock:
-            return self._write(obj, create=True, resource_version=0)
+            return self._write(obj, create=True, resource_version=0, request_id=request_id)
 
-    def update(self, obj: Obj, resource_version: int) -> Record:
+    def update(self, obj: Obj, resource_version: int, request_id: str = "") -> Record:
         with self._lock:
-            return self._write(obj, create=False, resource_version=resource_version)
+            return self._write(obj, create=False, resource_version=resource_version, request_id=request_id)
 
-    def _write(self, obj: Obj, create: bool, resource_version: int) -> Record:
+    def _write(self, obj: Obj, create: bool, resource_version: int, request_id: str = "") -> Record:
         kind = kind_of(obj)
         for attempt in range(_RETRIES):
             d = read_desired(self.store)
+            replayed = d.written_by(request_id, obj)
+            if replayed is not None:
+                log.info("%s %s %r: request %s was already applied (resource_version %d); answering with its result",
+                         "create" if create else "update", kind, obj.name, request_id, replayed.version)
+                return replayed
             current = d.record(kind, obj.name)
             if create and current is not None:
                 raise base.AlreadyExists(kind, obj.name)
@@ -122,13 +152,15 @@ class Writes:
             expect = base.MUST_NOT_EXIST if create else current.version
             value = to_value(obj)
             try:
-                rev = self.store.commit(_guarded(d, Put(kind, obj.name, value, expect)))
+                ops = [Put(kind, obj.name, value, expect), *_record_write(d, kind, obj.name, request_id)]
+                rev = self.store.commit(_guarded(d, *ops))
             except base.Conflict as err:
                 if err.kind == META:
                     _backoff(attempt)  # another agent's write landed first: re-validate and retry
                     continue
                 raise StaleVersion(_stale_message(kind, obj.name, resource_version, err.actual)) from None
-            log.info("%s %s %r (resource_version %d)", "created" if create else "updated", kind, obj.name, rev)
+            log.info("%s %s %r (resource_version %d%s)", "created" if create else "updated", kind, obj.name, rev,
+                     f", request {request_id}" if request_id else "")
             return Record(kind, obj.name, value, rev)
         raise base.Unavailable(f"{kind} {obj.name!r}: other agents kept writing concurrently; try again")
 
@@ -150,7 +182,7 @@ class Writes:
                         f"gateway {name!r} is still in use: " + "; ".join(v.message for v in violations), violations
                     )
             try:
-                rev = self.store.commit(_guarded(d, Delete(kind, name, current.version)))
+                rev = self.store.commit(_guarded(d, Delete(kind, name, current.version), *_record_write(d, kind, name, "")))
             except base.Conflict as err:
                 if err.kind == META:
                     _backoff(attempt)
@@ -192,8 +224,17 @@ class Writes:
         return errors, warnings
 
 
-def _guarded(d: Desired, op: base.Op) -> list[base.Op]:
-    return [Check(META, DESIRED, d.guard_version), Put(META, DESIRED, {"last": f"{op.kind}/{op.name}"}), op]
+def _guarded(d: Desired, op: base.Op, *more: base.Op) -> list[base.Op]:
+    return [Check(META, DESIRED, d.guard_version), Put(META, DESIRED, {"last": f"{op.kind}/{op.name}"}), op, *more]
+
+
+def _record_write(d: Desired, kind: str, name: str, request_id: str) -> list[base.Op]:
+    """Ops that make ("write", kind.name) name `request_id`, or remove it when there is none (or on delete)."""
+    if request_id:
+        return [Put(WRITE, write_key(kind, name), {"request_id": request_id})]
+    if d.last_write(kind, name) is not None:
+        return [Delete(WRITE, write_key(kind, name))]
+    return []
 
 
 def _check_version(kind: str, name: str, wanted: int, actual: int) -> None:

@@ -30,6 +30,9 @@ NAMESPACE = "namespace"
 ASSIGNMENT = "assignment"  # name = floating IP, value = {"node": ..., "gateway": ...}
 NODE = "node"  # name = node name, value = models.Node fields (+ "state" in standalone)
 EVENT = "event"  # name = "<kind>/<object>/<reason>/<hash of message>", value = Event fields
+# name = "<kind>.<object>", value = {"request_id": ...}: the request that last wrote a desired object,
+# so a retried write (same request id) is answered with its result instead of failing (writes.Writes).
+WRITE = "write"
 META = "meta"  # bookkeeping, e.g. ("meta", "desired") bumped by every desired-state write
 
 ANY_VERSION = None  # for Put/Delete: write whatever the current version is
