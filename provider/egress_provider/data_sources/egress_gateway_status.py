@@ -69,7 +69,7 @@ class EgressGatewayStatus(DataSource):
             return None
         except errors.ApiError as err:
             add_api_error(ctx.diagnostics, err, action=f"read the status of gateway {name!r}", kind="gateway",
-                          name=name, endpoint=self.provider.endpoint)
+                          name=name, endpoint=self.provider.client().target)
             return None
         return {
             "name": config.get("name"),

@@ -55,7 +55,7 @@ class EgressNode(DataSource):
             return None
         except errors.ApiError as err:
             add_api_error(ctx.diagnostics, err, action=f"read node {name!r}", kind="node", name=name,
-                          endpoint=self.provider.endpoint)
+                          endpoint=self.provider.client().target)
             return None
         return {
             "name": name,

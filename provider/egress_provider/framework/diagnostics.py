@@ -158,6 +158,15 @@ def add_api_error(
             f"to {action} (resource_version is stale). Run `terraform plan` again to see the current state, then apply.",
         )
         return
+    if isinstance(err, errors.OutcomeUnknown):
+        diags.add_error(
+            f"The outcome of {action} is unknown",
+            f"{err.message}\n\nThe agent may or may not have applied it, so Terraform records nothing for it now. "
+            "Apply again once an agent answers: the provider sends the same request id, so an object the agent "
+            "kept is adopted (never created twice, no \"already exists\") and one it did not keep is written. "
+            "To wait longer within one apply, raise the resource's `timeouts` (e.g. `timeouts { create = \"5m\" }`).",
+        )
+        return
     if isinstance(err, errors.Unavailable) and err.agent_answered:
         diags.add_error(
             "The egress agent could not complete the request",
@@ -169,8 +178,8 @@ def add_api_error(
         where = f" at {endpoint}" if endpoint else ""
         diags.add_error(
             f"Cannot reach the egress agent{where}",
-            f"{err.message}\n\nCould not {action}. Check that egress-agent is running and that the provider's "
-            "`endpoint` (or EGRESS_ENDPOINT) points at its socket, e.g. unix:///run/egress/agent.sock.",
+            f"{err.message}\n\nCould not {action}; nothing was changed. Check that egress-agent is running and "
+            "that the provider's `endpoints` (or EGRESS_ENDPOINTS) list it, e.g. unix:///run/egress/agent.sock.",
         )
         return
     if isinstance(err, errors.AlreadyExists):
@@ -184,3 +193,9 @@ def add_api_error(
         diags.add_error(f"{kind} {name!r} not found", f"{err.message}\n\nCould not {action}.")
         return
     diags.add_error(f"Failed to {action}", err.message)
+
+
+def add_resolved_outcome(diags: Diagnostics, record, *, action: str) -> None:
+    """A warning when a write's outcome was unknown for a while and a retry settled it (calls.CallRecord)."""
+    if record is not None and record.unknown_outcome and record.resolved:
+        diags.add_warning(f"The outcome of {action} was unknown; resolved", record.resolved[0].upper() + record.resolved[1:] + ".")

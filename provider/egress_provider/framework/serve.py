@@ -97,6 +97,12 @@ def serve(make_provider: Callable[[], object]) -> None:
     """Serve the provider built by `make_provider` until Terraform shuts the plugin down."""
     check_magic_cookie()
 
+    import logging
+
+    from egress_provider.framework import logs
+
+    logs.setup()  # stderr only: stdout carries nothing but the handshake line
+
     import grpc
     from tf.gen import grpc_controller_pb2 as controller_pb
     from tf.gen import grpc_controller_pb2_grpc as controller_rpc
@@ -144,6 +150,7 @@ def serve(make_provider: Callable[[], object]) -> None:
     )
     sys.stdout.write(handshake + "\n")
     sys.stdout.flush()
+    logging.getLogger("plugin").debug("serving tfplugin6", extra={"socket": sock, "pid": os.getpid()})
 
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

@@ -17,10 +17,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -31,10 +30,13 @@ from tf.types import Unknown
 from tf.utils import Diagnostics, _to_attribute_path, read_dynamic_value
 
 from egress_provider.framework import unknowns
+from egress_provider.framework.logs import TRACE
 from egress_provider.framework.types import equal
 from egress_provider.framework.unknowns import is_unknown
 
 unknowns.install()
+
+log = logging.getLogger("rpc")
 
 NULL = pb.DynamicValue(msgpack=b"\xc0")  # msgpack nil: a typed null on the Terraform side
 
@@ -66,11 +68,11 @@ def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
 
         add_api_error(diags, exc, action=f"complete {rpc_name}", kind="object", name="")
         return diags
-    traceback.print_exc(file=sys.stderr)  # go-plugin forwards stderr to TF_LOG
+    log.error("%s failed", rpc_name, exc_info=exc, extra={"rpc": rpc_name})  # shown under TF_LOG_PROVIDER
     diags.add_error(
         f"Internal error in the egress provider ({rpc_name})",
         f"{type(exc).__name__}: {exc}\n\nThis is a bug in terraform-provider-egress. Run the command again with "
-        "TF_LOG=debug and report the traceback it prints.",
+        "TF_LOG=debug (or TF_LOG_PROVIDER=ERROR) and report the traceback it logs.",
     )
     return diags
 
@@ -104,6 +106,8 @@ def _guard(rpc_name: str, method):
         finally:
             if _RPC_LOG:
                 _log_rpc(rpc_name, started)
+            log.log(TRACE, "%s done", rpc_name,
+                    extra={"rpc": rpc_name, "duration_ms": round((time.monotonic() - started) * 1000, 1)})
 
     return wrapper
 
@@ -141,7 +145,7 @@ class Servicer(ProviderServicer):
             changed = {n for n, a in attrs.items() if n in prior and not equal(a.type, prior[n], planned.get(n))}
             changed |= {n for n, b in blocks.items() if not _blocks_equal(b, prior.get(n), planned.get(n))}
         requires_replace = sorted(n for n in changed if prior is not None and attrs.get(n) and attrs[n].requires_replace)
-        if prior is not None and changed:
+        if prior is not None and changed - set(getattr(inst, "provider_only_fields", ())):
             for name in getattr(inst, "computed_on_change", ()):
                 planned[name] = Unknown
 

@@ -11,6 +11,7 @@ from tf.types import String
 from egress_api import models
 from egress_provider.framework.types import CanonicalStringSet
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
+from egress_provider.resources.timeouts import timeouts_block
 
 
 class EgressGateway(AgentObjectResource):
@@ -54,6 +55,7 @@ class EgressGateway(AgentObjectResource):
                 ),
                 resource_version_attribute(),
             ],
+            block_types=[timeouts_block()],
         )
 
     # --- conversion ---

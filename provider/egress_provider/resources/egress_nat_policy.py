@@ -12,6 +12,7 @@ from egress_api import models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
 from egress_provider.framework.types import CanonicalString, CanonicalStringSet, StringMapEmptyIsNull
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
+from egress_provider.resources.timeouts import timeouts_block
 
 
 def _selector_block(type_name: str, what: str, example: str) -> SingleNestedBlock:
@@ -104,7 +105,8 @@ class EgressNatPolicy(AgentObjectResource):
                             _selector_block("pod_selector", "pods", '{ role = "frontend" }'),
                         ],
                     ),
-                ))
+                )),
+                timeouts_block(),
             ],
         )
 
