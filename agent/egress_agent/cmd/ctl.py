@@ -3,10 +3,13 @@
     egressctl [--endpoint unix:///PATH] get gateways|policies|nodes [-o json]
     egressctl [--endpoint ...] describe gateway|policy NAME
     egressctl [--endpoint ...] delete gateway|policy NAME
+    egressctl [--endpoint ...] apply -f FILE|-
+    egressctl [--endpoint ...] edit gateway|policy NAME
     egressctl [--endpoint ...] status
 
-`--endpoint` falls back to $EGRESS_ENDPOINT. Any failure prints one line on
-stderr and exits 1.
+`--endpoint` takes one agent or a comma-separated list (calls fail over to the
+next agent, see egress_api.calls) and falls back to $EGRESS_ENDPOINTS, then
+$EGRESS_ENDPOINT. Any failure prints one line on stderr and exits 1.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import sys
 import time
 from typing import Iterable, Sequence
 
-from egress_api import errors
+from egress_api import errors, manifest, models
 from egress_api.client import EgressClient, Event
+from egress_agent.cmd import ctl_apply
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="egressctl", description="Inspect and manage egress gateways and policies.")
-    p.add_argument("--endpoint", help="agent API: unix:///PATH or host:port (default: $EGRESS_ENDPOINT)")
+    p.add_argument("--endpoint", help="agent API: unix:///PATH or host:port, or a comma-separated list of them "
+                   "tried in order (default: $EGRESS_ENDPOINTS, then $EGRESS_ENDPOINT)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     sub = p.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="list gateways, policies or nodes")
@@ -36,21 +41,36 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete a gateway or policy")
     delete.add_argument("kind", choices=["gateway", "policy"])
     delete.add_argument("name")
+    apply = sub.add_parser("apply", help="create or update gateways and policies from a YAML or JSON file")
+    apply.add_argument("-f", "--filename", required=True, help="file of documents (kind, metadata.name, spec); - for stdin")
+    edit = sub.add_parser("edit", help="edit a gateway or policy in $EDITOR and apply it")
+    edit.add_argument("kind", choices=["gateway", "policy"])
+    edit.add_argument("name")
     sub.add_parser("status", help="nodes, roles, Up/Down, who holds which floating IP, leader")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    endpoint = args.endpoint or os.environ.get("EGRESS_ENDPOINT", "")
+    endpoint = args.endpoint or os.environ.get("EGRESS_ENDPOINTS", "") or os.environ.get("EGRESS_ENDPOINT", "")
     if not endpoint:
-        print("egressctl: no agent endpoint: pass --endpoint unix:///PATH or set EGRESS_ENDPOINT", file=sys.stderr)
+        print("egressctl: no agent endpoint: pass --endpoint unix:///PATH or set EGRESS_ENDPOINTS", file=sys.stderr)
         return 1
     try:
         with EgressClient(endpoint, timeout=args.timeout) as client:
             out = COMMANDS[args.command](client, args)
     except errors.ApiError as err:
         print(f"egressctl: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except models.InvalidObject as err:
+        print(f"egressctl: {err}; nothing was changed", file=sys.stderr)
+        return 1
+    except manifest.ManifestError as err:
+        text = str(err) if "nothing was changed" in str(err) else f"{err}; nothing was changed"
+        print(f"egressctl: {text}", file=sys.stderr)
+        return 1
+    except ctl_apply.EditError as err:
+        print(f"egressctl: {err}", file=sys.stderr)
         return 1
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
@@ -219,7 +239,8 @@ def _status(client: EgressClient, args) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"get": _get, "describe": _describe, "delete": _delete, "status": _status}
+COMMANDS = {"get": _get, "describe": _describe, "delete": _delete, "status": _status,
+            "apply": ctl_apply.apply_file, "edit": ctl_apply.edit}
 
 
 if __name__ == "__main__":
