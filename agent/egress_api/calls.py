@@ -162,7 +162,8 @@ class Caller:
                 response = getattr(self._stub(endpoint), rpc)(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as rpc_err:
                 err, unknown = self._error(rpc_err, endpoint, timeout, write)
-                self._note(record, endpoint, began, _outcome(rpc_err, unknown), rpc, request_id, ok=False)
+                self._note(record, endpoint, began, _outcome(rpc_err, unknown), rpc, request_id, ok=False,
+                           error=err.message)
                 if isinstance(err, errors.NotFound) and record.unknown_outcome and missing_ok_after_unknown:
                     record.resolved = (f"a retry on {endpoint} found nothing to delete: the earlier attempt "
                                        "deleted it")
@@ -247,13 +248,15 @@ class Caller:
         return last
 
     def _note(self, record: CallRecord, endpoint: str, began: float, outcome: str, rpc: str, request_id: str,
-              ok: bool) -> None:
+              ok: bool, error: str = "") -> None:
         seconds = time.monotonic() - began
         record.attempts.append(Attempt(endpoint, outcome, seconds))
         extra = {"rpc": rpc, "endpoint": endpoint, "duration_ms": round(seconds * 1000, 1), "outcome": outcome,
                  "attempt": len(record.attempts)}
         if request_id:
             extra["request_id"] = request_id
+        if error:
+            extra["error"] = error
         (log.debug if ok else log.warning)("agent call %s %s: %s", rpc, endpoint, outcome, extra=extra)
 
 
