@@ -48,6 +48,10 @@ VIOLATIONS_KEY = "egress-violations-bin"
 ORIGIN_KEY = "egress-origin"
 # The id of one logical write; sent again, unchanged, with every retry of it.
 REQUEST_ID_KEY = "egress-request-id"
+# Wall-clock time (Unix seconds) after which the caller no longer waits for this attempt: an agent that
+# only gets to a write later (it was paused, or the request sat in a queue) refuses it instead of applying
+# it behind the caller's back, e.g. after the caller has retried elsewhere and moved on to a delete.
+DEADLINE_KEY = "egress-deadline"
 
 # How long a write whose outcome is unknown is retried when the caller gives no deadline.
 DEFAULT_RESOLVE_SECONDS = 60.0
@@ -144,7 +148,7 @@ class Caller:
         """
         record = CallRecord(rpc)
         self._local.record = record
-        metadata = ((REQUEST_ID_KEY, request_id),) if request_id else ()
+        base_metadata = ((REQUEST_ID_KEY, request_id),) if request_id else ()
         if deadline is None and write:
             deadline = time.monotonic() + max(DEFAULT_RESOLVE_SECONDS, self.timeout)
         n = len(self.endpoints)
@@ -158,6 +162,7 @@ class Caller:
             if timeout <= 0:
                 break
             began = time.monotonic()
+            metadata = (*base_metadata, (DEADLINE_KEY, f"{time.time() + timeout:.3f}")) if write else base_metadata
             try:
                 response = getattr(self._stub(endpoint), rpc)(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as rpc_err:

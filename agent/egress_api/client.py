@@ -22,7 +22,8 @@ from egress_api.v1 import egress_pb2 as pb
 logging.getLogger("egress_api").addHandler(logging.NullHandler())
 
 # Metadata keys, defined with the call machinery and re-exported for the agent's servicer.
-VIOLATIONS_KEY, ORIGIN_KEY, REQUEST_ID_KEY = calls.VIOLATIONS_KEY, calls.ORIGIN_KEY, calls.REQUEST_ID_KEY
+VIOLATIONS_KEY, ORIGIN_KEY, REQUEST_ID_KEY, DEADLINE_KEY = (
+    calls.VIOLATIONS_KEY, calls.ORIGIN_KEY, calls.REQUEST_ID_KEY, calls.DEADLINE_KEY)
 
 T = TypeVar("T")
 

@@ -18,15 +18,16 @@ from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
 from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
-from egress_agent.server.writes import ReferenceViolation, StaleVersion, Writes
+from egress_agent.server.writes import Expired, ReferenceViolation, StaleVersion, Writes
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
 from egress_api import convert, models
-from egress_api.client import ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
+from egress_api.client import DEADLINE_KEY, ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
 from egress_api.v1 import egress_pb2 as pb
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
 
 #: name -> counter fields of PolicyCounters (steered_packets, ...); the datapath provides it.
 CounterSource = Callable[[str, str], dict[str, int]]  # (policy name, its egress_source_ip) -> counters
@@ -73,6 +74,8 @@ def _rpc(handler):
             _abort(context, grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
         except LabelsUnknown as err:
             _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err), origin=True)
+        except Expired as err:
+            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
         except PodNotProgrammed as err:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
             _abort(context, code, str(err), origin=True)
@@ -92,12 +95,21 @@ def _pod_key(request) -> str:
     return key
 
 
-def _request_id(context: grpc.ServicerContext) -> str:
-    """The client's id for this logical write (sent again when it retries), or "" (see writes.Writes)."""
-    value = dict(context.invocation_metadata() or ()).get(REQUEST_ID_KEY, "")
-    if len(value) > 200:
+def _write_request(context: grpc.ServicerContext) -> dict:
+    """The write's request id and expiry from the caller's metadata, as keyword arguments of writes.Writes.
+
+    request_id: the caller's id for this logical write (sent again when it retries), or "".
+    expires_at: the Unix time at which the caller stops waiting for this attempt, or 0.
+    """
+    metadata = dict(context.invocation_metadata() or ())
+    request_id = metadata.get(REQUEST_ID_KEY, "")
+    if len(request_id) > 200:
         raise models.InvalidObject("request", "", [models.Violation((REQUEST_ID_KEY,), "at most 200 characters")])
-    return value
+    try:
+        expires_at = float(metadata.get(DEADLINE_KEY) or 0)
+    except ValueError:
+        expires_at = 0.0
+    return {"request_id": request_id, "expires_at": expires_at}
 
 
 def _name(request, what: str) -> str:
@@ -136,7 +148,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def CreateGateway(self, request, context):
-        rec = self.writes.create(convert.gateway_from_proto(request), _request_id(context))
+        rec = self.writes.create(convert.gateway_from_proto(request), **_write_request(context))
         return self._gateway(rec)
 
     @_rpc
@@ -145,12 +157,13 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpdateGateway(self, request, context):
-        rec = self.writes.update(convert.gateway_from_proto(request), request.resource_version, _request_id(context))
+        rec = self.writes.update(convert.gateway_from_proto(request), request.resource_version, **_write_request(context))
         return self._gateway(rec)
 
     @_rpc
     def DeleteGateway(self, request, context):
-        self.writes.delete(GATEWAY, _name(request, "gateway"), request.resource_version)
+        expires_at = _write_request(context)["expires_at"]
+        self.writes.delete(GATEWAY, _name(request, "gateway"), request.resource_version, expires_at=expires_at)
         return pb.Empty()
 
     @_rpc
@@ -165,7 +178,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def CreatePolicy(self, request, context):
-        return self._policy(self.writes.create(convert.policy_from_proto(request), _request_id(context)))
+        return self._policy(self.writes.create(convert.policy_from_proto(request), **_write_request(context)))
 
     @_rpc
     def GetPolicy(self, request, context):
@@ -173,12 +186,13 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpdatePolicy(self, request, context):
-        rec = self.writes.update(convert.policy_from_proto(request), request.resource_version, _request_id(context))
+        rec = self.writes.update(convert.policy_from_proto(request), request.resource_version, **_write_request(context))
         return self._policy(rec)
 
     @_rpc
     def DeletePolicy(self, request, context):
-        self.writes.delete(POLICY, _name(request, "policy"), request.resource_version)
+        expires_at = _write_request(context)["expires_at"]
+        self.writes.delete(POLICY, _name(request, "policy"), request.resource_version, expires_at=expires_at)
         return pb.Empty()
 
     @_rpc

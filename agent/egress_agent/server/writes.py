@@ -54,6 +54,22 @@ class ReferenceViolation(Exception):
         self.violations = violations
 
 
+class Expired(Exception):
+    """The caller stopped waiting for this write before the agent got to it (-> DEADLINE_EXCEEDED, nothing written)."""
+
+
+# How far a caller's clock may be behind ours before its write deadline is taken as passed.
+CLOCK_SKEW_S = 2.0
+
+
+def _check_expiry(expires_at: float, what: str) -> None:
+    """Refuse a write whose caller gave up (expires_at: Unix time, 0 = no limit): it may have retried elsewhere."""
+    late = time.time() - expires_at if expires_at else 0.0
+    if late > CLOCK_SKEW_S:
+        log.warning("refused to %s %.1fs after its caller stopped waiting", what, late)
+        raise Expired(f"the agent got to this write {late:.1f}s after the caller stopped waiting; not applied")
+
+
 class StaleVersion(Exception):
     """The caller's resource_version is not the current one (-> ABORTED)."""
 
@@ -122,12 +138,16 @@ class Writes:
         # the guard only arbitrates between agents.
         self._lock = threading.Lock()
 
-    def create(self, obj: Obj, request_id: str = "") -> Record:
+    # `expires_at` is checked once the lock is held: a paused agent's queued writes wait here.
+
+    def create(self, obj: Obj, request_id: str = "", expires_at: float = 0.0) -> Record:
         with self._lock:
+            _check_expiry(expires_at, f"create {kind_of(obj)} {obj.name!r}")
             return self._write(obj, create=True, resource_version=0, request_id=request_id)
 
-    def update(self, obj: Obj, resource_version: int, request_id: str = "") -> Record:
+    def update(self, obj: Obj, resource_version: int, request_id: str = "", expires_at: float = 0.0) -> Record:
         with self._lock:
+            _check_expiry(expires_at, f"update {kind_of(obj)} {obj.name!r}")
             return self._write(obj, create=False, resource_version=resource_version, request_id=request_id)
 
     def _write(self, obj: Obj, create: bool, resource_version: int, request_id: str = "") -> Record:
@@ -164,8 +184,9 @@ class Writes:
             return Record(kind, obj.name, value, rev)
         raise base.Unavailable(f"{kind} {obj.name!r}: other agents kept writing concurrently; try again")
 
-    def delete(self, kind: str, name: str, resource_version: int) -> None:
+    def delete(self, kind: str, name: str, resource_version: int, expires_at: float = 0.0) -> None:
         with self._lock:
+            _check_expiry(expires_at, f"delete {kind} {name!r}")
             self._delete(kind, name, resource_version)
 
     def _delete(self, kind: str, name: str, resource_version: int) -> None:
