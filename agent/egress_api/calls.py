@@ -139,11 +139,11 @@ class Caller:
             return self._stubs[endpoint]
 
     def call(self, rpc: str, request, *, write: bool = False, request_id: str = "", deadline: Optional[float] = None,
-             missing_ok_after_unknown: bool = False):
+             missing_ok_after_unknown: bool = False, attempt_timeout: Optional[float] = None):
         """Call `rpc` (e.g. "CreatePolicy") with failover; a `write` is retried while its outcome is unknown.
 
         `deadline` (time.monotonic()) bounds the whole call, retries included; each attempt waits at
-        most `timeout`. Returns the response, or None when `missing_ok_after_unknown` and a retry
+        most `attempt_timeout` (default: the client's timeout). Returns the response, or None when `missing_ok_after_unknown` and a retry
         found nothing after an attempt with unknown outcome (a delete that the earlier attempt did).
         """
         record = CallRecord(rpc)
@@ -152,13 +152,14 @@ class Caller:
         if deadline is None and write:
             deadline = time.monotonic() + max(DEFAULT_RESOLVE_SECONDS, self.timeout)
         n = len(self.endpoints)
+        per_attempt = attempt_timeout or self.timeout
         start = self._preferred
         failures: list[tuple[str, errors.ApiError]] = []
         attempt = 0
         while True:
             index = (start + attempt) % n
             endpoint = self.endpoints[index]
-            timeout = self.timeout if deadline is None else min(self.timeout, deadline - time.monotonic())
+            timeout = per_attempt if deadline is None else min(per_attempt, deadline - time.monotonic())
             if timeout <= 0:
                 break
             began = time.monotonic()

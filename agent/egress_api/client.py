@@ -248,6 +248,7 @@ class EgressClient:
 
     # --- health ------------------------------------------------------------------------------
 
-    def health(self) -> Health:
-        m = self._read("Health", pb.Empty())
+    def health(self, timeout: Optional[float] = None) -> Health:
+        """`timeout` bounds each attempt (a short one finds a live agent quickly when some hang)."""
+        m = self._caller.call("Health", pb.Empty(), attempt_timeout=timeout)
         return Health(m.status, m.node, m.store, m.store_ok, m.detail, m.leader, m.version)

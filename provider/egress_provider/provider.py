@@ -25,6 +25,7 @@ FULL_NAME = f"registry.terraform.io/{SOURCE}"
 ENDPOINT_ENV = "EGRESS_ENDPOINT"
 ENDPOINTS_ENV = "EGRESS_ENDPOINTS"
 DEFAULT_TIMEOUT = 10.0
+HEALTH_PROBE_TIMEOUT = 2.0  # seconds per endpoint for the check at configure time
 
 ENDPOINT_HELP = (
     "Set `endpoints` in the provider block, e.g.\n\n"
@@ -141,7 +142,9 @@ class EgressProvider(Provider):
         from egress_api import errors
 
         try:
-            self.client().health()
+            # A short probe: an agent that accepts connections but hangs (paused, overloaded) costs this
+            # long per plugin process before the next endpoint is tried, not the full `timeout`.
+            self.client().health(timeout=min(self.timeout, HEALTH_PROBE_TIMEOUT))
         except errors.ApiError as err:
             where = endpoints[0] if len(endpoints) == 1 else "any of " + ", ".join(endpoints)
             diags.add_error(
