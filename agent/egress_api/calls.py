@@ -174,7 +174,7 @@ class Caller:
                     record.resolved = (f"a retry on {endpoint} found nothing to delete: the earlier attempt "
                                        "deleted it")
                     return None
-                if not isinstance(err, errors.Unavailable):
+                if not isinstance(err, errors.Unavailable) or _agent_timed_out(rpc_err, err):
                     raise err from None
                 record.unknown_outcome |= unknown
                 failures.append((endpoint, err))
@@ -264,6 +264,13 @@ class Caller:
         if error:
             extra["error"] = error
         (log.debug if ok else log.warning)("agent call %s %s: %s", rpc, endpoint, outcome, extra=extra)
+
+
+def _agent_timed_out(rpc_err: grpc.RpcError, err: errors.ApiError) -> bool:
+    """The agent itself answered that its own wait ran out (e.g. a pod not programmed in time): another agent
+    would wait for the same thing, so this is the answer, not a reason to fail over."""
+    code = rpc_err.code() if hasattr(rpc_err, "code") else None
+    return getattr(err, "agent_answered", False) and code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def _outcome(err: grpc.RpcError, unknown: bool) -> str:
