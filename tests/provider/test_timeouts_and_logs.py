@@ -16,9 +16,8 @@ def gateway(timeouts: str = "") -> str:
     return f'resource "egress_gateway" "gw" {{\n  floating_ips = ["192.0.2.100"]\n{block}}}\n'
 
 
-def test_timeouts_block_is_validated_kept_in_state_and_changes_nothing_on_the_agent(agent_process, tmp_path,
-                                                                                      terraform_binary):
-    tf = Terraform(tmp_path, endpoint=agent_process.endpoint, binary=terraform_binary)
+def test_timeouts_block_is_validated_kept_in_state_and_changes_nothing_on_the_agent(agent_process, tmp_path):
+    tf = Terraform(tmp_path, endpoint=agent_process.endpoint)
     client = agent_process.client
 
     # Bad durations: one error per attribute, pointing at it; nothing reaches the agent.
@@ -58,17 +57,17 @@ def test_timeouts_block_is_validated_kept_in_state_and_changes_nothing_on_the_ag
 AGENT_CALL = re.compile(r"\[DEBUG\] provider\.terraform-provider-egress: agent call (\w+) (\S+): ok: (.*)$", re.M)
 
 
-def test_provider_logs_agent_calls_at_tf_log_provider_debug_only(agent_process, tmp_path, terraform_binary):
+def test_provider_logs_agent_calls_at_tf_log_provider_debug_only(agent_process, tmp_path):
     dead = f"unix://{tmp_path}/dead.sock"
     endpoints = f"{dead},{agent_process.endpoint}"
-    quiet = Terraform(tmp_path, env={"EGRESS_ENDPOINTS": endpoints}, binary=terraform_binary, name="quiet")
+    quiet = Terraform(tmp_path, env={"EGRESS_ENDPOINTS": endpoints}, name="quiet")
     quiet.write(gateway())
     res = quiet.apply()
     assert "provider.terraform-provider-egress" not in res.output  # default level: no provider log lines
     assert "agent call" not in res.output
 
     loud = Terraform(tmp_path, env={"EGRESS_ENDPOINTS": endpoints, "TF_LOG_PROVIDER": "DEBUG"},
-                     binary=terraform_binary, name="loud")
+                     name="loud")
     loud.write(gateway())
     res = loud.run("plan", "-no-color", "-input=false")
     calls = AGENT_CALL.findall(res.stderr)

