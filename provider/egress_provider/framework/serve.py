@@ -107,8 +107,8 @@ def serve(make_provider: Callable[[], object]) -> None:
     from tf.gen import grpc_controller_pb2 as controller_pb
     from tf.gen import grpc_controller_pb2_grpc as controller_rpc
     from tf.gen import grpc_stdio_pb2_grpc as stdio_rpc
-    from tf.gen import tfplugin_pb2_grpc as rpc
 
+    from egress_provider.framework import protocol
     from egress_provider.framework.servicer import Servicer
 
     # Terraform handles Ctrl-C and tells plugins to stop; the plugin must not die first.
@@ -127,7 +127,7 @@ def serve(make_provider: Callable[[], object]) -> None:
             return iter(())
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    rpc.add_ProviderServicer_to_server(Servicer(make_provider()), server)
+    protocol.add_to_server(Servicer(make_provider()), server)  # tfplugin6.10 over tf's servicer
     controller_rpc.add_GRPCControllerServicer_to_server(Controller(), server)
     stdio_rpc.add_GRPCStdioServicer_to_server(Stdio(), server)
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
-from tf.schema import Attribute
+from tf.schema import Attribute, Schema
 from tf.types import Number
 from tf.utils import Diagnostics
 
@@ -41,6 +41,11 @@ class AgentObjectResource(Resource):
     computed_on_change = ("resource_version",)
     # ...except a change of these, which only the provider reads: no agent write.
     provider_only_fields = ("timeouts",)
+
+    # Resource identity (Terraform >= 1.12, `import { identity = { name = "..." } }`): an object is its name
+    # on the agent's cluster. framework/protocol.py serves it; bump identity_version if this ever changes.
+    identity_attributes = ("name",)
+    identity_version = 0
 
     def __init__(self, provider):
         self.provider = provider
@@ -136,6 +141,17 @@ class AgentObjectResource(Resource):
             add_api_error(ctx.diagnostics, err, action=f"import {self.terraform_type} {id!r}",
                           kind=self.terraform_type, name=id, endpoint=self.provider.client().target)
         return None
+
+    # --- list (`terraform query`, Terraform >= 1.14) ---
+    @classmethod
+    def list_schema(cls) -> Schema:
+        """The `config {}` of a `list "egress_..." "x" {}` block: no filters, every object is listed."""
+        return Schema(version=0, description=f"Lists every {cls.kind} the agent stores.", attributes=[])
+
+    def list_states(self) -> Iterator[State]:
+        """Every object of this kind on the agent, as state, sorted by name."""
+        objects = getattr(self.provider.client(), f"list_{self.kind_plural}")()
+        return (self.to_state(v) for v in sorted(objects, key=lambda v: v.obj.name))
 
     # --- helpers ---
     @classmethod
