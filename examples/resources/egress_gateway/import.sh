@@ -6,3 +6,9 @@ terraform import egress_gateway.default default
 #     to = egress_gateway.default
 #     id = "default"
 #   }
+#
+# Or, with Terraform 1.12 and later, by resource identity (its name):
+#   import {
+#     to       = egress_gateway.default
+#     identity = { name = "default" }
+#   }
