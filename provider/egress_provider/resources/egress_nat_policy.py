@@ -10,7 +10,7 @@ from tf.types import String
 
 from egress_api import models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
-from egress_provider.framework.types import CanonicalString, CanonicalStringSet, StringMapEmptyIsNull
+from egress_provider.framework.types import CanonicalString, CanonicalStringList, StringMapEmptyIsNull
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.timeouts import timeouts_block
 
@@ -58,7 +58,7 @@ class EgressNatPolicy(AgentObjectResource):
     @classmethod
     def get_schema(cls) -> Schema:
         return Schema(
-            version=0,
+            version=1,  # 1: destination_cidrs became a list (see upgrade)
             description=(
                 "Traffic selection for the egress NAT gateway (the EgressNATPolicy of Anthos clusters on bare "
                 "metal). Traffic from a selected pod to one of `destination_cidrs` is steered to the node holding "
@@ -80,10 +80,13 @@ class EgressNatPolicy(AgentObjectResource):
                 ),
                 Attribute(
                     "destination_cidrs",
-                    CanonicalStringSet(models.parse_ipv4_cidr),
+                    CanonicalStringList(models.parse_ipv4_cidr),
                     required=True,
                     description="IPv4 CIDR blocks (at least one, no host bits set, e.g. `198.51.100.0/24`); "
-                    "traffic to any of them is selected. Updated in place.",
+                    "traffic to any of them is selected. Updated in place. A list used as a set: each CIDR at "
+                    "most once, order and spelling never change anything on the agent (it stores them sorted). "
+                    "State keeps your order; reordering the list plans an in-place update that only rewrites "
+                    "state, and config written in another order than an imported object's plans one such update.",
                 ),
                 Attribute(
                     "egress_source_ip",
@@ -109,6 +112,10 @@ class EgressNatPolicy(AgentObjectResource):
                 timeouts_block(),
             ],
         )
+
+    def upgrade(self, ctx, version: int, old: State) -> State:
+        # Version 0 had destination_cidrs as a set; a set and a list are the same JSON array in state.
+        return old
 
     # --- conversion ---
     @staticmethod

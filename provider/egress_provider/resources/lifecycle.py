@@ -98,8 +98,9 @@ class AgentObjectResource(Resource):
         model = self._parse(ctx.diagnostics, planned)
         if model is None:
             return current
-        if model == self._parse(Diagnostics(), current):  # only `timeouts` changed: nothing to tell the agent
-            return {**current, "timeouts": planned.get("timeouts")}
+        if model == self._parse(Diagnostics(), current):
+            # Only `timeouts` or the order of a list changed: the agent's object is already this one.
+            return planned
         version = _resource_version(current)
         v = self._write(ctx.diagnostics, "update", model, planned, at=self.locator(planned), resource_version=version,
                         request_id=request_id("update", self.kind, model, version))
