@@ -30,6 +30,7 @@ NAMESPACE = "namespace"
 ASSIGNMENT = "assignment"  # name = floating IP, value = {"node": ..., "gateway": ...}
 NODE = "node"  # name = node name, value = models.Node fields (+ "state" in standalone)
 EVENT = "event"  # name = "<kind>/<object>/<reason>/<hash of message>", value = Event fields
+RETAINED = "retained"  # name = floating IP a policy uses that its gateway let go, value = {"gateway": ...}
 META = "meta"  # bookkeeping, e.g. ("meta", "desired") bumped by every desired-state write
 
 ANY_VERSION = None  # for Put/Delete: write whatever the current version is
