@@ -66,6 +66,9 @@ class EgressProvider(Provider):
         from egress_provider.resources.common import PlanView
 
         self.plan_view = PlanView()  # what this plugin process has planned (see PlanView)
+        from egress_provider.resources.lifecycle import AdoptedObjects
+
+        self.adopted = AdoptedObjects()  # objects a create took over in this apply (create_before_destroy)
 
     # --- identity and schema ---
     def get_model_prefix(self) -> str:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 BIN = Path(sys.executable).parent
 TERRAFORM = BIN / "terraform"
+
 PROVIDER_SOURCE = "registry.terraform.io/egressnat/egress"
 # The official Terraform build on PATH outside the venv (1.11.4 on these machines), if there is one.
 OFFICIAL_TERRAFORM = next(

@@ -7,6 +7,7 @@ file keeps only that and its schema, as in the HashiCorp scaffolding layout.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar, Optional
 
 from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
@@ -70,8 +71,44 @@ class AgentObjectResource(Resource):
         model = self._parse(ctx.diagnostics, planned)
         if model is None:
             return None
-        v = self._write(ctx.diagnostics, "create", model, at=self.locator(planned))
+        try:
+            v = self._client_method("create")(model)
+        except errors.AlreadyExists as err:
+            v = self._adopt(ctx.diagnostics, model, err, self.locator(planned))
+        except errors.ApiError as err:
+            add_api_error(ctx.diagnostics, err, action=f'create {self.terraform_type} "{model.name}"',
+                          kind=self.terraform_type, name=model.name, endpoint=self.provider.endpoint,
+                          at=self.locator(planned))
+            return None
         return None if v is None else self.to_state(v)
+
+    def _adopt(self, diags: Diagnostics, model, err: errors.AlreadyExists, at):
+        """Create found `model.name` existing: adopt it when it is exactly `model`, refuse otherwise.
+
+        `create_before_destroy` of an object with a fixed name (`terraform apply
+        -replace` with it, or a change that forces replacement) creates the
+        new object while the old one still exists under that name, then deletes
+        the old one. The new object would be identical, so it takes the old one
+        over; the delete of the old one that follows in this apply is then
+        skipped (`AdoptedObjects`). Anything else stays an error.
+        """
+        try:
+            existing = self._client_method("get")(model.name)
+        except errors.ApiError:
+            existing = None
+        if existing is None or existing.obj != model:
+            add_api_error(diags, err, action=f'create {self.terraform_type} "{model.name}"',
+                          kind=self.terraform_type, name=model.name, endpoint=self.provider.endpoint, at=at)
+            return None
+        self.provider.adopted.add(self.kind, model.name, existing.resource_version)
+        diags.add_warning(
+            f"Adopted the existing {self.kind} {model.name!r}",
+            f"The agent already has {self.kind} {model.name!r} exactly as configured, so this resource took it over "
+            "instead of creating it (create_before_destroy of a fixed name replaces an object with itself; the delete "
+            "of the old instance is then skipped). If another Terraform configuration also manages it, remove it "
+            "from one of them.",
+        )
+        return existing
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
         model = self._parse(ctx.diagnostics, planned)
@@ -83,6 +120,8 @@ class AgentObjectResource(Resource):
 
     def delete(self, ctx: DeleteContext, current: State):
         name = current["name"]
+        if self.provider.adopted.take(self.kind, name, _resource_version(current)):
+            return None  # the old instance of a create_before_destroy: its replacement adopted the object
         try:
             self._client_method("delete")(name, resource_version=_resource_version(current))
         except errors.NotFound:
@@ -144,6 +183,30 @@ class AgentObjectResource(Resource):
             endpoint=self.provider.endpoint,
             **kwargs,
         )
+
+
+class AdoptedObjects:
+    """(kind, name, resource_version) of objects a create adopted in this plugin process (one apply).
+
+    Terraform deletes the old instance of a create_before_destroy in the same
+    apply, with the resource_version it had; that delete must not remove the
+    object the new instance now owns. Each entry is used once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: set[tuple[str, str, int]] = set()
+
+    def add(self, kind: str, name: str, resource_version: int) -> None:
+        with self._lock:
+            self._entries.add((kind, name, resource_version))
+
+    def take(self, kind: str, name: str, resource_version: int) -> bool:
+        with self._lock:
+            if (kind, name, resource_version) in self._entries:
+                self._entries.discard((kind, name, resource_version))
+                return True
+            return False
 
 
 def resource_version_attribute() -> Attribute:
