@@ -63,9 +63,11 @@ class EgressProvider(Provider):
         self.endpoint: Optional[str] = None
         self.timeout: float = DEFAULT_TIMEOUT
         self._client = None
-        from egress_provider.resources.common import PlanView
+        from egress_provider.config_inventory import ConfigInventory
+        from egress_provider.resources.plan_checks import PlanView
 
         self.plan_view = PlanView()  # what this plugin process has planned (see PlanView)
+        self.config_inventory = ConfigInventory()  # the configuration as the validate walk saw it
         from egress_provider.resources.lifecycle import AdoptedObjects
 
         self.adopted = AdoptedObjects()  # objects a create took over in this apply (create_before_destroy)

@@ -18,7 +18,8 @@ from tf.utils import Diagnostics
 from egress_api import errors, models
 from egress_provider.framework.diagnostics import Locator, add_api_error, add_invalid_object
 from egress_provider.framework.servicer import PlanContext
-from egress_provider.resources.common import call, model_input, plan_time_check, validate_config
+from egress_provider.resources import plan_checks
+from egress_provider.resources.common import call, model_input, validate_config
 
 
 class AgentObjectResource(Resource):
@@ -48,23 +49,51 @@ class AgentObjectResource(Resource):
         super().validate(diags, type_name, config)
         if not diags.has_errors():
             validate_config(diags, self.kind, self.model_data(config), self.locator(config))
+        if self.provider.endpoint is None:  # the validate walk: note the configuration for the plan walk
+            self.provider.config_inventory.record(self.kind, self.model_data(config))
 
     def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
         planned["id"] = planned["name"]
         view = self.provider.plan_view
         if current is not None and current["name"] != planned["name"]:
-            view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted first
-        if not ctx.changed_fields or self.provider.endpoint is None:
+            view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted
+        if self.provider.endpoint is None:
             return planned
         model = validate_config(Diagnostics(), self.kind, self.model_data(planned))
-        if model is not None:
-            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=self.terraform_type,
-                            at=self.locator(planned))
-            view.plan_object(self.kind, model)
+        if model is None:
+            return planned
+        view.plan_object(self.kind, model)
+        # Unchanged objects are checked too (another change may break them), but only errors are shown for them.
+        changed = bool(ctx.changed_fields)
+        w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
+        if w is None:
+            return planned
+        if isinstance(model, models.Gateway):
+            before = w.stored_gateways.get(current["name"] if current else model.name)
+            plan_checks.check_gateway(ctx.diagnostics, w, model, before, kind=self.terraform_type, warn=changed,
+                                      at=self.locator(planned))
+        else:
+            plan_checks.check_policy(ctx.diagnostics, w, model, kind=self.terraform_type, warn=changed,
+                                      at=self.locator(planned))
+        if changed and not ctx.diagnostics.has_errors():
+            plan_checks.assignment_warnings(ctx.diagnostics, self.provider.client(), w, model, kind=self.terraform_type,
+                                             at=self.locator(planned))
         return planned
 
     def plan_destroy(self, ctx: PlanContext, current: State) -> None:
-        self.provider.plan_view.object_gone(self.kind, current["name"])
+        view = self.provider.plan_view
+        view.object_gone(self.kind, current["name"])
+        if self.kind != "gateway" or self.provider.endpoint is None:
+            return
+        inventory = self.provider.config_inventory.load()
+        # A gateway still in the configuration is destroyed only by `terraform destroy`, which destroys the
+        # configuration's policies too: then only policies planned to stay in this walk are certain.
+        destroy_mode = inventory is not None and current["name"] in inventory.gateways
+        w = plan_checks.agent_world(view, self.provider.client(), inventory, config_policies_certain=not destroy_mode)
+        before = w and w.stored_gateways.get(current["name"])
+        if before is not None:
+            # Warnings would only be noise there: every policy of the configuration is being destroyed as well.
+            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=not destroy_mode)
 
     # --- apply ---
     def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
