@@ -89,10 +89,11 @@ class EgressProvider(Provider):
         return [EgressGateway, EgressNatPolicy]
 
     def get_data_sources(self):
+        from egress_provider.data_sources.egress_effective_ip import EgressEffectiveIP
         from egress_provider.data_sources.egress_gateway_status import EgressGatewayStatus
         from egress_provider.data_sources.egress_node import EgressNode
 
-        return [EgressGatewayStatus, EgressNode]
+        return [EgressGatewayStatus, EgressNode, EgressEffectiveIP]
 
     # --- configuration ---
     def validate_config(self, diags: Diagnostics, config: Config):

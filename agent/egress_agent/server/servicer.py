@@ -184,6 +184,14 @@ class EgressServicer(pb_grpc.EgressServicer):
         name = _name(request, "policy")
         return reads.describe_policy(self.store, name, self.counters)
 
+    @_rpc
+    def GetPolicyImpact(self, request, context):
+        return reads.policy_impact(self.store, convert.policy_from_proto(request))
+
+    @_rpc
+    def GetEffectiveIP(self, request, context):
+        return reads.effective_ip(self.store, request.namespace, request.pod, request.destination)
+
     # --- observed state ------------------------------------------------------------------
 
     @_rpc

@@ -44,6 +44,21 @@ class AgentObjectResource(Resource):
         """Terraform state for an object as the agent stores it."""
         raise NotImplementedError
 
+    def observed(self, model) -> dict[str, Any]:
+        """Computed attributes the agent derives from other state (e.g. the pods a policy selects)."""
+        return {}
+
+    def plan_notes(self, diags: Diagnostics, model) -> None:
+        """Warnings a reviewer should read in a plan that creates or changes `model` (e.g. its impact)."""
+
+    def _state(self, versioned) -> State:
+        state = self.to_state(versioned)
+        try:
+            state.update(self.observed(versioned.obj))
+        except errors.ApiError:
+            pass  # left unknown-free but null; the next refresh fills them in
+        return state
+
     # --- plan ---
     def validate(self, diags: Diagnostics, type_name: str, config: Config):
         super().validate(diags, type_name, config)
@@ -78,6 +93,10 @@ class AgentObjectResource(Resource):
         if changed and not ctx.diagnostics.has_errors():
             plan_checks.assignment_warnings(ctx.diagnostics, self.provider.client(), w, model, kind=self.terraform_type,
                                              at=self.locator(planned))
+            try:
+                self.plan_notes(ctx.diagnostics, model)
+            except errors.ApiError:
+                pass
         return planned
 
     def plan_destroy(self, ctx: PlanContext, current: State) -> None:
@@ -109,7 +128,7 @@ class AgentObjectResource(Resource):
                           kind=self.terraform_type, name=model.name, endpoint=self.provider.endpoint,
                           at=self.locator(planned))
             return None
-        return None if v is None else self.to_state(v)
+        return None if v is None else self._state(v)
 
     def _adopt(self, diags: Diagnostics, model, err: errors.AlreadyExists, at):
         """Create found `model.name` existing: adopt it when it is exactly `model`, refuse otherwise.
@@ -145,7 +164,7 @@ class AgentObjectResource(Resource):
             return current
         v = self._write(ctx.diagnostics, "update", model, at=self.locator(planned),
                         resource_version=_resource_version(current))
-        return current if v is None else self.to_state(v)
+        return current if v is None else self._state(v)
 
     def delete(self, ctx: DeleteContext, current: State):
         name = current["name"]
@@ -165,13 +184,13 @@ class AgentObjectResource(Resource):
     def read(self, ctx: ReadContext, current: State) -> Optional[State]:
         name = current.get("name") or current.get("id")
         try:
-            return self.to_state(self._client_method("get")(name))
+            return self._state(self._client_method("get")(name))
         except errors.NotFound:
             return None  # deleted outside Terraform: drop from state so the next plan re-creates it
 
     def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
         try:
-            return self.to_state(self._client_method("get")(id))
+            return self._state(self._client_method("get")(id))
         except errors.NotFound:
             ctx.diagnostics.add_error(
                 f"Cannot import {self.terraform_type} {id!r}: no such {self.kind}",
