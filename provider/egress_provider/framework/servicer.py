@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -152,6 +153,24 @@ class Servicer(ProviderServicer):
             requires_replace=[_to_attribute_path([n]) for n in requires_replace],
             diagnostics=diags.to_pb(),
         )
+
+    def UpgradeResourceState(self, request, context):
+        """State written by an older provider lacks attributes added since: they are null, not an error.
+
+        Terraform decodes the upgraded state against the current schema and refuses an object with
+        attributes missing ("an object with 8 attributes is required (6 given)").
+        """
+        if request.raw_state.json:
+            state = json.loads(request.raw_state.json)
+            attrs, blocks = self._attrs_blocks(request.type_name)
+            if isinstance(state, dict) and any(n not in state for n in (*attrs, *blocks)):
+                for name in (*attrs, *blocks):
+                    state.setdefault(name, None)
+                request = pb.UpgradeResourceState.Request(
+                    type_name=request.type_name, version=request.version,
+                    raw_state=pb.RawState(json=json.dumps(state).encode()),
+                )
+        return super().UpgradeResourceState(request, context)
 
     def ReadResource(self, request, context):
         resp = super().ReadResource(request, context)
