@@ -116,6 +116,7 @@ class Servicer(ProviderServicer):
     def PlanResourceChange(self, request: pb.PlanResourceChange.Request, context):
         R = pb.PlanResourceChange.Response
         type_name = request.type_name
+
         attrs, blocks = self._attrs_blocks(type_name)
         diags = Diagnostics()
         _, prior = _decode_state(diags, attrs, blocks, request.prior_state)
@@ -153,6 +154,17 @@ class Servicer(ProviderServicer):
             requires_replace=[_to_attribute_path([n]) for n in requires_replace],
             diagnostics=diags.to_pb(),
         )
+
+    def GetProviderSchema(self, request, context):
+        """tf's schema response plus the server capabilities tf announces only in GetMetadata.
+
+        Terraform takes the capabilities from the schema response it caches; without plan_destroy
+        there, it never sends a destroy plan (PlanResourceChange with a null proposed state), so the
+        provider could not check what a destroy leaves behind.
+        """
+        resp = super().GetProviderSchema(request, context)
+        resp.server_capabilities.CopyFrom(pb.ServerCapabilities(plan_destroy=True, get_provider_schema_optional=True))
+        return resp
 
     def UpgradeResourceState(self, request, context):
         """State written by an older provider lacks attributes added since: they are null, not an error.
