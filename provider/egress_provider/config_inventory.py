@@ -45,6 +45,22 @@ def _walk_dir() -> Optional[Path]:
     return Path(tempfile.gettempdir()) / f"egress-provider-{os.getuid()}" / f"{ppid}-{start}"
 
 
+def destroy_run() -> bool:
+    """Whether this Terraform run destroys (`terraform destroy`, `plan -destroy`, `apply -destroy`).
+
+    A destroy first runs a normal-mode plan of the configuration to refresh the state (Terraform's
+    pre-destroy refresh), and an error there would stop the destroy. Nothing a destroy leaves
+    behind can be wrong in the configuration's sense, so the cross-object checks stay silent.
+    """
+    try:
+        args = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        args = []
+    args += [a for k, v in os.environ.items() if k.startswith("TF_CLI_ARGS") for a in v.split()]
+    return any(a in ("destroy", "-destroy", "--destroy") or a.startswith(("-destroy=", "--destroy=")) and
+               a.split("=", 1)[1].lower() in ("true", "1") for a in args)
+
+
 def _string_list(value: Any) -> Optional[list[str]]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value

@@ -18,6 +18,7 @@ from tf.utils import Diagnostics
 from egress_api import errors, models
 from egress_provider.framework.diagnostics import Locator, add_api_error, add_invalid_object
 from egress_provider.framework.servicer import PlanContext
+from egress_provider.config_inventory import destroy_run
 from egress_provider.resources import plan_checks
 from egress_provider.resources.common import call, model_input, validate_config
 
@@ -72,7 +73,7 @@ class AgentObjectResource(Resource):
         view = self.provider.plan_view
         if current is not None and current["name"] != planned["name"]:
             view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted
-        if self.provider.endpoint is None:
+        if self.provider.endpoint is None or destroy_run():
             return planned
         model = validate_config(Diagnostics(), self.kind, self.model_data(planned))
         if model is None:
@@ -102,17 +103,13 @@ class AgentObjectResource(Resource):
     def plan_destroy(self, ctx: PlanContext, current: State) -> None:
         view = self.provider.plan_view
         view.object_gone(self.kind, current["name"])
-        if self.kind != "gateway" or self.provider.endpoint is None:
+        if self.kind != "gateway" or self.provider.endpoint is None or destroy_run():
             return
-        inventory = self.provider.config_inventory.load()
-        # A gateway still in the configuration is destroyed only by `terraform destroy`, which destroys the
-        # configuration's policies too: then only policies planned to stay in this walk are certain.
-        destroy_mode = inventory is not None and current["name"] in inventory.gateways
-        w = plan_checks.agent_world(view, self.provider.client(), inventory, config_policies_certain=not destroy_mode)
+        # Removed from the configuration (or by a count/for_each change): the configuration's policies stay.
+        w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
         before = w and w.stored_gateways.get(current["name"])
         if before is not None:
-            # Warnings would only be noise there: every policy of the configuration is being destroyed as well.
-            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=not destroy_mode)
+            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True)
 
     # --- apply ---
     def create(self, ctx: CreateContext, planned: State) -> Optional[State]:

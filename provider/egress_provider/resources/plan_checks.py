@@ -93,17 +93,14 @@ def _split(planned: dict, gone: set, stored: dict, from_config: dict, make, conf
     return certain, possible
 
 
-def world(view: PlanView, client, inventory: Optional[Inventory], *, config_policies_certain: bool = True) -> World:
-    """The objects once this plan is applied. `config_policies_certain=False` in a destroy plan, where the
-    configuration's policies are being destroyed too."""
+def world(view: PlanView, client, inventory: Optional[Inventory]) -> World:
+    """The objects once this plan is applied (not used in a destroy run: see config_inventory.destroy_run)."""
     stored_g = {v.obj.name: v.obj for v in client.list_gateways()}
     stored_p = {v.obj.name: v.obj for v in client.list_policies()}
     planned, gone = view.snapshot()
     inv = inventory or Inventory(gateways_complete=False, policies_complete=False)
     certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, inv.gateways, _gateway, True)
-    certain_p, possible_p = _split(
-        planned["policy"], gone["policy"], stored_p, inv.policies, _policy, config_policies_certain
-    )
+    certain_p, possible_p = _split(planned["policy"], gone["policy"], stored_p, inv.policies, _policy, True)
     return World(stored_g, certain_g, possible_g, certain_p, possible_p, inventory is not None and inv.gateways_complete)
 
 
@@ -151,9 +148,9 @@ def check_gateway(
     _report(diags, certain, possible, kind=kind, name=name, warn=warn, at=at)
 
 
-def agent_world(view: PlanView, client, inventory: Optional[Inventory], **kwargs) -> Optional[World]:
+def agent_world(view: PlanView, client, inventory: Optional[Inventory]) -> Optional[World]:
     try:
-        return world(view, client, inventory, **kwargs)
+        return world(view, client, inventory)
     except errors.ApiError:
         return None  # the apply reports agent trouble with its own diagnostic
 
