@@ -60,7 +60,7 @@ def _holder(client) -> str:
     return client.describe_policy("egress").holder
 
 
-@pytest.mark.timeout(900)  # 20 cycles of two Terraform runs each, on a machine shared with other work
+@pytest.mark.timeout(1800)  # 20 cycles of two Terraform runs each, on a machine shared with other work
 def test_twenty_create_destroy_cycles_without_depends_on(agent_process, tf):
     """Every cycle succeeds, whichever of the two Terraform writes first, at parallelism 10, 1 and 50."""
     client = agent_process.client
