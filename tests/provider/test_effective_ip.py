@@ -6,11 +6,11 @@ import pytest
 
 from egress_api import models
 from helpers.agent import wait_for
-from helpers.terraform import TERRAFORM, Acceptance, Terraform, find_diagnostic, official_terraform
+from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Acceptance, Terraform, find_diagnostic
 
 pytestmark = pytest.mark.terraform
 
-OFFICIAL = official_terraform()
+OFFICIAL = OFFICIAL_TERRAFORM
 
 RESOURCES = """
 resource "egress_gateway" "default" {

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.terraform import TERRAFORM, Acceptance, Terraform, find_diagnostic, official_terraform
+from helpers.terraform import OFFICIAL_TERRAFORM, TERRAFORM, Acceptance, Terraform, find_diagnostic
 
 pytestmark = pytest.mark.terraform
 
-OFFICIAL = official_terraform()
+OFFICIAL = OFFICIAL_TERRAFORM
 
 
 @pytest.fixture(params=[

@@ -109,7 +109,8 @@ class AgentObjectResource(Resource):
         w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
         before = w and w.stored_gateways.get(current["name"])
         if before is not None:
-            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True)
+            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True,
+                                      at=self.locator(current))
 
     # --- apply ---
     def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
