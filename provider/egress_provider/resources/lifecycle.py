@@ -105,8 +105,12 @@ class AgentObjectResource(Resource):
         view.object_gone(self.kind, current["name"])
         if self.kind != "gateway" or self.provider.endpoint is None or destroy_run():
             return
+        inventory = self.provider.config_inventory.load()
+        planned, _ = view.snapshot()
+        if current["name"] in planned["gateway"] or (inventory is not None and current["name"] in inventory.gateways):
+            return  # a gateway of that name stays: this is the old instance of a replacement
         # Removed from the configuration (or by a count/for_each change): the configuration's policies stay.
-        w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
+        w = plan_checks.agent_world(view, self.provider.client(), inventory)
         before = w and w.stored_gateways.get(current["name"])
         if before is not None:
             plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True,
