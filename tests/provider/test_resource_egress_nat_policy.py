@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from egress_api import models
@@ -81,7 +83,8 @@ def test_create_update_import_rename_drift_destroy(acc):
         assert {"namespace_selector": {"match_labels": {"user": "bob"}}, "pod_selector": None} in change["after"]["egress"]
         assert change["after_unknown"]["resource_version"] is True
         assert '+ "203.0.113.0/24"' in plan.text
-        assert '~ egress_source_ip  = "192.0.2.100" -> "192.0.2.101"' in plan.text
+        # (column alignment follows the longest attribute name shown, e.g. selected_pods_sample)
+        assert re.search(r'~ egress_source_ip\s+= "192.0.2.100" -> "192.0.2.101"', plan.text)
 
     acc.step(GATEWAY + policy(cidrs=("203.0.113.0/24", "198.51.100.0/24"), source_ip="192.0.2.101", rules=rules), check_update)
     updated = client.get_policy("egress").obj
