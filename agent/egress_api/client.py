@@ -197,6 +197,18 @@ class EgressClient:
             warnings=[convert.violation_from_proto(v) for v in msg.warnings],
         )
 
+    # --- dry runs of egress ------------------------------------------------------------------
+
+    def policy_impact(self, policy: models.Policy) -> pb.PolicyImpact:
+        """What writing `policy` would change: selected pods and the source IP changes (a PolicyImpact)."""
+        return self._call(self._stub.GetPolicyImpact, convert.policy_to_proto(policy))
+
+    def effective_ip(self, namespace: str, pod: str, destination: str) -> pb.EffectiveIP:
+        """Which source IP pod NAMESPACE/NAME leaves with to DESTINATION now (an EffectiveIP)."""
+        return self._call(
+            self._stub.GetEffectiveIP, pb.EffectiveIPRequest(namespace=namespace, pod=pod, destination=destination)
+        )
+
     # --- observed state -----------------------------------------------------------------
 
     def gateway_status(self, name: str) -> GatewayStatus:

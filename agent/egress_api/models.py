@@ -10,9 +10,13 @@ know it yet (a template over another resource's output, `count.index` at
 validate, ...). Its checks wait until it is known, except that a known
 beginning (`Pending(prefix="gw-")`) must be able to start a valid value.
 
-Cross-object rules (a policy's source IP must be one of some gateway's
-floating IPs, no two policies share a source IP, no floating IP is in two
-gateways) need the other objects, so they live in `check_references`.
+Cross-object rules need the other objects, so they live in functions here:
+`check_references` (errors: no two policies share a source IP) and
+`reference_warnings` (a policy's source IP in no gateway, a floating IP in two
+gateways, a gateway letting go of an IP a policy uses). The warnings are not
+errors because Terraform writes independent objects in any order; the agent
+stays fail-closed until they agree, and the provider turns them into plan
+errors wherever the configuration decides them.
 """
 
 from __future__ import annotations
@@ -490,55 +494,104 @@ def check_references(
     gateways: Iterable[Gateway],
     policies: Iterable[Policy],
 ) -> list[Violation]:
-    """Rules that span objects. `gateways`/`policies` are the *other* stored objects."""
-    gateways = [g for g in gateways if not (isinstance(obj, Gateway) and g.name == obj.name)]
-    policies = [p for p in policies if not (isinstance(obj, Policy) and p.name == obj.name)]
-    out: list[Violation] = []
+    """Cross-object rules a write must pass (errors). `gateways`/`policies` are the *other* stored objects.
+
+    Only one rule refuses a write: no two policies share a source IP (the
+    datapath could not tell their traffic apart). Everything else that spans
+    objects depends on the order in which objects are written, so it is a
+    warning (`reference_warnings`) and the agent keeps traffic fail-closed
+    until the objects agree: Terraform may create or delete a gateway and a
+    policy in either order.
+    """
     if isinstance(obj, Gateway):
-        for ip in obj.floating_ips:
-            for g in gateways:
-                if ip in g.floating_ips:
-                    out.append(Violation(("floating_ips",), f"floating IP {ip} already belongs to gateway {g.name!r}"))
-        kept = set(obj.floating_ips) | {ip for g in gateways for ip in g.floating_ips}
-        for p in policies:
-            if p.egress_source_ip not in kept:
-                out.append(
-                    Violation(
-                        ("floating_ips",),
-                        f"floating IP {p.egress_source_ip} is the egress_source_ip of policy {p.name!r}: "
-                        "change or delete that policy first",
-                    )
-                )
-    else:
-        if not any(obj.egress_source_ip in g.floating_ips for g in gateways):
-            known = sorted({ip for g in gateways for ip in g.floating_ips})
-            hint = f"one of {', '.join(known)}" if known else "none are defined yet: create an egress_gateway first"
-            out.append(
-                Violation(
-                    ("egress_source_ip",),
-                    f"{obj.egress_source_ip} is not a floating IP of any gateway ({hint})",
-                )
+        return []
+    return duplicate_source_ip(obj, policies)
+
+
+def reference_warnings(
+    obj: Gateway | Policy,
+    gateways: Iterable[Gateway],
+    policies: Iterable[Policy],
+    retained: Iterable[str] = (),
+) -> list[Violation]:
+    """What a write of `obj` would be accepted with but leave inconsistent (warnings).
+
+    `gateways`/`policies` are the stored objects (a stored version of `obj` is
+    what the write replaces); `retained` the floating IPs kept for policies
+    after their gateway let them go.
+    """
+    gateways = list(gateways)
+    if isinstance(obj, Policy):
+        found = unclaimed_source_ip(obj, gateways, retained)
+        return [found] if found else []
+    others = [g for g in gateways if g.name != obj.name]
+    before = next((g for g in gateways if g.name == obj.name), None)
+    released = released_in_use(obj, others, policies, before=before) if before else []
+    return shared_floating_ips(obj, others) + released
+
+
+def duplicate_source_ip(policy: Policy, policies: Iterable[Policy]) -> list[Violation]:
+    """Each policy needs its own source IP."""
+    return [
+        Violation(
+            ("egress_source_ip",),
+            f"{policy.egress_source_ip} is already the egress_source_ip of policy {p.name!r}: "
+            "each policy needs its own source IP",
+        )
+        for p in policies
+        if p.name != policy.name and p.egress_source_ip == policy.egress_source_ip
+    ]
+
+
+def unclaimed_source_ip(policy: Policy, gateways: Iterable[Gateway], retained: Iterable[str] = ()) -> Optional[Violation]:
+    """The policy's source IP is a floating IP of no gateway (and not kept for a removed one)."""
+    gateways = list(gateways)
+    if any(policy.egress_source_ip in g.floating_ips for g in gateways) or policy.egress_source_ip in set(retained):
+        return None
+    known = sorted({ip for g in gateways for ip in g.floating_ips}, key=ipaddress.ip_address)
+    hint = f"one of {', '.join(known)}" if known else "none are defined: add an egress_gateway that lists it"
+    return Violation(
+        ("egress_source_ip",),
+        f"{policy.egress_source_ip} is not a floating IP of any gateway ({hint}); "
+        "the policy's traffic is dropped until a gateway lists it",
+    )
+
+
+def shared_floating_ips(gateway: Gateway, others: Iterable[Gateway]) -> list[Violation]:
+    """Floating IPs of `gateway` that another gateway also claims."""
+    return [
+        Violation(("floating_ips",), f"floating IP {ip} already belongs to gateway {g.name!r}")
+        for g in others
+        for ip in gateway.floating_ips
+        if ip in g.floating_ips and g.name != gateway.name
+    ]
+
+
+def released_in_use(
+    after: Optional[Gateway], others: Iterable[Gateway], policies: Iterable[Policy], before: Optional[Gateway] = None
+) -> list[Violation]:
+    """Source IPs of `policies` that no gateway would list once `after` is written (None: deleted).
+
+    `others` are the other gateways. With `before` given, only IPs `before`
+    listed count (what this write removes); without it, every policy's IP is
+    checked against `after` + `others`.
+    """
+    kept = {ip for g in others for ip in g.floating_ips} | set(after.floating_ips if after else ())
+    out = []
+    for p in policies:
+        ip = p.egress_source_ip
+        if ip in kept or (before is not None and ip not in before.floating_ips):
+            continue
+        out.append(
+            Violation(
+                ("floating_ips",),
+                f"floating IP {ip} is the egress_source_ip of policy {p.name!r}, which stays: "
+                "change or delete that policy too, or keep the IP in a gateway",
             )
-        for p in policies:
-            if p.egress_source_ip == obj.egress_source_ip:
-                out.append(
-                    Violation(
-                        ("egress_source_ip",),
-                        f"{obj.egress_source_ip} is already the egress_source_ip of policy {p.name!r}: "
-                        "each policy needs its own source IP",
-                    )
-                )
+        )
     return out
 
 
-def check_gateway_removal(gateway: Gateway, policies: Iterable[Policy]) -> list[Violation]:
-    """A gateway cannot be deleted while a policy still uses one of its floating IPs."""
-    return [
-        Violation(
-            ("floating_ips",),
-            f"floating IP {p.egress_source_ip} is the egress_source_ip of policy {p.name!r}: "
-            "delete that policy first",
-        )
-        for p in policies
-        if p.egress_source_ip in gateway.floating_ips
-    ]
+def check_gateway_removal(gateway: Gateway, policies: Iterable[Policy], others: Iterable[Gateway] = ()) -> list[Violation]:
+    """Source IPs still in use that deleting `gateway` would leave in no gateway (warnings: they are retained)."""
+    return released_in_use(None, others, policies, before=gateway)

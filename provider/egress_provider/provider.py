@@ -84,9 +84,14 @@ class EgressProvider(Provider):
         self.endpoint: Optional[str] = None  # the configured endpoints, comma-separated; None until configured
         self.timeout: float = DEFAULT_TIMEOUT
         self._client = None
-        from egress_provider.resources.common import PlanView
+        from egress_provider.config_inventory import ConfigInventory
+        from egress_provider.resources.plan_checks import PlanView
 
         self.plan_view = PlanView()  # what this plugin process has planned (see PlanView)
+        self.config_inventory = ConfigInventory()  # the configuration as the validate walk saw it
+        from egress_provider.resources.lifecycle import AdoptedObjects
+
+        self.adopted = AdoptedObjects()  # objects a create took over in this apply (create_before_destroy)
 
     # --- identity and schema ---
     def get_model_prefix(self) -> str:
@@ -105,10 +110,11 @@ class EgressProvider(Provider):
         return [EgressGateway, EgressNatPolicy]
 
     def get_data_sources(self):
+        from egress_provider.data_sources.egress_effective_ip import EgressEffectiveIP
         from egress_provider.data_sources.egress_gateway_status import EgressGatewayStatus
         from egress_provider.data_sources.egress_node import EgressNode
 
-        return [EgressGatewayStatus, EgressNode]
+        return [EgressGatewayStatus, EgressNode, EgressEffectiveIP]
 
     # --- configuration ---
     def validate_config(self, diags: Diagnostics, config: Config):

@@ -11,6 +11,7 @@ from egress_api import errors, models
 from egress_api.client import EgressClient
 from egress_agent.store.sqlite import SqliteStore
 
+from helpers.agent import wait_for
 from seed_objects import GW, policy
 
 
@@ -99,16 +100,15 @@ def test_bad_input_is_invalid_argument_with_paths_and_writes_nothing(agent_proce
     assert (c.list_gateways(), c.list_policies()) == before
 
 
-def test_policy_source_ip_must_be_a_known_floating_ip(agent_process):
+def test_policy_before_its_gateway_is_accepted_and_dropped_until_then(agent_process):
+    """Terraform may create the policy first: accepted (seed: UnknownEgressIP), no holder, so traffic is dropped."""
     c = agent_process.client
-    with pytest.raises(errors.InvalidArgument, match="create an egress_gateway first"):
-        c.create_policy(policy())
+    c.create_policy(policy())
+    events = wait_for(lambda: c.list_events("policy", "egress"), what="UnknownEgressIP event")
+    assert events[0].reason == "UnknownEgressIP" and "not a floating IP of any gateway" in events[0].message
+    assert c.describe_policy("egress").holder == ""
     c.create_gateway(GW)
-    with pytest.raises(errors.InvalidArgument) as info:
-        c.create_policy(policy(source="192.0.2.200"))
-    (v,) = info.value.violations
-    assert v.path == ("egress_source_ip",) and "192.0.2.100, 192.0.2.101, 192.0.2.102" in v.message
-    assert c.list_policies() == []
+    wait_for(lambda: c.describe_policy("egress").holder == "worker1", what="holder once the gateway exists")
 
 
 def test_duplicate_source_ip_is_rejected(agent_process):
@@ -122,19 +122,44 @@ def test_duplicate_source_ip_is_rejected(agent_process):
     assert [p.obj.name for p in c.list_policies()] == ["first"]
 
 
-def test_gateway_in_use_cannot_be_deleted_or_shrunk(agent_process):
+def _held(c) -> list[str]:
+    return c.get_node("worker1").floating_ips
+
+
+def test_gateway_deleted_under_a_policy_keeps_its_ip_until_replaced_or_unused(agent_process):
+    """Deleting (or shrinking) a gateway a policy uses never lets the policy's IP go: it is retained, same node."""
     c = agent_process.client
     c.create_gateway(GW)
     c.create_policy(policy(source="192.0.2.101"))
-    with pytest.raises(errors.FailedPrecondition) as info:
-        c.delete_gateway("default")
-    assert info.value.violations[0].path == ("floating_ips",)
-    assert "delete that policy first" in info.value.message
-    with pytest.raises(errors.InvalidArgument, match="192.0.2.101"):
-        c.update_gateway(models.Gateway(name="default", floating_ips=["192.0.2.100"]))
-    with pytest.raises(errors.InvalidArgument, match="already belongs to gateway 'default'"):
-        c.create_gateway(models.Gateway(name="other", floating_ips=["192.0.2.102"]))
-    assert c.get_gateway("default").obj == GW
+    wait_for(lambda: _held(c) == GW.floating_ips, what="assignment")
+    c.delete_gateway("default")
+    assert c.list_gateways() == []
+    wait_for(lambda: _held(c) == ["192.0.2.101"], what="unused IPs released, the used one kept")
+    (e,) = wait_for(lambda: [e for e in c.list_events("policy", "egress") if e.reason == "FloatingIPRetained"],
+                    what="FloatingIPRetained event")
+    assert "'default'" in e.message
+    assert c.describe_policy("egress").holder == "worker1"
+    # A replacement listing the IP adopts it (as `terraform apply -replace` does): no move.
+    c.create_gateway(models.Gateway(name="replacement", floating_ips=["192.0.2.101"]))
+    assert c.gateway_status("replacement").floating_ips == {"192.0.2.101": "worker1"}
+    assert c.describe_policy("egress").holder == "worker1"
+    # Shrinking retains it too; deleting the policy then releases it.
+    c.update_gateway(models.Gateway(name="replacement", floating_ips=["192.0.2.102"]))
+    wait_for(lambda: _held(c) == ["192.0.2.101", "192.0.2.102"], what="retained after shrink")
+    c.delete_policy("egress")
+    wait_for(lambda: _held(c) == ["192.0.2.102"], what="released once unused")
+
+
+def test_floating_ip_in_two_gateways_is_accepted_with_a_warning(agent_process):
+    c = agent_process.client
+    c.create_gateway(GW)
+    other = models.Gateway(name="other", floating_ips=["192.0.2.102"])
+    res = c.validate_gateway(other)
+    assert res.errors == [] and "already belongs to gateway 'default'" in res.warnings[0].message
+    c.create_gateway(other)
+    (e,) = wait_for(lambda: c.list_events("gateway", "other"), what="FloatingIPShared event")
+    assert e.reason == "FloatingIPShared"
+    wait_for(lambda: _held(c) == GW.floating_ips, what="assigned once")
 
 
 def test_validate_reports_without_writing(agent_process):
@@ -143,7 +168,7 @@ def test_validate_reports_without_writing(agent_process):
     assert c.list_gateways() == []
     c.create_gateway(GW)
     res = c.validate_policy(policy(source="192.0.2.200"))
-    assert [v.path for v in res.errors] == [("egress_source_ip",)]
+    assert res.errors == [] and [v.path for v in res.warnings] == [("egress_source_ip",)]
     # Outside the node's subnet: valid, but nobody can hold it -> a warning, not an error.
     res = c.validate_gateway(models.Gateway(name="far", floating_ips=["203.0.113.10"]))
     assert res.errors == []
@@ -235,7 +260,7 @@ def _free_port() -> int:
 
 
 def test_concurrent_writers_cannot_both_pass_validation(agent_process):
-    """Eight clients race to claim one source IP (and one floating IP): exactly one of each wins."""
+    """Eight clients race to claim one source IP: exactly one wins."""
     from concurrent.futures import ThreadPoolExecutor
 
     agent_process.client.create_gateway(GW)
@@ -243,8 +268,7 @@ def test_concurrent_writers_cannot_both_pass_validation(agent_process):
     def claim(i):
         with EgressClient(agent_process.endpoint) as c:
             outcomes = []
-            for make in (lambda: c.create_policy(policy(f"p{i}", source="192.0.2.101")),
-                         lambda: c.create_gateway(models.Gateway(name=f"g{i}", floating_ips=["192.0.2.200"]))):
+            for make in (lambda: c.create_policy(policy(f"p{i}", source="192.0.2.101")),):
                 try:
                     make()
                     outcomes.append("won")
@@ -255,10 +279,8 @@ def test_concurrent_writers_cannot_both_pass_validation(agent_process):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(claim, range(8)))
     assert sorted(r[0] for r in results) == ["rejected"] * 7 + ["won"]
-    assert sorted(r[1] for r in results) == ["rejected"] * 7 + ["won"]
     c = agent_process.client
     assert len(c.list_policies()) == 1
-    assert len(c.list_gateways()) == 2
 
 
 def test_many_parallel_writes_through_one_agent_all_succeed(agent_process):

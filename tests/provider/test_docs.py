@@ -53,6 +53,7 @@ def test_registry_layout():
         "docs/resources/egress_nat_policy.md",
         "docs/data-sources/egress_gateway_status.md",
         "docs/data-sources/egress_node.md",
+        "docs/data-sources/egress_effective_ip.md",
     }
     for rel, text in pages.items():
         assert text.startswith("---\npage_title: "), rel

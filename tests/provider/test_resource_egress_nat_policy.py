@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from egress_api import models
@@ -81,7 +83,8 @@ def test_create_update_import_rename_drift_destroy(acc):
         assert {"namespace_selector": {"match_labels": {"user": "bob"}}, "pod_selector": None} in change["after"]["egress"]
         assert change["after_unknown"]["resource_version"] is True
         assert '+ "203.0.113.0/24"' in plan.text
-        assert '~ egress_source_ip  = "192.0.2.100" -> "192.0.2.101"' in plan.text
+        # (column alignment follows the longest attribute name shown, e.g. selected_pods_sample)
+        assert re.search(r'~ egress_source_ip\s+= "192.0.2.100" -> "192.0.2.101"', plan.text)
 
     # (In the agent's order, so that the imports below plan empty: see test_large_lists for other orders.)
     acc.step(GATEWAY + policy(cidrs=("198.51.100.0/24", "203.0.113.0/24"), source_ip="192.0.2.101", rules=rules), check_update)
@@ -150,21 +153,26 @@ def test_bad_input_fails_at_plan_naming_the_attribute(acc):
     find_diagnostic(out, "Invalid egress.namespace_selector.match_labels", "egress_nat_policy.badvalue", "'alice smith'")
 
 
-def test_cross_object_rules_fail_at_apply(acc):
-    """Source IP of no gateway, and a source IP another policy already uses: warned at plan, refused at apply."""
+def test_cross_object_rules_at_plan_and_apply(acc):
+    """A source IP in no gateway of the configuration or the agent fails at plan; a source IP that a policy
+    outside the configuration uses is only a warning at plan (that policy may be destroyed in this run),
+    and the agent refuses it at apply."""
     client = acc.client
     client.create_gateway(models.Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.101"]))
     client.create_policy(
         models.Policy(name="existing", egress=[models.EgressRule()], destination_cidrs=["198.51.100.0/24"], egress_source_ip="192.0.2.100")
     )
-    config = policy(name="stranger", address="stranger", source_ip="192.0.2.50", depends=False) + policy(
-        name="twin", address="twin", source_ip="192.0.2.100", depends=False
-    )
-    res = acc.expect_failure(config, phase="apply")
+    stranger = policy(name="stranger", address="stranger", source_ip="192.0.2.50", depends=False)
+    twin = policy(name="twin", address="twin", source_ip="192.0.2.100", depends=False)
+    res = acc.expect_failure(stranger + twin, phase="plan")
     out = res.output
-    find_diagnostic(out, "Warning: The agent would refuse egress_source_ip", "egress_nat_policy.stranger", "192.0.2.50 is not a floating IP of any gateway")
-    find_diagnostic(out, "Error: Invalid egress_source_ip", "egress_nat_policy.stranger", "192.0.2.50 is not a floating IP of any gateway (one of 192.0.2.100, 192.0.2.101)")
-    find_diagnostic(out, "Error: Invalid egress_source_ip", "egress_nat_policy.twin", "already the egress_source_ip of policy 'existing'")
+    find_diagnostic(out, "Error: Invalid egress_source_ip", "egress_nat_policy.stranger",
+                    "192.0.2.50 is not a floating IP of any gateway (one of 192.0.2.100, 192.0.2.101)", "fix the configuration")
+    find_diagnostic(out, "Warning: Check egress_source_ip", "egress_nat_policy.twin",
+                    "already the egress_source_ip of policy 'existing'", "may be destroyed in this run")
+
+    res = acc.expect_failure(twin, phase="apply")
+    find_diagnostic(res.output, "Error: Invalid egress_source_ip", "egress_nat_policy.twin", "already the egress_source_ip of policy 'existing'")
 
 
 def test_unassigned_source_ip_applies_with_a_warning(acc):

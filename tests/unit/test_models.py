@@ -7,7 +7,16 @@ import ipaddress
 import pytest
 
 from egress_api import models
-from egress_api.models import Gateway, InvalidObject, Policy, Violation, check_gateway_removal, check_references
+from egress_api.models import (
+    Gateway,
+    InvalidObject,
+    Policy,
+    Violation,
+    check_gateway_removal,
+    check_references,
+    reference_warnings,
+    released_in_use,
+)
 
 
 def policy_data(**overrides):
@@ -176,16 +185,19 @@ def test_pod_and_namespace():
 GW = Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.101"])
 
 
-def test_policy_source_ip_must_be_a_floating_ip():
+def test_policy_source_ip_in_no_gateway_is_a_warning_not_an_error():
+    """Terraform may create the policy before its gateway: accepted (fail-closed), with a warning."""
     p = Policy.model_validate(policy_data(egress_source_ip="192.0.2.200"))
-    (v,) = check_references(p, [GW], [])
+    assert check_references(p, [GW], []) == []
+    (v,) = reference_warnings(p, [GW], [])
     assert v.path == ("egress_source_ip",)
-    assert "192.0.2.100, 192.0.2.101" in v.message
+    assert "192.0.2.100, 192.0.2.101" in v.message and "dropped" in v.message
+    assert reference_warnings(p, [GW], [], retained=["192.0.2.200"]) == []
 
 
-def test_policy_before_any_gateway_says_create_one():
-    (v,) = check_references(Policy.model_validate(policy_data()), [], [])
-    assert "create an egress_gateway first" in v.message
+def test_policy_before_any_gateway_says_add_one():
+    (v,) = reference_warnings(Policy.model_validate(policy_data()), [], [])
+    assert "add an egress_gateway" in v.message
 
 
 def test_two_policies_cannot_share_a_source_ip():
@@ -197,23 +209,27 @@ def test_two_policies_cannot_share_a_source_ip():
     assert check_references(first, [GW], [first]) == []
 
 
-def test_floating_ip_in_two_gateways():
+def test_floating_ip_in_two_gateways_is_a_warning():
     other = Gateway(name="other", floating_ips=["192.0.2.101"])
-    (v,) = check_references(other, [GW], [])
+    assert check_references(other, [GW], []) == []
+    (v,) = reference_warnings(other, [GW], [])
     assert v.path == ("floating_ips",) and "'default'" in v.message
 
 
-def test_gateway_update_cannot_drop_an_ip_a_policy_uses():
+def test_gateway_update_dropping_an_ip_a_policy_uses_is_a_warning():
     p = Policy.model_validate(policy_data(egress_source_ip="192.0.2.101"))
     shrunk = Gateway(name="default", floating_ips=["192.0.2.100"])
-    (v,) = check_references(shrunk, [GW], [p])
-    assert v.path == ("floating_ips",) and "192.0.2.101" in v.message
+    assert check_references(shrunk, [GW], [p]) == []
+    (v,) = reference_warnings(shrunk, [GW], [p])
+    assert v.path == ("floating_ips",) and "192.0.2.101" in v.message and "'egress'" in v.message
+    # An IP the policy uses that another gateway lists is not dropped.
+    assert released_in_use(shrunk, [Gateway(name="b", floating_ips=["192.0.2.101"])], [p], before=GW) == []
 
 
-def test_gateway_removal_blocked_while_in_use():
+def test_gateway_removal_reports_the_policies_it_leaves():
     p = Policy.model_validate(policy_data())
     (v,) = check_gateway_removal(GW, [p])
-    assert "delete that policy first" in v.message
+    assert "'egress'" in v.message
     assert check_gateway_removal(GW, []) == []
 
 

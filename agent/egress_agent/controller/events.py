@@ -16,6 +16,8 @@ NORMAL = "Normal"
 WARNING = "Warning"
 
 UNKNOWN_EGRESS_IP = "UnknownEgressIP"
+FLOATING_IP_SHARED = "FloatingIPShared"
+FLOATING_IP_RETAINED = "FloatingIPRetained"
 UNASSIGNABLE = "Unassignable"
 FLOATING_IP_MOVED = "FloatingIPMoved"
 

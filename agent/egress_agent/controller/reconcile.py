@@ -8,7 +8,12 @@ node source that changes without a store write is noticed) the leader:
 3. commits only the ASSIGNMENT records that changed, with their versions checked,
    in as many guarded commits as the store's transaction limit needs, plus events: `FloatingIPMoved` (Normal) when a holder changes nodes,
    `Unassignable` (Warning) for an IP no node can take, `UnknownEgressIP`
-   (Warning) for a policy whose source IP has no holder.
+   (Warning) for a policy whose source IP has no holder, `FloatingIPShared`
+   (Warning) for an IP two gateways list, `FloatingIPRetained` (Warning) for
+   a policy whose source IP is kept although its gateway let it go.
+
+Retained IPs (`server.writes.retention_ops`) are assigned like any gateway's,
+so a gateway deleted or replaced under a policy changes nothing in traffic.
 
 A condition that persists emits its event once, when it starts (or when the
 object it concerns is changed again), not on every pass. Events of deleted
@@ -27,7 +32,7 @@ from egress_agent.controller.assignment import Assignment, assign
 from egress_agent.node_info import NodeInfo
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.store import base
-from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, Delete, Put, Snapshot
+from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, RETAINED, Delete, Put, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ class Controller:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        self._cancel_watch = self.store.watch([GATEWAY, POLICY, NODE], lambda rev, changes: self.trigger())
+        self._cancel_watch = self.store.watch([GATEWAY, POLICY, NODE, RETAINED], lambda rev, changes: self.trigger())
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
         self.trigger()
@@ -102,8 +107,8 @@ class Controller:
         if not self.leadership.is_leader():
             self._active.clear()  # a future leader term re-announces current conditions
             return False
-        snap = self.store.snapshot([GATEWAY, POLICY, ASSIGNMENT, EVENT])
-        gateway_of = {ip: g.name for g in snap.of(GATEWAY).values() for ip in g.value.get("floating_ips", [])}
+        snap = self.store.snapshot([GATEWAY, POLICY, ASSIGNMENT, EVENT, RETAINED])
+        gateway_of = claims(snap)
         nodes = list(self.nodes())
         previous = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
         result = assign(gateway_of, nodes, previous)
@@ -167,8 +172,26 @@ class Controller:
                 "gateway", gw, ev.WARNING, ev.UNASSIGNABLE, f"floating IP {ip} cannot be assigned to any node: {reason}"
             )
             conditions.append(((spec, snap.of(GATEWAY)[gw].version), spec))
+        for gw, rec in sorted(snap.of(GATEWAY).items()):
+            for ip in rec.value.get("floating_ips", []):
+                if gateway_of.get(ip, gw) != gw:
+                    spec = ev.EventSpec(
+                        "gateway", gw, ev.WARNING, ev.FLOATING_IP_SHARED,
+                        f"floating IP {ip} is also listed by gateway {gateway_of[ip]!r}; it is assigned once, "
+                        "and each policy using it leaves with it",
+                    )
+                    conditions.append(((spec, rec.version), spec))
+        retained = snap.of(RETAINED)
         for name, rec in sorted(snap.of(POLICY).items()):
             ip = rec.value.get("egress_source_ip", "")
+            if ip in retained:
+                spec = ev.EventSpec(
+                    "policy", name, ev.WARNING, ev.FLOATING_IP_RETAINED,
+                    f"egress_source_ip {ip} is kept for this policy although gateway "
+                    f"{retained[ip].value.get('gateway', '')!r} no longer lists it; it is released when no policy "
+                    "uses it, or adopted when a gateway lists it again",
+                )
+                conditions.append(((spec, rec.version, retained[ip].version), spec))
             if result.holders.get(ip):
                 continue
             if ip in result.reasons:
@@ -206,3 +229,15 @@ class Controller:
             if kind in live and obj not in live[kind]:
                 ops.append(Delete(EVENT, name, rec.version))
         return ops
+
+
+def claims(snap: Snapshot) -> dict[str, str]:
+    """Floating IP -> the gateway it is assigned for: listed by a gateway (the first by name when two
+    list it), or retained for a policy after its gateway let it go."""
+    gateway_of: dict[str, str] = {}
+    for name, rec in sorted(snap.of(GATEWAY).items()):
+        for ip in rec.value.get("floating_ips", []):
+            gateway_of.setdefault(ip, name)
+    for ip, rec in snap.of(RETAINED).items():
+        gateway_of.setdefault(ip, rec.value.get("gateway", ""))
+    return gateway_of

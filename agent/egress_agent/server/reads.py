@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from egress_agent.controller import view
+from egress_agent.controller import effective, view
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base
-from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY
+from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NAMESPACE, NODE, POD, POLICY
 from egress_api import convert, models
 from egress_api.v1 import egress_pb2 as pb
 
@@ -85,4 +85,37 @@ def describe_policy(
         events=events_of(snap.of(EVENT).values(), "policy", name),
         # All zero until a datapath reports its eBPF/nftables counters.
         counters=pb.PolicyCounters(name=name, **counters(name, policy.egress_source_ip)),
+    )
+
+
+def _world(store: base.Store) -> effective.World:
+    return effective.world_of(store.snapshot([POD, NAMESPACE, POLICY, ASSIGNMENT, NODE]))
+
+
+def effective_ip(store: base.Store, namespace: str, pod: str, destination: str) -> pb.EffectiveIP:
+    bad = []
+    for field_name, value in (("namespace", namespace), ("pod", pod)):
+        if not value:
+            bad.append(models.Violation((field_name,), "this attribute is required"))
+    try:
+        destination = models.parse_ipv4(destination)
+    except ValueError as err:
+        bad.append(models.Violation(("destination",), str(err)))
+    if bad:
+        raise models.InvalidObject("effective IP query", f"{namespace}/{pod}", bad)
+    world = _world(store)
+    key = f"{namespace}/{pod}"
+    if key not in world.pods:
+        raise base.NotFound(POD, key)
+    e = effective.effective_ip(world, world.pods[key], destination)
+    return pb.EffectiveIP(source_ip=e.source_ip, policy=e.policy, holder=e.holder, dropped=e.dropped, node=e.node)
+
+
+def policy_impact(store: base.Store, policy: models.Policy) -> pb.PolicyImpact:
+    i = effective.impact(_world(store), policy)
+    return pb.PolicyImpact(
+        selected_pods=i.selected_pods,
+        sample=i.sample,
+        changes=[pb.SourceChange(pod=c.pod, destination=c.destination, before=c.before, after=c.after) for c in i.changes],
+        changed_pods=i.changed_pods,
     )

@@ -18,7 +18,7 @@ from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
 from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
-from egress_agent.server.writes import Expired, ReferenceViolation, StaleVersion, Writes
+from egress_agent.server.writes import Expired, StaleVersion, Writes
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
 from egress_api import convert, models
@@ -60,8 +60,6 @@ def _rpc(handler):
             return handler(self, request, context)
         except models.InvalidObject as err:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err), err.violations)
-        except ReferenceViolation as err:
-            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(err), err.violations)
         except StaleVersion as err:
             _abort(context, grpc.StatusCode.ABORTED, str(err))
         except base.NotFound as err:
@@ -207,6 +205,14 @@ class EgressServicer(pb_grpc.EgressServicer):
     def DescribePolicy(self, request, context):
         name = _name(request, "policy")
         return reads.describe_policy(self.store, name, self.counters)
+
+    @_rpc
+    def GetPolicyImpact(self, request, context):
+        return reads.policy_impact(self.store, convert.policy_from_proto(request))
+
+    @_rpc
+    def GetEffectiveIP(self, request, context):
+        return reads.effective_ip(self.store, request.namespace, request.pod, request.destination)
 
     # --- observed state ------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ Every write reads one snapshot of gateways, policies and the ("meta",
 
     [Check(meta/desired, v), Put(meta/desired), Put/Delete(object, expect_version)]
 
-so a concurrent write of *any* desired object between our read and our commit
+(plus the `retained` records the write changes, see `retention_ops`), so a
+concurrent write of *any* desired object between our read and our commit
 fails the Check (no two writers can both pass validation against a world the
 other one changed). When only the guard moved, the write is simply retried
 against the new snapshot; when the object itself moved, the caller's
@@ -33,7 +34,7 @@ from egress_agent.controller import view
 from egress_agent.controller.assignment import assign
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base
-from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, WRITE, Check, Delete, Put, Record, Snapshot
+from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, RETAINED, WRITE, Check, Delete, Put, Record, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,6 @@ _RETRIES = 12
 _BACKOFF_S = 0.005
 
 Obj = models.Gateway | models.Policy
-
-
-class ReferenceViolation(Exception):
-    """A referential rule forbids the write (-> FAILED_PRECONDITION)."""
-
-    def __init__(self, message: str, violations: list[models.Violation]):
-        super().__init__(message)
-        self.violations = violations
 
 
 class Expired(Exception):
@@ -104,9 +97,14 @@ class Desired:
             return None
         return current if current.value == to_value(obj) else None
 
+    @property
+    def retained(self) -> dict[str, str]:
+        """Floating IP -> the gateway that let it go while a policy used it."""
+        return {ip: r.value.get("gateway", "") for ip, r in self.snapshot.of(RETAINED).items()}
+
 
 def read_desired(store: base.Store, extra_kinds: tuple[str, ...] = ()) -> Desired:
-    snap = store.snapshot([GATEWAY, POLICY, META, WRITE, *extra_kinds])
+    snap = store.snapshot([GATEWAY, POLICY, META, WRITE, RETAINED, *extra_kinds])
     return Desired(
         snap,
         {n: models.Gateway.model_validate(r.value) for n, r in snap.of(GATEWAY).items()},
@@ -124,6 +122,47 @@ def kind_of(obj: Obj) -> str:
 
 def to_value(obj: Obj) -> dict[str, Any]:
     return obj.model_dump(mode="json")
+
+
+def retention_ops(d: Desired, gateways: dict[str, models.Gateway], policies: dict[str, models.Policy]) -> list[base.Op]:
+    """`retained` record changes for a write that leaves `gateways` and `policies` stored.
+
+    A floating IP a policy uses is never let go: when its last gateway drops
+    it (update or delete) it stays assigned as *retained*, so the policy's
+    traffic keeps its source IP. It is released when no policy uses it any
+    more, and adopted (no move: the assignment keeps its node) by a gateway
+    that lists it again -- which is how `terraform apply -replace` of a gateway
+    in use, or a delete that Terraform orders before the policy's, goes
+    through with no traffic change.
+    """
+    claimed_before = {ip: g.name for g in d.gateways.values() for ip in g.floating_ips}
+    claimed_after = {ip for g in gateways.values() for ip in g.floating_ips}
+    used_after = {p.egress_source_ip for p in policies.values()}
+    before = d.retained
+    after = {
+        ip: before.get(ip) or claimed_before[ip]
+        for ip in used_after - claimed_after
+        if ip in before or ip in claimed_before
+    }
+    ops: list[base.Op] = []
+    records = d.snapshot.of(RETAINED)
+    for ip, gateway in sorted(after.items()):
+        if ip not in before:
+            ops.append(Put(RETAINED, ip, {"gateway": gateway}, base.MUST_NOT_EXIST))
+    for ip in sorted(set(before) - set(after)):
+        ops.append(Delete(RETAINED, ip, records[ip].version))
+    return ops
+
+
+def _after(d: Desired, obj: Obj | None, kind: str, name: str) -> tuple[dict, dict]:
+    """(gateways, policies) as stored once `obj` is written (None: `kind`/`name` deleted)."""
+    gateways, policies = dict(d.gateways), dict(d.policies)
+    target = gateways if kind == GATEWAY else policies
+    if obj is None:
+        target.pop(name, None)
+    else:
+        target[name] = obj
+    return gateways, policies
 
 
 def _backoff(attempt: int) -> None:
@@ -171,8 +210,9 @@ class Writes:
                 raise models.InvalidObject(kind, obj.name, violations)
             expect = base.MUST_NOT_EXIST if create else current.version
             value = to_value(obj)
+            retention = retention_ops(d, *_after(d, obj, kind, obj.name))
             try:
-                ops = [Put(kind, obj.name, value, expect), *_record_write(d, kind, obj.name, request_id)]
+                ops = [Put(kind, obj.name, value, expect), *_record_write(d, kind, obj.name, request_id), *retention]
                 rev = self.store.commit(_guarded(d, *ops))
             except base.Conflict as err:
                 if err.kind == META:
@@ -196,14 +236,11 @@ class Writes:
             if current is None:
                 raise base.NotFound(kind, name)
             _check_version(kind, name, resource_version, current.version)
-            if kind == GATEWAY:
-                violations = models.check_gateway_removal(d.gateways[name], d.policies.values())
-                if violations:
-                    raise ReferenceViolation(
-                        f"gateway {name!r} is still in use: " + "; ".join(v.message for v in violations), violations
-                    )
+            # A gateway in use is deleted all the same: the IPs its policies use are retained (retention_ops).
+            retention = retention_ops(d, *_after(d, None, kind, name))
             try:
-                rev = self.store.commit(_guarded(d, Delete(kind, name, current.version), *_record_write(d, kind, name, "")))
+                ops = [Delete(kind, name, current.version), *_record_write(d, kind, name, ""), *retention]
+                rev = self.store.commit(_guarded(d, *ops))
             except base.Conflict as err:
                 if err.kind == META:
                     _backoff(attempt)
@@ -219,8 +256,8 @@ class Writes:
         """(errors, warnings) a write of `obj` would get now, writing nothing."""
         d = read_desired(self.store, (ASSIGNMENT,))
         errors = models.check_references(obj, d.gateways.values(), d.policies.values())
-        warnings: list[models.Violation] = []
-        if errors:
+        warnings = models.reference_warnings(obj, d.gateways.values(), d.policies.values(), d.retained)
+        if errors or warnings:
             return errors, warnings
         assignments = d.snapshot.of(ASSIGNMENT)
         if isinstance(obj, models.Policy):

@@ -33,6 +33,7 @@ EVENT = "event"  # name = "<kind>/<object>/<reason>/<hash of message>", value = 
 # name = "<kind>.<object>", value = {"request_id": ...}: the request that last wrote a desired object,
 # so a retried write (same request id) is answered with its result instead of failing (writes.Writes).
 WRITE = "write"
+RETAINED = "retained"  # name = floating IP a policy uses that its gateway let go, value = {"gateway": ...}
 META = "meta"  # bookkeeping, e.g. ("meta", "desired") bumped by every desired-state write
 
 ANY_VERSION = None  # for Put/Delete: write whatever the current version is

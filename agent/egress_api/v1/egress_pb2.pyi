@@ -290,3 +290,51 @@ class DescribePolicyResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[Event]
     counters: PolicyCounters
     def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ...) -> None: ...
+
+class EffectiveIPRequest(_message.Message):
+    __slots__ = ("namespace", "pod", "destination")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    pod: str
+    destination: str
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., destination: _Optional[str] = ...) -> None: ...
+
+class EffectiveIP(_message.Message):
+    __slots__ = ("source_ip", "policy", "holder", "dropped", "node")
+    SOURCE_IP_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    source_ip: str
+    policy: str
+    holder: str
+    dropped: bool
+    node: str
+    def __init__(self, source_ip: _Optional[str] = ..., policy: _Optional[str] = ..., holder: _Optional[str] = ..., dropped: bool = ..., node: _Optional[str] = ...) -> None: ...
+
+class SourceChange(_message.Message):
+    __slots__ = ("pod", "destination", "before", "after")
+    POD_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    pod: str
+    destination: str
+    before: str
+    after: str
+    def __init__(self, pod: _Optional[str] = ..., destination: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class PolicyImpact(_message.Message):
+    __slots__ = ("selected_pods", "sample", "changes", "changed_pods")
+    SELECTED_PODS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_PODS_FIELD_NUMBER: _ClassVar[int]
+    selected_pods: int
+    sample: _containers.RepeatedScalarFieldContainer[str]
+    changes: _containers.RepeatedCompositeFieldContainer[SourceChange]
+    changed_pods: int
+    def __init__(self, selected_pods: _Optional[int] = ..., sample: _Optional[_Iterable[str]] = ..., changes: _Optional[_Iterable[_Union[SourceChange, _Mapping]]] = ..., changed_pods: _Optional[int] = ...) -> None: ...

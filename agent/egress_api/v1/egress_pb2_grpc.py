@@ -99,6 +99,16 @@ class EgressStub(object):
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
                 response_deserializer=egress__api_dot_v1_dot_egress__pb2.DescribePolicyResponse.FromString,
                 _registered_method=True)
+        self.GetPolicyImpact = channel.unary_unary(
+                '/egress.v1.Egress/GetPolicyImpact',
+                request_serializer=egress__api_dot_v1_dot_egress__pb2.Policy.SerializeToString,
+                response_deserializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
+                _registered_method=True)
+        self.GetEffectiveIP = channel.unary_unary(
+                '/egress.v1.Egress/GetEffectiveIP',
+                request_serializer=egress__api_dot_v1_dot_egress__pb2.EffectiveIPRequest.SerializeToString,
+                response_deserializer=egress__api_dot_v1_dot_egress__pb2.EffectiveIP.FromString,
+                _registered_method=True)
         self.GetGatewayStatus = channel.unary_unary(
                 '/egress.v1.Egress/GetGatewayStatus',
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
@@ -233,6 +243,20 @@ class EgressServicer(object):
 
     def DescribePolicy(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyImpact(self, request, context):
+        """What writing this policy would change, writing nothing (Terraform shows it at plan).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEffectiveIP(self, request, context):
+        """Which source IP pod NAMESPACE/NAME leaves with to DESTINATION, now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -377,6 +401,16 @@ def add_EgressServicer_to_server(servicer, server):
                     servicer.DescribePolicy,
                     request_deserializer=egress__api_dot_v1_dot_egress__pb2.ObjectRef.FromString,
                     response_serializer=egress__api_dot_v1_dot_egress__pb2.DescribePolicyResponse.SerializeToString,
+            ),
+            'GetPolicyImpact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyImpact,
+                    request_deserializer=egress__api_dot_v1_dot_egress__pb2.Policy.FromString,
+                    response_serializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.SerializeToString,
+            ),
+            'GetEffectiveIP': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEffectiveIP,
+                    request_deserializer=egress__api_dot_v1_dot_egress__pb2.EffectiveIPRequest.FromString,
+                    response_serializer=egress__api_dot_v1_dot_egress__pb2.EffectiveIP.SerializeToString,
             ),
             'GetGatewayStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetGatewayStatus,
@@ -785,6 +819,60 @@ class Egress(object):
             '/egress.v1.Egress/DescribePolicy',
             egress__api_dot_v1_dot_egress__pb2.ObjectRef.SerializeToString,
             egress__api_dot_v1_dot_egress__pb2.DescribePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyImpact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/egress.v1.Egress/GetPolicyImpact',
+            egress__api_dot_v1_dot_egress__pb2.Policy.SerializeToString,
+            egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEffectiveIP(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/egress.v1.Egress/GetEffectiveIP',
+            egress__api_dot_v1_dot_egress__pb2.EffectiveIPRequest.SerializeToString,
+            egress__api_dot_v1_dot_egress__pb2.EffectiveIP.FromString,
             options,
             channel_credentials,
             insecure,

@@ -122,7 +122,7 @@ def add_violations(
     for v in violations:
         path, label = _where(v, at)
         label = label or kind
-        summary = f"Invalid {label}" if not warning else (f"The agent would refuse {label}" if note else f"Check {label}")
+        summary = f"Check {label}" if warning else f"Invalid {label}"
         detail = v.message + (f"\n\n{note}" if note else "")
         (diags.add_warning if warning else diags.add_error)(summary, detail, path=path)
 

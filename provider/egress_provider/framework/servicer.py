@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -119,6 +120,7 @@ class Servicer(ProviderServicer):
     def PlanResourceChange(self, request: pb.PlanResourceChange.Request, context):
         R = pb.PlanResourceChange.Response
         type_name = request.type_name
+
         attrs, blocks = self._attrs_blocks(type_name)
         diags = Diagnostics()
         _, prior = _decode_state(diags, attrs, blocks, request.prior_state)
@@ -156,6 +158,35 @@ class Servicer(ProviderServicer):
             requires_replace=[_to_attribute_path([n]) for n in requires_replace],
             diagnostics=diags.to_pb(),
         )
+
+    def GetProviderSchema(self, request, context):
+        """tf's schema response plus the server capabilities tf announces only in GetMetadata.
+
+        Terraform takes the capabilities from the schema response it caches; without plan_destroy
+        there, it never sends a destroy plan (PlanResourceChange with a null proposed state), so the
+        provider could not check what a destroy leaves behind.
+        """
+        resp = super().GetProviderSchema(request, context)
+        resp.server_capabilities.CopyFrom(pb.ServerCapabilities(plan_destroy=True, get_provider_schema_optional=True))
+        return resp
+
+    def UpgradeResourceState(self, request, context):
+        """State written by an older provider lacks attributes added since: they are null, not an error.
+
+        Terraform decodes the upgraded state against the current schema and refuses an object with
+        attributes missing ("an object with 8 attributes is required (6 given)").
+        """
+        if request.raw_state.json:
+            state = json.loads(request.raw_state.json)
+            attrs, blocks = self._attrs_blocks(request.type_name)
+            if isinstance(state, dict) and any(n not in state for n in (*attrs, *blocks)):
+                for name in (*attrs, *blocks):
+                    state.setdefault(name, None)
+                request = pb.UpgradeResourceState.Request(
+                    type_name=request.type_name, version=request.version,
+                    raw_state=pb.RawState(json=json.dumps(state).encode()),
+                )
+        return super().UpgradeResourceState(request, context)
 
     def ReadResource(self, request, context):
         resp = super().ReadResource(request, context)

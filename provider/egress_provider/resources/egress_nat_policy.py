@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from tf.iface import State
 from tf.schema import Attribute, Block, Schema
-from tf.types import String
+from tf.types import List, Number, String
 
 from egress_api import models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
@@ -96,6 +96,20 @@ class EgressNatPolicy(AgentObjectResource):
                     "`floating_ips` of an `egress_gateway`, and each policy needs its own. Updated in place.",
                 ),
                 resource_version_attribute(),
+                Attribute(
+                    "selected_pods",
+                    Number(),
+                    computed=True,
+                    description="How many pods the policy selects, from the agent's pod inventory (refreshed on "
+                    "every read). A plan that creates or changes the policy shows which pods' source IP changes in "
+                    "an `Egress impact` warning.",
+                ),
+                Attribute(
+                    "selected_pods_sample",
+                    List(String()),
+                    computed=True,
+                    description="The first (by `namespace/name`) of the selected pods, at most 10.",
+                ),
             ],
             block_types=[
                 _required(SetNestedBlock(
@@ -116,6 +130,32 @@ class EgressNatPolicy(AgentObjectResource):
     def upgrade(self, ctx, version: int, old: State) -> State:
         # Version 0 had destination_cidrs as a set; a set and a list are the same JSON array in state.
         return old
+
+    # The selection follows the pods: known once applied (the plan's impact warning shows it before).
+    computed_on_change = ("resource_version", "selected_pods", "selected_pods_sample")
+
+    def observed(self, model: models.Policy) -> dict[str, Any]:
+        impact = self.provider.client().policy_impact(model)
+        return {"selected_pods": impact.selected_pods, "selected_pods_sample": list(impact.sample)}
+
+    def plan_notes(self, diags, model: models.Policy) -> None:
+        """An `Egress impact` warning: which pods' source IP to the policy's destinations this change moves."""
+        impact = self.provider.client().policy_impact(model)
+        if not impact.changed_pods:
+            return
+        lines = [
+            f"  {c.pod} to {c.destination}: {c.before or 'dropped'} -> {c.after or 'dropped'}" for c in impact.changes
+        ]
+        if impact.changed_pods > len({c.pod for c in impact.changes}):
+            lines.append(f"  ... and more: {impact.changed_pods} pods in all")
+        sample = ", ".join(impact.sample)
+        diags.add_warning(
+            f"Egress impact: {impact.changed_pods} pod(s) change source IP",
+            f"Policy {model.name!r} selects {impact.selected_pods} pod(s) ({sample}). Applying this changes the "
+            f"source IP their traffic leaves with (now -> once applied):\n" + "\n".join(lines)
+            + "\n\nAsk for any pod and destination with the egress_effective_ip data source.",
+            path=["egress_source_ip"],
+        )
 
     # --- conversion ---
     @staticmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any, ClassVar, Iterator, Optional
 
 from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
@@ -28,8 +29,9 @@ from tf.utils import Diagnostics
 from egress_api import errors, models
 from egress_provider.framework.diagnostics import Locator, add_api_error, add_invalid_object, add_resolved_outcome
 from egress_provider.framework.servicer import PlanContext
-from egress_provider.resources import timeouts
-from egress_provider.resources.common import call, model_input, plan_time_check, validate_config
+from egress_provider.config_inventory import destroy_run
+from egress_provider.resources import plan_checks, timeouts
+from egress_provider.resources.common import model_input, validate_config
 
 
 class AgentObjectResource(Resource):
@@ -61,29 +63,79 @@ class AgentObjectResource(Resource):
         """Terraform state for an object as the agent stores it."""
         raise NotImplementedError
 
+    def observed(self, model) -> dict[str, Any]:
+        """Computed attributes the agent derives from other state (e.g. the pods a policy selects)."""
+        return {}
+
+    def plan_notes(self, diags: Diagnostics, model) -> None:
+        """Warnings a reviewer should read in a plan that creates or changes `model` (e.g. its impact)."""
+
+    def _state(self, versioned, values: dict) -> State:
+        """State for the stored object: what the agent observes of it, and the `timeouts` block of `values`
+        (config-only, kept as written)."""
+        state = {**self.to_state(versioned), "timeouts": values.get("timeouts")}
+        try:
+            state.update(self.observed(versioned.obj))
+        except errors.ApiError:
+            pass  # left unknown-free but null; the next refresh fills them in
+        return state
+
     # --- plan ---
     def validate(self, diags: Diagnostics, type_name: str, config: Config):
         super().validate(diags, type_name, config)
         if not diags.has_errors():
             validate_config(diags, self.kind, self.model_data(config), self.locator(config))
             timeouts.validate(diags, config.get("timeouts"))
+        if self.provider.endpoint is None:  # the validate walk: note the configuration for the plan walk
+            self.provider.config_inventory.record(self.kind, self.model_data(config))
 
     def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
         planned["id"] = planned["name"]
         view = self.provider.plan_view
         if current is not None and current["name"] != planned["name"]:
-            view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted first
-        if not (ctx.changed_fields - set(self.provider_only_fields)) or self.provider.endpoint is None:
+            view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted
+        if self.provider.endpoint is None or destroy_run():
             return planned
         model = validate_config(Diagnostics(), self.kind, self.model_data(planned))
-        if model is not None:
-            plan_time_check(ctx.diagnostics, self.provider.client(), view, model, kind=self.terraform_type,
-                            at=self.locator(planned))
-            view.plan_object(self.kind, model)
+        if model is None:
+            return planned
+        view.plan_object(self.kind, model)
+        # Unchanged objects are checked too (another change may break them), but only errors are shown for them.
+        changed = bool(ctx.changed_fields)
+        w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
+        if w is None:
+            return planned
+        if isinstance(model, models.Gateway):
+            before = w.stored_gateways.get(current["name"] if current else model.name)
+            plan_checks.check_gateway(ctx.diagnostics, w, model, before, kind=self.terraform_type, warn=changed,
+                                      at=self.locator(planned))
+        else:
+            plan_checks.check_policy(ctx.diagnostics, w, model, kind=self.terraform_type, warn=changed,
+                                      at=self.locator(planned))
+        if changed and not ctx.diagnostics.has_errors():
+            plan_checks.assignment_warnings(ctx.diagnostics, self.provider.client(), w, model, kind=self.terraform_type,
+                                             at=self.locator(planned))
+            try:
+                self.plan_notes(ctx.diagnostics, model)
+            except errors.ApiError:
+                pass
         return planned
 
     def plan_destroy(self, ctx: PlanContext, current: State) -> None:
-        self.provider.plan_view.object_gone(self.kind, current["name"])
+        view = self.provider.plan_view
+        view.object_gone(self.kind, current["name"])
+        if self.kind != "gateway" or self.provider.endpoint is None or destroy_run():
+            return
+        inventory = self.provider.config_inventory.load()
+        planned, _ = view.snapshot()
+        if current["name"] in planned["gateway"] or (inventory is not None and current["name"] in inventory.gateways):
+            return  # a gateway of that name stays: this is the old instance of a replacement
+        # Removed from the configuration (or by a count/for_each change): the configuration's policies stay.
+        w = plan_checks.agent_world(view, self.provider.client(), inventory)
+        before = w and w.stored_gateways.get(current["name"])
+        if before is not None:
+            plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True,
+                                      at=self.locator(current))
 
     # --- apply ---
     def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
@@ -91,8 +143,40 @@ class AgentObjectResource(Resource):
         if model is None:
             return None
         v = self._write(ctx.diagnostics, "create", model, planned, at=self.locator(planned),
-                        request_id=request_id("create", self.kind, model))
-        return None if v is None else self._state(v, planned)
+                        request_id=request_id("create", self.kind, model), adopt_existing=True)
+        if v is None:
+            return None
+        # The old instance of a create_before_destroy may be this very object (the agent answered a repeated
+        # request with it, or it was adopted): the old instance's delete later in this apply must not remove it.
+        self.provider.adopted.add(self.kind, model.name, v.resource_version)
+        return self._state(v, planned)
+
+    def _adopt(self, diags: Diagnostics, model, err: errors.AlreadyExists, at):
+        """Create found `model.name` existing: adopt it when it is exactly `model`, refuse otherwise.
+
+        `create_before_destroy` of an object with a fixed name (`terraform apply
+        -replace` with it, or a change that forces replacement) creates the
+        new object while the old one still exists under that name, then deletes
+        the old one. The new object would be identical, so it takes the old one
+        over; the delete of the old one that follows in this apply is then
+        skipped (`AdoptedObjects`). Anything else stays an error.
+        """
+        try:
+            existing = self._client_method("get")(model.name)
+        except errors.ApiError:
+            existing = None
+        if existing is None or existing.obj != model:
+            add_api_error(diags, err, action=f'create {self.terraform_type} "{model.name}"',
+                          kind=self.terraform_type, name=model.name, endpoint=self.provider.client().target, at=at)
+            return None
+        diags.add_warning(
+            f"Adopted the existing {self.kind} {model.name!r}",
+            f"The agent already has {self.kind} {model.name!r} exactly as configured, so this resource took it over "
+            "instead of creating it (create_before_destroy of a fixed name replaces an object with itself; the delete "
+            "of the old instance is then skipped). If another Terraform configuration also manages it, remove it "
+            "from one of them.",
+        )
+        return existing
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
         model = self._parse(ctx.diagnostics, planned)
@@ -108,6 +192,8 @@ class AgentObjectResource(Resource):
 
     def delete(self, ctx: DeleteContext, current: State):
         name = current["name"]
+        if self.provider.adopted.take(self.kind, name, _resource_version(current)):
+            return None  # the old instance of a create_before_destroy: its replacement owns the object now
         action = f'delete {self.terraform_type} "{name}"'
         client = self.provider.client()
         try:
@@ -172,28 +258,52 @@ class AgentObjectResource(Resource):
             add_invalid_object(diags, err, self.locator(planned))
             return None
 
-    def _state(self, versioned, values: dict) -> State:
-        """State for the stored object, with the `timeouts` block of `values` (config-only, kept as written)."""
-        return {**self.to_state(versioned), "timeouts": values.get("timeouts")}
+    def _write(self, diags: Diagnostics, verb: str, model, values: dict, *, at: Optional[Locator] = None,
+               adopt_existing: bool = False, **kwargs):
+        """Create or update `model` on the agent within `values`' timeout; on an error add a diagnostic, return None.
 
-    def _write(self, diags: Diagnostics, verb: str, model, values: dict, **kwargs):
-        """Create or update `model` on the agent within `values`' timeout; on an error add a diagnostic, return None."""
+        `adopt_existing`: a create that finds the name taken adopts an identical object (`_adopt`).
+        """
         action = f'{verb} {self.terraform_type} "{model.name}"'
         client = self.provider.client()
-        result = call(
-            diags,
-            self._client_method(verb),
-            model,
-            action=action,
-            kind=self.terraform_type,
-            name=model.name,
-            endpoint=client.target,
-            deadline=timeouts.deadline(values, verb),
-            **kwargs,
-        )
-        if result is not None:
-            add_resolved_outcome(diags, client.last_call, action=action)
+        try:
+            result = self._client_method(verb)(model, deadline=timeouts.deadline(values, verb), **kwargs)
+        except errors.AlreadyExists as err:
+            if adopt_existing:
+                return self._adopt(diags, model, err, at)
+            add_api_error(diags, err, action=action, kind=self.terraform_type, name=model.name,
+                          endpoint=client.target, at=at)
+            return None
+        except errors.ApiError as err:
+            add_api_error(diags, err, action=action, kind=self.terraform_type, name=model.name,
+                          endpoint=client.target, at=at)
+            return None
+        add_resolved_outcome(diags, client.last_call, action=action)
         return result
+
+
+class AdoptedObjects:
+    """(kind, name, resource_version) of objects a create adopted in this plugin process (one apply).
+
+    Terraform deletes the old instance of a create_before_destroy in the same
+    apply, with the resource_version it had; that delete must not remove the
+    object the new instance now owns. Each entry is used once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: set[tuple[str, str, int]] = set()
+
+    def add(self, kind: str, name: str, resource_version: int) -> None:
+        with self._lock:
+            self._entries.add((kind, name, resource_version))
+
+    def take(self, kind: str, name: str, resource_version: int) -> bool:
+        with self._lock:
+            if (kind, name, resource_version) in self._entries:
+                self._entries.discard((kind, name, resource_version))
+                return True
+            return False
 
 
 def resource_version_attribute() -> Attribute:

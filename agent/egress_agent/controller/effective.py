@@ -1,0 +1,120 @@
+"""Which source IP a pod's traffic leaves with, and what a policy change would change (pure: no I/O).
+
+The answer follows the datapath's own rules (`node/desired.py`, the steering
+classifier and `datapath/nat.py`):
+
+- traffic to a cluster pod CIDR is not NATed: it keeps the pod's IP;
+- among the policies that select the pod and list a CIDR containing the
+  destination, the longest prefix wins, then the policy name;
+- that policy's traffic leaves from the node holding its `egress_source_ip`
+  with that address, or is dropped when no node holds it (fail closed);
+- traffic no policy selects leaves from the pod's node with the node's IP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
+from egress_api import models
+
+SAMPLE = 10  # pods named in an impact's sample
+CHANGES = 20  # source changes listed in an impact
+
+
+@dataclass(frozen=True)
+class World:
+    pods: dict[str, models.Pod]  # "namespace/name" -> pod
+    namespace_labels: dict[str, dict[str, str]]
+    policies: dict[str, models.Policy]
+    holders: dict[str, str]  # floating IP -> node holding it ("" = nobody)
+    node_addresses: dict[str, str]  # node -> uplink address
+    pod_cidrs: tuple[ipaddress.IPv4Network, ...]
+
+
+def world_of(snapshot: Snapshot) -> World:
+    """The inputs, from one snapshot of POD, NAMESPACE, POLICY, ASSIGNMENT and NODE records."""
+    nodes = snapshot.of(NODE)
+    return World(
+        pods={k: models.Pod.model_validate(r.value) for k, r in snapshot.of(POD).items()},
+        namespace_labels={n: r.value.get("labels", {}) for n, r in snapshot.of(NAMESPACE).items()},
+        policies={n: models.Policy.model_validate(r.value) for n, r in snapshot.of(POLICY).items()},
+        holders={ip: r.value.get("node", "") for ip, r in snapshot.of(ASSIGNMENT).items()},
+        node_addresses={n: str(ipaddress.ip_interface(r.value["node_ip"]).ip) for n, r in nodes.items() if r.value.get("node_ip")},
+        pod_cidrs=tuple(ipaddress.ip_network(r.value["pod_cidr"]) for r in nodes.values() if r.value.get("pod_cidr")),
+    )
+
+
+@dataclass(frozen=True)
+class Effective:
+    source_ip: str  # "" when dropped
+    policy: str  # "" when none applies
+    holder: str  # node the traffic leaves from
+    dropped: bool
+    node: str  # the pod's node
+
+
+def selects(world: World, policy: models.Policy, pod: models.Pod) -> bool:
+    return policy.selects(world.namespace_labels.get(pod.namespace, {}), pod.labels)
+
+
+def effective_ip(world: World, pod: models.Pod, destination: str, held_anyway: frozenset[str] = frozenset()) -> Effective:
+    """Where `pod`'s traffic to `destination` leaves from. IPs in `held_anyway` count as held (a preview)."""
+    dst = ipaddress.ip_address(destination)
+    if any(dst in net for net in world.pod_cidrs):
+        return Effective(pod.ip, "", pod.node, False, pod.node)
+    best: Optional[tuple[int, str, models.Policy]] = None
+    for p in world.policies.values():
+        lengths = [n.prefixlen for n in map(ipaddress.ip_network, p.destination_cidrs) if dst in n]
+        if lengths and selects(world, p, pod):
+            key = (-max(lengths), p.name, p)
+            if best is None or key[:2] < best[:2]:
+                best = key
+    if best is None:
+        return Effective(world.node_addresses.get(pod.node, ""), "", pod.node, False, pod.node)
+    policy = best[2]
+    holder = world.holders.get(policy.egress_source_ip, "")
+    if not holder and policy.egress_source_ip in held_anyway:
+        holder = "(its gateway node)"
+    if not holder:
+        return Effective("", policy.name, "", True, pod.node)
+    return Effective(policy.egress_source_ip, policy.name, holder, False, pod.node)
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    pod: str
+    destination: str
+    before: str  # "" = dropped
+    after: str
+
+
+@dataclass(frozen=True)
+class Impact:
+    selected_pods: int
+    sample: list[str]
+    changes: list[SourceChange]
+    changed_pods: int
+
+
+def impact(world: World, policy: models.Policy) -> Impact:
+    """What writing `policy` (create or update) would change, its source IP counted as held once written."""
+    after = replace(world, policies={**world.policies, policy.name: policy})
+    old = world.policies.get(policy.name)
+    selected = sorted(k for k, pod in world.pods.items() if selects(world, policy, pod))
+    concerned = sorted(set(selected) | {k for k, pod in world.pods.items() if old and selects(world, old, pod)})
+    cidrs = sorted(set(policy.destination_cidrs) | set(old.destination_cidrs if old else ()),
+                   key=lambda c: ipaddress.ip_network(c))
+    changes, changed = [], set()
+    for key in concerned:
+        pod = world.pods[key]
+        for cidr in cidrs:
+            dst = str(ipaddress.ip_network(cidr).network_address)
+            was = effective_ip(world, pod, dst).source_ip
+            will = effective_ip(after, pod, dst, held_anyway=frozenset({policy.egress_source_ip})).source_ip
+            if was != will:
+                changed.add(key)
+                changes.append(SourceChange(key, cidr, was, will))
+    return Impact(len(selected), selected[:SAMPLE], changes[:CHANGES], len(changed))

@@ -1,0 +1,159 @@
+"""The configuration's gateways and policies, as `terraform validate` saw them, for plan-time decisions.
+
+A resource's PlanResourceChange sees only its own configuration, and
+Terraform plans independent resources in any order, so while planning a
+policy the provider cannot tell whether a gateway listing its source IP is
+still to be planned. But every `terraform plan` (and `apply` without a saved
+plan) first runs a *validate walk* in a separate plugin process, which gets
+ValidateResourceConfig for every resource block of the configuration before
+the plan walk starts. That process records what it saw here, and the plan
+walk's process reads it: with it, "no gateway of the configuration lists
+this IP" is decidable, so it can be a plan error instead of a warning.
+
+The two processes are children of the same Terraform process; the record is
+keyed by that process (pid and start time, so a reused pid never matches).
+Only values known in the validate walk count: a block whose name or IPs come
+from variables, `count.index` or `each` makes that kind *incomplete*, and the
+plan then decides only what it can without it (never a false error). With
+several provider configurations (aliases) there are several validate
+processes and no single inventory, so none is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from egress_api import models
+
+_MAX_AGE_S = 3600  # records of finished runs are removed by later runs
+
+
+def _walk_dir() -> Optional[Path]:
+    """This Terraform run's directory: <tmp>/egress-provider-<uid>/<terraform pid>-<its start time>."""
+    ppid = os.getppid()
+    try:
+        start = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return Path(tempfile.gettempdir()) / f"egress-provider-{os.getuid()}" / f"{ppid}-{start}"
+
+
+def destroy_run() -> bool:
+    """Whether this Terraform run destroys (`terraform destroy`, `plan -destroy`, `apply -destroy`).
+
+    A destroy first runs a normal-mode plan of the configuration to refresh the state (Terraform's
+    pre-destroy refresh), and an error there would stop the destroy. Nothing a destroy leaves
+    behind can be wrong in the configuration's sense, so the cross-object checks stay silent.
+    """
+    try:
+        args = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        args = []
+    args += [a for k, v in os.environ.items() if k.startswith("TF_CLI_ARGS") for a in v.split()]
+    return any(a in ("destroy", "-destroy", "--destroy") or a.startswith(("-destroy=", "--destroy=")) and
+               a.split("=", 1)[1].lower() in ("true", "1") for a in args)
+
+
+def _string_list(value: Any) -> Optional[list[str]]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+@dataclass
+class Inventory:
+    """Gateway name -> floating IPs, policy name -> source IP, and whether each kind is fully known."""
+
+    gateways: dict[str, list[str]] = field(default_factory=dict)
+    policies: dict[str, str] = field(default_factory=dict)
+    gateways_complete: bool = True
+    policies_complete: bool = True
+
+    def add(self, kind: str, config: dict[str, Any]) -> None:
+        if kind == "gateway":
+            name = "default" if config.get("name") is None else config.get("name")  # the schema's default
+            ips = _string_list(config.get("floating_ips"))
+            if not isinstance(name, str) or ips is None:
+                self.gateways_complete = False
+                return
+            try:
+                self.gateways[name] = sorted({models.parse_ipv4(ip) for ip in ips})
+            except ValueError:
+                pass  # invalid: validation reports it
+        elif kind == "policy":
+            name, ip = config.get("name"), config.get("egress_source_ip")
+            if not isinstance(name, str) or not isinstance(ip, str):
+                self.policies_complete = False
+                return
+            try:
+                self.policies[name] = models.parse_ipv4(ip)
+            except ValueError:
+                pass
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+class ConfigInventory:
+    """Records (validate walk) and reads (plan walk) the Inventory of this Terraform run."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._recorded = Inventory()
+        self._loaded: Optional[Inventory] = None
+        self._load_done = False
+
+    # --- validate walk ---
+    def record(self, kind: str, config: dict[str, Any]) -> None:
+        """Note a resource block's configuration (called from ValidateResourceConfig before configuration)."""
+        where = _walk_dir()
+        if where is None:
+            return
+        with self._lock:
+            self._recorded.add(kind, config)
+            where.mkdir(parents=True, exist_ok=True)
+            tmp = where / f".{os.getpid()}.tmp"
+            tmp.write_text(self._recorded.to_json())
+            tmp.replace(where / f"{os.getpid()}.json")
+        _remove_old(where.parent)
+
+    # --- plan walk ---
+    def load(self) -> Optional[Inventory]:
+        """The validate walk's inventory of this run, or None when there is no single one."""
+        with self._lock:
+            if not self._load_done:
+                self._load_done = True
+                self._loaded = self._read()
+            return self._loaded
+
+    @staticmethod
+    def _read() -> Optional[Inventory]:
+        where = _walk_dir()
+        if where is None or not where.is_dir():
+            return None
+        files = [f for f in where.glob("*.json") if f.stem != str(os.getpid())]
+        if len(files) != 1:
+            return None
+        try:
+            return Inventory(**json.loads(files[0].read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _remove_old(root: Path) -> None:
+    now = time.time()
+    for d in root.iterdir():
+        try:
+            if now - d.stat().st_mtime > _MAX_AGE_S:
+                for f in d.iterdir():
+                    f.unlink()
+                d.rmdir()
+        except OSError:
+            pass

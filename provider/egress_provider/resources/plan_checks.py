@@ -1,0 +1,172 @@
+"""Cross-object checks at plan time: an error where the configuration and the agent decide, else a warning.
+
+The rules are the models' (`models.duplicate_source_ip`, `unclaimed_source_ip`,
+`shared_floating_ips`, `released_in_use`), the same the agent reports on
+writes; this module decides only how *certain* the objects they are checked
+against are once the plan is applied:
+
+- certain: planned in this walk (this plugin process saw its PlanResourceChange),
+  or declared in the configuration with known values (`config_inventory`, from
+  the validate walk) and not planned away;
+- possible: in the agent but neither planned nor in the configuration: it may
+  be destroyed later in this walk (an orphan in this state) or stay (managed
+  elsewhere).
+
+A violation against certain objects can never apply as intended: it is a plan
+error. One that depends on possible objects is a warning (never a false
+error). "The source IP is in no gateway" needs every gateway to be known, so
+it is an error only with a complete inventory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+from tf.utils import Diagnostics
+
+from egress_api import errors, models
+from egress_provider.config_inventory import Inventory
+from egress_provider.framework.diagnostics import Locator, add_violations
+
+DECIDED = (
+    "This follows from the configuration and the objects the agent already has, whatever order Terraform "
+    "applies them in, so the plan stops here: fix the configuration."
+)
+UNDECIDED = (
+    "This depends on objects that are not in this configuration (they may be destroyed in this run, or be "
+    "managed elsewhere). The agent accepts the write and keeps traffic fail-closed until the objects agree."
+)
+
+
+class PlanView:
+    """What this plugin process has planned so far (kind -> name -> model, and names planned to be deleted)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()  # Terraform plans independent resources concurrently
+        self._planned: dict[str, dict[str, models.BaseModel]] = {"gateway": {}, "policy": {}}
+        self._gone: dict[str, set[str]] = {"gateway": set(), "policy": set()}
+
+    def plan_object(self, kind: str, model: models.BaseModel) -> None:
+        with self._lock:
+            self._planned[kind][model.name] = model
+            self._gone[kind].discard(model.name)
+
+    def object_gone(self, kind: str, name: str) -> None:
+        """The `kind` object `name` is planned to be deleted (destroyed, or replaced under a new name)."""
+        with self._lock:
+            if name not in self._planned[kind]:  # a replacement under the same name stays planned
+                self._gone[kind].add(name)
+
+    def snapshot(self) -> tuple[dict, dict]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._planned.items()}, {k: set(v) for k, v in self._gone.items()}
+
+
+@dataclass
+class World:
+    stored_gateways: dict[str, models.Gateway]
+    certain_gateways: dict[str, models.Gateway]
+    possible_gateways: dict[str, models.Gateway]
+    certain_policies: dict[str, models.Policy]
+    possible_policies: dict[str, models.Policy]
+    all_gateways_known: bool
+
+
+def _gateway(name: str, ips: list[str]) -> models.Gateway:
+    return models.Gateway.model_construct(name=name, floating_ips=list(ips))
+
+
+def _policy(name: str, ip: str) -> models.Policy:
+    return models.Policy.model_construct(name=name, egress=[], destination_cidrs=[], egress_source_ip=ip)
+
+
+def _split(planned: dict, gone: set, stored: dict, from_config: dict, make, config_certain: bool) -> tuple[dict, dict]:
+    certain, possible = dict(planned), {}
+    for name, value in from_config.items():
+        if name not in certain and name not in gone:
+            (certain if config_certain else possible)[name] = make(name, value)
+    for name, obj in stored.items():
+        if name not in certain and name not in possible and name not in gone and name not in from_config:
+            possible[name] = obj
+    return certain, possible
+
+
+def world(view: PlanView, client, inventory: Optional[Inventory]) -> World:
+    """The objects once this plan is applied (not used in a destroy run: see config_inventory.destroy_run)."""
+    stored_g = {v.obj.name: v.obj for v in client.list_gateways()}
+    stored_p = {v.obj.name: v.obj for v in client.list_policies()}
+    planned, gone = view.snapshot()
+    inv = inventory or Inventory(gateways_complete=False, policies_complete=False)
+    certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, inv.gateways, _gateway, True)
+    certain_p, possible_p = _split(planned["policy"], gone["policy"], stored_p, inv.policies, _policy, True)
+    return World(stored_g, certain_g, possible_g, certain_p, possible_p, inventory is not None and inv.gateways_complete)
+
+
+def _report(
+    diags: Diagnostics, certain: list, possible: list, *, kind: str, name: str, warn: bool, at: Optional[Locator]
+) -> None:
+    add_violations(diags, certain, kind=kind, name=name, note=DECIDED, at=at)
+    if warn:
+        possible = [v for v in possible if v not in certain]
+        add_violations(diags, possible, kind=kind, name=name, warning=True, note=UNDECIDED, at=at)
+
+
+def check_policy(
+    diags: Diagnostics, w: World, policy: models.Policy, *, kind: str, warn: bool, at: Optional[Locator] = None
+) -> None:
+    others_certain = [p for n, p in w.certain_policies.items() if n != policy.name]
+    certain = models.duplicate_source_ip(policy, others_certain)
+    possible = models.duplicate_source_ip(policy, list(w.possible_policies.values()))
+    found = models.unclaimed_source_ip(policy, [*w.certain_gateways.values(), *w.possible_gateways.values()])
+    if found:
+        (certain if w.all_gateways_known else possible).append(found)
+    _report(diags, certain, possible, kind=kind, name=policy.name, warn=warn, at=at)
+
+
+def check_gateway(
+    diags: Diagnostics,
+    w: World,
+    gateway: Optional[models.Gateway],
+    before: Optional[models.Gateway],
+    *,
+    kind: str,
+    warn: bool,
+    at: Optional[Locator] = None,
+) -> None:
+    """`gateway` planned to exist (None: planned to be deleted); `before`: the stored object it replaces."""
+    name = gateway.name if gateway else before.name
+    others = [g for n, g in {**w.possible_gateways, **w.certain_gateways}.items() if n not in (name, before and before.name)]
+    certain, possible = [], []
+    if gateway is not None:
+        certain += models.shared_floating_ips(gateway, [g for n, g in w.certain_gateways.items() if n != name])
+        possible += models.shared_floating_ips(gateway, [g for n, g in w.possible_gateways.items() if n != name])
+    if before is not None:
+        certain += models.released_in_use(gateway, others, list(w.certain_policies.values()), before=before)
+        possible += models.released_in_use(gateway, others, list(w.possible_policies.values()), before=before)
+    _report(diags, certain, possible, kind=kind, name=name, warn=warn, at=at)
+
+
+def agent_world(view: PlanView, client, inventory: Optional[Inventory]) -> Optional[World]:
+    try:
+        return world(view, client, inventory)
+    except errors.ApiError:
+        return None  # the apply reports agent trouble with its own diagnostic
+
+
+def assignment_warnings(diags: Diagnostics, client, w: World, model, *, kind: str, at: Optional[Locator] = None) -> None:
+    """What the agent's assignment says about a changed object: IPs no node can take, a source IP nobody holds."""
+    try:
+        if isinstance(model, models.Gateway):
+            found = [v for v in client.validate_gateway(model).warnings if "cannot be assigned to any node" in v.message]
+        else:
+            # Known only once the gateway listing the IP is stored as planned. Terraform plans each resource
+            # again just before applying it, so an apply reports UnknownEgressIP even for a gateway made alongside.
+            owner = next((g for g in w.certain_gateways.values() if model.egress_source_ip in g.floating_ips), None)
+            if owner is None or w.stored_gateways.get(owner.name) != owner:
+                return
+            found = [v for v in client.validate_policy(model).warnings if v.message.startswith("UnknownEgressIP")]
+    except errors.ApiError:
+        return
+    add_violations(diags, found, kind=kind, name=model.name, warning=True, at=at)
