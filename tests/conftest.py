@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,3 +44,39 @@ def group(tmp_path, etcd3) -> AgentGroup:
         yield g
     finally:
         g.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of `pid`, from the ppid fields in /proc (Linux only, which the suite is)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may contain spaces
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def pytest_sessionfinish(session):
+    """Last line of defence: every fixture has been torn down by now, so a process the tests started that
+    is still alive has leaked (a test that failed before its cleanup). Kill it and say which it was."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for pid in _descendants(os.getpid()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        if reporter is not None:
+            reporter.write("\n")  # the progress line may still be open
+            reporter.write_line(f"tests left process {pid} running, killed it: {cmd[:200]}", red=True)

@@ -129,14 +129,24 @@ class EtcdCluster:
         member.started_once = True
 
     def start(self) -> "EtcdCluster":
-        for m in self.members:
-            self.start_member(m)
-        self.wait_healthy()
+        """Starts every member and waits for health; on failure kills them all before raising, since
+        `cluster = make_cluster(...).start()` leaves the caller nothing to close."""
+        try:
+            for m in self.members:
+                self.start_member(m)
+            self.wait_healthy()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def restart_member(self, member: EtcdMember) -> None:
         self.start_member(member)
-        self.wait_member_healthy(member)
+        try:
+            self.wait_member_healthy(member)
+        except BaseException:
+            member.kill()
+            raise
 
     def wait_member_healthy(self, member: EtcdMember, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -187,10 +197,14 @@ class EtcdCluster:
             m.stop()
 
     def start_all(self) -> None:
-        for m in self.members:
-            if not m.running:
-                self.start_member(m)
-        self.wait_healthy()
+        try:
+            for m in self.members:
+                if not m.running:
+                    self.start_member(m)
+            self.wait_healthy()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         for m in self.members:
@@ -201,16 +215,30 @@ class EtcdCluster:
 
 
 def make_tls(base: Path) -> dict:
-    """A throwaway CA and one certificate for 127.0.0.1 (used by etcd and its clients), made with openssl."""
+    """A throwaway CA and one certificate for 127.0.0.1 (used by etcd and its clients), made with openssl.
+
+    Both are strict RFC 5280 certificates (key usages, key identifiers): Python 3.13's default TLS context
+    (and urllib3's, so requests') verifies with VERIFY_X509_STRICT and rejects a CA without keyUsage — the
+    client then aborts the handshake, which etcd logs as "tls: bad record MAC".
+    """
     base.mkdir(parents=True, exist_ok=True)
     ca, ca_key, cert, key = (str(base / n) for n in ("ca.pem", "ca.key", "cert.pem", "cert.key"))
-    ext = base / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    cnf = base / "openssl.cnf"  # our own config, so the system's openssl.cnf defaults play no part
+    cnf.write_text(
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = egress-test\n"
+        "[ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n"
+        "subjectKeyIdentifier = hash\n"
+        "[leaf]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = IP:127.0.0.1\n"
+        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n"
+    )
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=egress-test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", str(base / "cert.csr"), "-subj", "/CN=egress-test")
+    run("req", "-x509", "-config", str(cnf), "-extensions", "ca", "-newkey", "rsa:2048", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=egress-test-ca")
+    run("req", "-new", "-config", str(cnf), "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+        "-out", str(base / "cert.csr"), "-subj", "/CN=egress-test")
     run("x509", "-req", "-in", str(base / "cert.csr"), "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-        "-days", "1", "-extfile", str(ext))
+        "-days", "1", "-extfile", str(cnf), "-extensions", "leaf")
     return {"ca": ca, "cert": cert, "key": key}
 
 
