@@ -57,7 +57,7 @@ def state_names(tf: Terraform) -> set[str]:
 
 def apply_pausing_agent(tf: Terraform, agent, pause_s: float, after_policies: int) -> subprocess.CompletedProcess:
     """`terraform apply` during which the agent is stopped for `pause_s` once it holds `after_policies` policies."""
-    proc = subprocess.Popen([str(tf.binary), "apply", "-auto-approve", "-no-color", "-input=false"], cwd=tf.dir,
+    proc = subprocess.Popen([*tf.core.argv, "apply", "-auto-approve", "-no-color", "-input=false"], cwd=tf.dir,
                             env=tf.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = agent.client
     try:

@@ -248,6 +248,8 @@ class ProtocolServicer(rpc.ProviderServicer):
                 return
             event = pb.ListResource.Event(identity=self._identity_of(names, state), display_name=state["name"])
             if request.include_resource_object:
+                # A listing knows the stored object only: config-only and observed attributes are null.
+                state = {**{name: None for name in (*attrs, *blocks)}, **state}
                 event.resource_object.CopyFrom(_convert(_encode_state(attrs, blocks, state, None), pb.DynamicValue))
             yield event
 
