@@ -201,13 +201,11 @@ class EgressClient:
 
     def policy_impact(self, policy: models.Policy) -> pb.PolicyImpact:
         """What writing `policy` would change: selected pods and the source IP changes (a PolicyImpact)."""
-        return self._call(self._stub.GetPolicyImpact, convert.policy_to_proto(policy))
+        return self._read("GetPolicyImpact", convert.policy_to_proto(policy))
 
     def effective_ip(self, namespace: str, pod: str, destination: str) -> pb.EffectiveIP:
         """Which source IP pod NAMESPACE/NAME leaves with to DESTINATION now (an EffectiveIP)."""
-        return self._call(
-            self._stub.GetEffectiveIP, pb.EffectiveIPRequest(namespace=namespace, pod=pod, destination=destination)
-        )
+        return self._read("GetEffectiveIP", pb.EffectiveIPRequest(namespace=namespace, pod=pod, destination=destination))
 
     # --- observed state -----------------------------------------------------------------
 
@@ -246,7 +244,7 @@ class EgressClient:
 
     def get_pod(self, key: str) -> models.Pod:
         """`key` is "namespace/name"; FailedPrecondition when its node has not programmed it."""
-        return convert.pod_from_proto(self._call(self._stub.GetPod, pb.ObjectRef(name=key)))
+        return convert.pod_from_proto(self._read("GetPod", pb.ObjectRef(name=key)))
 
     def list_pods(self) -> list[models.Pod]:
         return [convert.pod_from_proto(m) for m in self._read("ListPods", pb.ListRequest()).items]
