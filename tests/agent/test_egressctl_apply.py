@@ -97,9 +97,9 @@ def test_apply_refuses_invalid_files_and_changes_nothing(agent_process, tmp_path
         # a bad value in the second document: the valid first one is not written either
         SEED_STYLE.replace("192.0.2.101", "192.0.2.102").replace("198.51.100.0/24", "198.51.100.0/33"):
             "(document 2): invalid policy 'egress': destination_cidrs.0: '198.51.100.0/33' is not a valid IPv4 CIDR",
-        # a rule across objects, checked against the agent plus the file
-        SEED_STYLE.replace("egressSourceIP: 192.0.2.100", "egressSourceIP: 192.0.2.200"):
-            "egress_source_ip: 192.0.2.200 is not a floating IP of any gateway",
+        # a rule across objects, checked against the agent plus the file: one source IP, two policies
+        SEED_STYLE + "---\n" + SEED_STYLE.split("---\n")[1].replace("name: egress", "name: twin"):
+            "192.0.2.100 is already the egress_source_ip of policy 'egress'",
         "kind: Deployment\nmetadata: {name: x}\nspec: {}\n": "kind 'Deployment' is not one of",
         "kind: policy\nmetadata: {name: egress}\nspec: {egress: [{}], destination_cidrs: [198.51.100.0/24], "
         "egress_source_ip: 192.0.2.100, colour: blue}\n": "colour: unknown attribute",
