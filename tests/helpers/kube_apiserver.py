@@ -548,6 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
+        # The stream's connection is closed when the watch ends: say so, or a client may reuse it for its
+        # next request and race the close (seen as "Server disconnected without sending a response").
+        self.send_header("Connection", "close")
         self.end_headers()
 
     def _send_event(self, event_type: str, obj: dict) -> None:
