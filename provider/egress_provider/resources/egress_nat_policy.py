@@ -132,7 +132,8 @@ class EgressNatPolicy(AgentObjectResource):
         return old
 
     # The selection follows the pods: known once applied (the plan's impact warning shows it before).
-    computed_on_change = ("resource_version", "selected_pods", "selected_pods_sample")
+    observed_fields = ("selected_pods", "selected_pods_sample")
+    computed_on_change = ("resource_version", *observed_fields)
 
     def observed(self, model: models.Policy) -> dict[str, Any]:
         impact = self.provider.client().policy_impact(model)

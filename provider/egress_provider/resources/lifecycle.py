@@ -63,8 +63,11 @@ class AgentObjectResource(Resource):
         """Terraform state for an object as the agent stores it."""
         raise NotImplementedError
 
+    # Computed attributes the agent derives from other state (e.g. the pods a policy selects), see `observed`.
+    observed_fields: ClassVar[tuple[str, ...]] = ()
+
     def observed(self, model) -> dict[str, Any]:
-        """Computed attributes the agent derives from other state (e.g. the pods a policy selects)."""
+        """The `observed_fields` of `model`, asked of the agent."""
         return {}
 
     def plan_notes(self, diags: Diagnostics, model) -> None:
@@ -77,7 +80,7 @@ class AgentObjectResource(Resource):
         try:
             state.update(self.observed(versioned.obj))
         except errors.ApiError:
-            pass  # left unknown-free but null; the next refresh fills them in
+            state.update(dict.fromkeys(self.observed_fields))  # null, never missing: the next refresh fills them in
         return state
 
     # --- plan ---
