@@ -85,9 +85,10 @@ class EgressProvider(Provider):
         self.timeout: float = DEFAULT_TIMEOUT
         self._client = None
         from egress_provider.config_inventory import ConfigInventory
-        from egress_provider.resources.plan_checks import PlanView
+        from egress_provider.resources.plan_checks import AgentEstate, PlanView
 
         self.plan_view = PlanView()  # what this plugin process has planned (see PlanView)
+        self.estate = AgentEstate()  # the agent's objects, read once per plugin process (see AgentEstate)
         self.config_inventory = ConfigInventory()  # the configuration as the validate walk saw it
         from egress_provider.resources.lifecycle import AdoptedObjects
 

@@ -105,7 +105,8 @@ class AgentObjectResource(Resource):
         view.plan_object(self.kind, model)
         # Unchanged objects are checked too (another change may break them), but only errors are shown for them.
         changed = bool(ctx.changed_fields)
-        w = plan_checks.agent_world(view, self.provider.client(), self.provider.config_inventory.load())
+        w = plan_checks.agent_world(view, self.provider.estate, self.provider.client(),
+                                    self.provider.config_inventory.load())
         if w is None:
             return planned
         if isinstance(model, models.Gateway):
@@ -134,7 +135,7 @@ class AgentObjectResource(Resource):
         if current["name"] in planned["gateway"] or (inventory is not None and current["name"] in inventory.gateways):
             return  # a gateway of that name stays: this is the old instance of a replacement
         # Removed from the configuration (or by a count/for_each change): the configuration's policies stay.
-        w = plan_checks.agent_world(view, self.provider.client(), inventory)
+        w = plan_checks.agent_world(view, self.provider.estate, self.provider.client(), inventory)
         before = w and w.stored_gateways.get(current["name"])
         if before is not None:
             plan_checks.check_gateway(ctx.diagnostics, w, None, before, kind=self.terraform_type, warn=True,
@@ -203,11 +204,13 @@ class AgentObjectResource(Resource):
             self._client_method("delete")(name, resource_version=_resource_version(current),
                                           deadline=timeouts.deadline(current, "delete"))
         except errors.NotFound:
+            self.provider.estate.removed(self.kind, name)
             return None  # already gone: the goal of a delete
         except errors.ApiError as err:
             add_api_error(ctx.diagnostics, err, action=action, kind=self.terraform_type, name=name,
                           endpoint=client.target)
             return current
+        self.provider.estate.removed(self.kind, name)
         add_resolved_outcome(ctx.diagnostics, client.last_call, action=action)
         return None
 
@@ -273,7 +276,10 @@ class AgentObjectResource(Resource):
             result = self._client_method(verb)(model, deadline=timeouts.deadline(values, verb), **kwargs)
         except errors.AlreadyExists as err:
             if adopt_existing:
-                return self._adopt(diags, model, err, at)
+                adopted = self._adopt(diags, model, err, at)
+                if adopted is not None:
+                    self.provider.estate.stored(self.kind, adopted.obj)
+                return adopted
             add_api_error(diags, err, action=action, kind=self.terraform_type, name=model.name,
                           endpoint=client.target, at=at)
             return None
@@ -281,6 +287,7 @@ class AgentObjectResource(Resource):
             add_api_error(diags, err, action=action, kind=self.terraform_type, name=model.name,
                           endpoint=client.target, at=at)
             return None
+        self.provider.estate.stored(self.kind, result.obj)
         add_resolved_outcome(diags, client.last_call, action=action)
         return result
 

@@ -12,6 +12,11 @@ against are once the plan is applied:
   be destroyed later in this walk (an orphan in this state) or stay (managed
   elsewhere).
 
+The agent's objects are read once per plugin process (`AgentEstate`) and
+kept current with the provider's own writes: Terraform plans every resource
+instance in turn, and reading the whole estate for each one made a plan of N
+policies cost N listings (quadratic; minutes at 1,000 policies).
+
 A violation against certain objects can never apply as intended: it is a plan
 error. One that depends on possible objects is a warning (never a false
 error). "The source IP is in no gateway" needs every gateway to be known, so
@@ -64,6 +69,42 @@ class PlanView:
             return {k: dict(v) for k, v in self._planned.items()}, {k: set(v) for k, v in self._gone.items()}
 
 
+class AgentEstate:
+    """The agent's gateways and policies as this plugin process knows them: listed once, on first use,
+    then updated by this process's own writes (`stored`, `removed`).
+
+    A plugin process serves one Terraform command, so the listing is as fresh as the command; writes
+    made meanwhile by others (another pipeline, egressctl) are what the plan checks treat as
+    "possible" objects anyway, and the agent re-checks every write against its current store.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._objects: Optional[dict[str, dict[str, models.BaseModel]]] = None
+
+    def snapshot(self, client) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
+        """(gateways, policies) by name; lists them from the agent the first time (errors.ApiError propagates)."""
+        with self._lock:
+            if self._objects is None:
+                self._objects = {
+                    "gateway": {v.obj.name: v.obj for v in client.list_gateways()},
+                    "policy": {v.obj.name: v.obj for v in client.list_policies()},
+                }
+            return dict(self._objects["gateway"]), dict(self._objects["policy"])
+
+    def stored(self, kind: str, model: models.BaseModel) -> None:
+        """This process wrote `model` (created, updated or adopted it): the agent now has it as is."""
+        with self._lock:
+            if self._objects is not None:
+                self._objects[kind][model.name] = model
+
+    def removed(self, kind: str, name: str) -> None:
+        """This process deleted the `kind` object `name` (or found it gone)."""
+        with self._lock:
+            if self._objects is not None:
+                self._objects[kind].pop(name, None)
+
+
 @dataclass
 class World:
     stored_gateways: dict[str, models.Gateway]
@@ -93,10 +134,9 @@ def _split(planned: dict, gone: set, stored: dict, from_config: dict, make, conf
     return certain, possible
 
 
-def world(view: PlanView, client, inventory: Optional[Inventory]) -> World:
+def world(view: PlanView, estate: AgentEstate, client, inventory: Optional[Inventory]) -> World:
     """The objects once this plan is applied (not used in a destroy run: see config_inventory.destroy_run)."""
-    stored_g = {v.obj.name: v.obj for v in client.list_gateways()}
-    stored_p = {v.obj.name: v.obj for v in client.list_policies()}
+    stored_g, stored_p = estate.snapshot(client)
     planned, gone = view.snapshot()
     inv = inventory or Inventory(gateways_complete=False, policies_complete=False)
     certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, inv.gateways, _gateway, True)
@@ -148,9 +188,9 @@ def check_gateway(
     _report(diags, certain, possible, kind=kind, name=name, warn=warn, at=at)
 
 
-def agent_world(view: PlanView, client, inventory: Optional[Inventory]) -> Optional[World]:
+def agent_world(view: PlanView, estate: AgentEstate, client, inventory: Optional[Inventory]) -> Optional[World]:
     try:
-        return world(view, client, inventory)
+        return world(view, estate, client, inventory)
     except errors.ApiError:
         return None  # the apply reports agent trouble with its own diagnostic
 
