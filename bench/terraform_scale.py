@@ -195,6 +195,9 @@ def one_run(kind: str, n: int, core: dict, repo: Path, samples: dict[str, list[d
             (tmp / "main.tf").write_text(config_for(kind, n))
             for step, args in STEPS:
                 samples[step].append(ws.run(*args))
+                r = samples[step][-1]  # as it goes: a large scenario takes minutes
+                print(f"   {kind}:{n} {core['version']} {step}: wall {r['wall']:.2f} s, cpu {r['cpu']:.2f} s, "
+                      f"provider busy {r['busy']:.2f} s, load {r['load'][0]}->{r['load'][1]}", file=sys.stderr, flush=True)
             if samples["plan_noop"][-1]["exit"] != 0:
                 raise SystemExit(f"{kind}:{n} on {core['version']}: the plan after apply is not empty")
         finally:

@@ -199,6 +199,10 @@ class EgressClient:
 
     # --- dry runs of egress ------------------------------------------------------------------
 
+    def gateway_impact(self, gateway: models.Gateway) -> pb.PolicyImpact:
+        """What writing `gateway` would change: pods of policies whose source IP it adds (a PolicyImpact)."""
+        return self._read("GetGatewayImpact", convert.gateway_to_proto(gateway))
+
     def policy_impact(self, policy: models.Policy) -> pb.PolicyImpact:
         """What writing `policy` would change: selected pods and the source IP changes (a PolicyImpact)."""
         return self._read("GetPolicyImpact", convert.policy_to_proto(policy))

@@ -75,6 +75,24 @@ def test_plan_shows_impact_and_the_data_source_answers(acc):
     acc.destroy()
 
 
+def test_gateway_plan_shows_the_pods_whose_policy_it_serves(acc):
+    # A policy managed elsewhere (egressctl) uses 192.0.2.102, which no gateway lists: its traffic is dropped.
+    acc.client.create_policy(models.Policy.model_validate({
+        "name": "elsewhere", "egress": [{"namespace_selector": {"match_labels": {"user": "alice"}}}],
+        "destination_cidrs": ["203.0.113.0/24"], "egress_source_ip": "192.0.2.102"}))
+    gateway = 'resource "egress_gateway" "default" {\n  floating_ips = [%s]\n}\n'
+    acc.step(gateway % '"192.0.2.100"')
+
+    def check(plan):
+        find_diagnostic(plan.warnings, "Warning: Egress impact: 1 pod(s) change source IP", "egress_gateway.default",
+                        "gateway 'default' adds select 1 pod(s) (alice/alice-frontend)",
+                        "alice/alice-frontend to 203.0.113.0/24: dropped -> 192.0.2.102")
+
+    acc.step(gateway % '"192.0.2.100", "192.0.2.102"', check)
+    acc.client.delete_policy("elsewhere")
+    acc.destroy()
+
+
 def test_unknown_pod_is_a_clear_error(acc):
     res = acc.expect_failure(QUERIES.replace("bob-frontend", "nobody"), "No pod bob/nobody")
     find_diagnostic(res.output, "Error: No pod bob/nobody", "data.egress_effective_ip.bob")

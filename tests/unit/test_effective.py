@@ -57,3 +57,26 @@ def test_impact_of_a_new_policy_lists_the_pods_whose_source_changes():
 def test_impact_of_an_unchanged_policy_is_empty():
     i = impact(world(), models.Policy.model_validate(SEED_POLICY))
     assert i.selected_pods == 3 and i.changes == [] and i.changed_pods == 0
+
+
+def test_gateway_impact_lists_the_pods_of_policies_whose_ip_it_adds():
+    from egress_agent.controller.effective import gateway_impact
+
+    w = world(assignments={})  # the policy's 192.0.2.100 is in no gateway yet: its traffic is dropped
+    gateways = {"default": models.Gateway(name="default", floating_ips=["192.0.2.101"])}
+    i = gateway_impact(w, gateways, models.Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.101"]))
+    assert i.selected_pods == 3 and i.changed_pods == 3
+    c = next(c for c in i.changes if c.pod == "alice/fe1")
+    assert (c.destination, c.before, c.after) == ("198.51.100.0/24", "", "192.0.2.100")
+
+
+def test_gateway_impact_is_empty_when_no_policy_uses_what_it_adds():
+    from egress_agent.controller.effective import gateway_impact
+
+    w = world()
+    gateways = {"default": models.Gateway(name="default", floating_ips=["192.0.2.100"])}
+    assert gateway_impact(w, gateways, models.Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.102"])).changed_pods == 0
+    # Already listed by another gateway: nothing is added.
+    gateways["other"] = models.Gateway(name="other", floating_ips=["192.0.2.103"])
+    w = world(policies=({**SEED_POLICY, "egress_source_ip": "192.0.2.103"},))
+    assert gateway_impact(w, gateways, models.Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.103"])).changed_pods == 0

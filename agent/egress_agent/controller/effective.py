@@ -17,6 +17,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from egress_agent.store import typed
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
 from egress_api import models
 
@@ -34,13 +35,15 @@ class World:
     pod_cidrs: tuple[ipaddress.IPv4Network, ...]
 
 
-def world_of(snapshot: Snapshot) -> World:
-    """The inputs, from one snapshot of POD, NAMESPACE, POLICY, ASSIGNMENT and NODE records."""
+def world_of(snapshot: Snapshot, models_of: typed.ModelsOf = typed.parse_all) -> World:
+    """The inputs, from one snapshot of POD, NAMESPACE, POLICY, ASSIGNMENT and NODE records.
+
+    `models_of` parses records (the store's cache, `typed.parsed(store).all`, in the agent)."""
     nodes = snapshot.of(NODE)
     return World(
-        pods={k: models.Pod.model_validate(r.value) for k, r in snapshot.of(POD).items()},
+        pods=dict(models_of(snapshot, POD)),
         namespace_labels={n: r.value.get("labels", {}) for n, r in snapshot.of(NAMESPACE).items()},
-        policies={n: models.Policy.model_validate(r.value) for n, r in snapshot.of(POLICY).items()},
+        policies=dict(models_of(snapshot, POLICY)),
         holders={ip: r.value.get("node", "") for ip, r in snapshot.of(ASSIGNMENT).items()},
         node_addresses={n: str(ipaddress.ip_interface(r.value["node_ip"]).ip) for n, r in nodes.items() if r.value.get("node_ip")},
         pod_cidrs=tuple(ipaddress.ip_network(r.value["pod_cidr"]) for r in nodes.values() if r.value.get("pod_cidr")),
@@ -99,22 +102,47 @@ class Impact:
     changed_pods: int
 
 
+def _changes(before: World, after: World, pods: list[str], cidrs: set[str], held_anyway: frozenset[str]) -> tuple[list, int]:
+    """(the first CHANGES source changes, how many pods change) for `pods`' traffic to each of `cidrs`."""
+    ordered = sorted(cidrs, key=ipaddress.ip_network)
+    changes, changed = [], set()
+    for key in pods:
+        pod = before.pods[key]
+        for cidr in ordered:
+            dst = str(ipaddress.ip_network(cidr).network_address)
+            was = effective_ip(before, pod, dst).source_ip
+            will = effective_ip(after, pod, dst, held_anyway=held_anyway).source_ip
+            if was != will:
+                changed.add(key)
+                changes.append(SourceChange(key, cidr, was, will))
+    return changes[:CHANGES], len(changed)
+
+
 def impact(world: World, policy: models.Policy) -> Impact:
     """What writing `policy` (create or update) would change, its source IP counted as held once written."""
     after = replace(world, policies={**world.policies, policy.name: policy})
     old = world.policies.get(policy.name)
     selected = sorted(k for k, pod in world.pods.items() if selects(world, policy, pod))
     concerned = sorted(set(selected) | {k for k, pod in world.pods.items() if old and selects(world, old, pod)})
-    cidrs = sorted(set(policy.destination_cidrs) | set(old.destination_cidrs if old else ()),
-                   key=lambda c: ipaddress.ip_network(c))
-    changes, changed = [], set()
-    for key in concerned:
-        pod = world.pods[key]
-        for cidr in cidrs:
-            dst = str(ipaddress.ip_network(cidr).network_address)
-            was = effective_ip(world, pod, dst).source_ip
-            will = effective_ip(after, pod, dst, held_anyway=frozenset({policy.egress_source_ip})).source_ip
-            if was != will:
-                changed.add(key)
-                changes.append(SourceChange(key, cidr, was, will))
-    return Impact(len(selected), selected[:SAMPLE], changes[:CHANGES], len(changed))
+    cidrs = set(policy.destination_cidrs) | set(old.destination_cidrs if old else ())
+    changes, changed = _changes(world, after, concerned, cidrs, frozenset({policy.egress_source_ip}))
+    return Impact(len(selected), selected[:SAMPLE], changes, changed)
+
+
+def gateway_impact(world: World, gateways: dict[str, models.Gateway], gateway: models.Gateway) -> Impact:
+    """What writing `gateway` would change: the policies whose source IP it adds start leaving with it.
+
+    Their traffic was dropped (fail-closed: no gateway listed the IP); once the
+    gateway is written the leader assigns the IP, counted here as held. An IP
+    the change removes is the plan checks' concern, not this preview's: a
+    removal under a policy that stays is refused (`models.released_in_use`),
+    and a policy removed in the same plan is not dropped but gone.
+    """
+    others = {ip for n, g in gateways.items() if n != gateway.name for ip in g.floating_ips}
+    listed_before = others | set(gateways[gateway.name].floating_ips if gateway.name in gateways else ())
+    added = frozenset(set(gateway.floating_ips) - listed_before)
+    touched = [p for p in world.policies.values() if p.egress_source_ip in added]
+    selected = sorted(k for k, pod in world.pods.items() if any(selects(world, p, pod) for p in touched))
+    cidrs = {c for p in touched for c in p.destination_cidrs}
+    changes, changed = _changes(world, world, selected, cidrs, added)
+    return Impact(len(selected), selected[:SAMPLE], changes, changed)

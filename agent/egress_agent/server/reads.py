@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 
 from egress_agent.controller import effective, view
 from egress_agent.controller.nodes import NodeSource
-from egress_agent.store import base
+from egress_agent.store import base, typed
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NAMESPACE, NODE, POD, POLICY
 from egress_api import convert, models
 from egress_api.v1 import egress_pb2 as pb
@@ -78,7 +78,7 @@ def describe_policy(
     rec = snap.of(POLICY).get(name)
     if rec is None:
         raise base.NotFound(POLICY, name)
-    policy = models.Policy.model_validate(rec.value)
+    policy = typed.parsed(store).model(rec)
     return pb.DescribePolicyResponse(
         policy=convert.policy_to_proto(policy, rec.version),
         holder=view.holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
@@ -89,7 +89,7 @@ def describe_policy(
 
 
 def _world(store: base.Store) -> effective.World:
-    return effective.world_of(store.snapshot([POD, NAMESPACE, POLICY, ASSIGNMENT, NODE]))
+    return effective.world_of(store.snapshot([POD, NAMESPACE, POLICY, ASSIGNMENT, NODE]), typed.parsed(store).all)
 
 
 def effective_ip(store: base.Store, namespace: str, pod: str, destination: str) -> pb.EffectiveIP:
@@ -111,11 +111,22 @@ def effective_ip(store: base.Store, namespace: str, pod: str, destination: str) 
     return pb.EffectiveIP(source_ip=e.source_ip, policy=e.policy, holder=e.holder, dropped=e.dropped, node=e.node)
 
 
-def policy_impact(store: base.Store, policy: models.Policy) -> pb.PolicyImpact:
-    i = effective.impact(_world(store), policy)
+def _impact_message(i: effective.Impact) -> pb.PolicyImpact:
     return pb.PolicyImpact(
         selected_pods=i.selected_pods,
         sample=i.sample,
         changes=[pb.SourceChange(pod=c.pod, destination=c.destination, before=c.before, after=c.after) for c in i.changes],
         changed_pods=i.changed_pods,
     )
+
+
+def policy_impact(store: base.Store, policy: models.Policy) -> pb.PolicyImpact:
+    return _impact_message(effective.impact(_world(store), policy))
+
+
+def gateway_impact(store: base.Store, gateway: models.Gateway) -> pb.PolicyImpact:
+    """What writing `gateway` would change (see effective.gateway_impact)."""
+    snap = store.snapshot([POD, NAMESPACE, POLICY, ASSIGNMENT, NODE, GATEWAY])
+    cache = typed.parsed(store)
+    world = effective.world_of(snap, cache.all)
+    return _impact_message(effective.gateway_impact(world, cache.all(snap, GATEWAY), gateway))

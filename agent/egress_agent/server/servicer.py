@@ -19,7 +19,7 @@ from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
 from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
 from egress_agent.server.writes import Expired, StaleVersion, Writes
-from egress_agent.store import base
+from egress_agent.store import base, typed
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
 from egress_api import convert, models
 from egress_api.client import DEADLINE_KEY, ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
@@ -211,6 +211,10 @@ class EgressServicer(pb_grpc.EgressServicer):
         return reads.policy_impact(self.store, convert.policy_from_proto(request))
 
     @_rpc
+    def GetGatewayImpact(self, request, context):
+        return reads.gateway_impact(self.store, convert.gateway_from_proto(request))
+
+    @_rpc
     def GetEffectiveIP(self, request, context):
         return reads.effective_ip(self.store, request.namespace, request.pod, request.destination)
 
@@ -246,7 +250,7 @@ class EgressServicer(pb_grpc.EgressServicer):
     def GetPod(self, request, context):
         key = _pod_key(request)
         rec = self._get(POD, key)
-        pod = models.Pod.model_validate(rec.value)
+        pod = typed.parsed(self.store).model(rec)
         if self.pod_check is not None:
             self.pod_check(pod, rec.version)
         return convert.pod_to_proto(pod)
@@ -259,7 +263,8 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListPods(self, request, context):
-        return pb.PodList(items=[convert.pod_to_proto(models.Pod.model_validate(r.value)) for r in self.store.list(POD)])
+        cache = typed.parsed(self.store)
+        return pb.PodList(items=[convert.pod_to_proto(cache.model(r)) for r in self.store.list(POD)])
 
     @_rpc
     def UpsertNamespace(self, request, context):
@@ -269,7 +274,8 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListNamespaces(self, request, context):
-        items = [convert.namespace_to_proto(models.Namespace.model_validate(r.value)) for r in self.store.list(NAMESPACE)]
+        cache = typed.parsed(self.store)
+        items = [convert.namespace_to_proto(cache.model(r)) for r in self.store.list(NAMESPACE)]
         return pb.NamespaceList(items=items)
 
     # --- health ------------------------------------------------------------------------------
@@ -300,13 +306,11 @@ class EgressServicer(pb_grpc.EgressServicer):
             raise base.NotFound(kind, name)
         return rec
 
-    @staticmethod
-    def _gateway(rec: base.Record) -> pb.Gateway:
-        return convert.gateway_to_proto(models.Gateway.model_validate(rec.value), rec.version)
+    def _gateway(self, rec: base.Record) -> pb.Gateway:
+        return convert.gateway_to_proto(typed.parsed(self.store).model(rec), rec.version)
 
-    @staticmethod
-    def _policy(rec: base.Record) -> pb.Policy:
-        return convert.policy_to_proto(models.Policy.model_validate(rec.value), rec.version)
+    def _policy(self, rec: base.Record) -> pb.Policy:
+        return convert.policy_to_proto(typed.parsed(self.store).model(rec), rec.version)
 
     def _validate(self, parse: Callable[[], models.Gateway | models.Policy]) -> pb.ValidateResult:
         try:

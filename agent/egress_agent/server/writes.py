@@ -33,7 +33,7 @@ from egress_api import models
 from egress_agent.controller import view
 from egress_agent.controller.assignment import assign
 from egress_agent.controller.nodes import NodeSource
-from egress_agent.store import base
+from egress_agent.store import base, typed
 from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, RETAINED, WRITE, Check, Delete, Put, Record, Snapshot
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,8 @@ class Desired:
 
 def read_desired(store: base.Store, extra_kinds: tuple[str, ...] = ()) -> Desired:
     snap = store.snapshot([GATEWAY, POLICY, META, WRITE, RETAINED, *extra_kinds])
-    return Desired(
-        snap,
-        {n: models.Gateway.model_validate(r.value) for n, r in snap.of(GATEWAY).items()},
-        {n: models.Policy.model_validate(r.value) for n, r in snap.of(POLICY).items()},
-    )
+    cache = typed.parsed(store)
+    return Desired(snap, cache.all(snap, GATEWAY), cache.all(snap, POLICY))
 
 
 def write_key(kind: str, name: str) -> str:

@@ -104,6 +104,11 @@ class EgressStub(object):
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.Policy.SerializeToString,
                 response_deserializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
                 _registered_method=True)
+        self.GetGatewayImpact = channel.unary_unary(
+                '/egress.v1.Egress/GetGatewayImpact',
+                request_serializer=egress__api_dot_v1_dot_egress__pb2.Gateway.SerializeToString,
+                response_deserializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
+                _registered_method=True)
         self.GetEffectiveIP = channel.unary_unary(
                 '/egress.v1.Egress/GetEffectiveIP',
                 request_serializer=egress__api_dot_v1_dot_egress__pb2.EffectiveIPRequest.SerializeToString,
@@ -249,6 +254,13 @@ class EgressServicer(object):
 
     def GetPolicyImpact(self, request, context):
         """What writing this policy would change, writing nothing (Terraform shows it at plan).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGatewayImpact(self, request, context):
+        """What writing this gateway would change, writing nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -405,6 +417,11 @@ def add_EgressServicer_to_server(servicer, server):
             'GetPolicyImpact': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicyImpact,
                     request_deserializer=egress__api_dot_v1_dot_egress__pb2.Policy.FromString,
+                    response_serializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.SerializeToString,
+            ),
+            'GetGatewayImpact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGatewayImpact,
+                    request_deserializer=egress__api_dot_v1_dot_egress__pb2.Gateway.FromString,
                     response_serializer=egress__api_dot_v1_dot_egress__pb2.PolicyImpact.SerializeToString,
             ),
             'GetEffectiveIP': grpc.unary_unary_rpc_method_handler(
@@ -845,6 +862,33 @@ class Egress(object):
             target,
             '/egress.v1.Egress/GetPolicyImpact',
             egress__api_dot_v1_dot_egress__pb2.Policy.SerializeToString,
+            egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGatewayImpact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/egress.v1.Egress/GetGatewayImpact',
+            egress__api_dot_v1_dot_egress__pb2.Gateway.SerializeToString,
             egress__api_dot_v1_dot_egress__pb2.PolicyImpact.FromString,
             options,
             channel_credentials,

@@ -10,6 +10,7 @@ from tf.types import String
 
 from egress_api import models
 from egress_provider.framework.types import CanonicalStringSet
+from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.timeouts import timeouts_block
 
@@ -51,12 +52,21 @@ class EgressGateway(AgentObjectResource):
                     required=True,
                     description="IPv4 addresses (at least one) the agent assigns to nodes as egress source "
                     "addresses. Each must be in the subnet of some node's uplink and belong to no other gateway. "
-                    "Two or more per L2 domain survive a node failure. Updated in place.",
+                    "Two or more per L2 domain survive a node failure. Updated in place. A plan that adds an IP "
+                    "a policy already uses (its traffic dropped until then) shows which pods start leaving with it "
+                    "in an `Egress impact` warning.",
                 ),
                 resource_version_attribute(),
             ],
             block_types=[timeouts_block()],
         )
+
+    # A policy whose source IP no gateway lists is dropped (fail-closed); a gateway change that lists it
+    # makes its pods leave with it. The plan shows which pods that moves.
+    def plan_notes(self, diags, model: models.Gateway) -> None:
+        add_impact_warning(diags, self.provider.client().gateway_impact(model),
+                           what=f"The policies whose source IP gateway {model.name!r} adds select",
+                           path=["floating_ips"])
 
     # --- conversion ---
     @staticmethod

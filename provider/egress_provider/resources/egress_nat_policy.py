@@ -11,6 +11,7 @@ from tf.types import List, Number, String
 from egress_api import models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
 from egress_provider.framework.types import CanonicalString, CanonicalStringList, StringMapEmptyIsNull
+from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.timeouts import timeouts_block
 
@@ -141,22 +142,8 @@ class EgressNatPolicy(AgentObjectResource):
 
     def plan_notes(self, diags, model: models.Policy) -> None:
         """An `Egress impact` warning: which pods' source IP to the policy's destinations this change moves."""
-        impact = self.provider.client().policy_impact(model)
-        if not impact.changed_pods:
-            return
-        lines = [
-            f"  {c.pod} to {c.destination}: {c.before or 'dropped'} -> {c.after or 'dropped'}" for c in impact.changes
-        ]
-        if impact.changed_pods > len({c.pod for c in impact.changes}):
-            lines.append(f"  ... and more: {impact.changed_pods} pods in all")
-        sample = ", ".join(impact.sample)
-        diags.add_warning(
-            f"Egress impact: {impact.changed_pods} pod(s) change source IP",
-            f"Policy {model.name!r} selects {impact.selected_pods} pod(s) ({sample}). Applying this changes the "
-            f"source IP their traffic leaves with (now -> once applied):\n" + "\n".join(lines)
-            + "\n\nAsk for any pod and destination with the egress_effective_ip data source.",
-            path=["egress_source_ip"],
-        )
+        add_impact_warning(diags, self.provider.client().policy_impact(model),
+                           what=f"Policy {model.name!r} selects", path=["egress_source_ip"])
 
     # --- conversion ---
     @staticmethod
