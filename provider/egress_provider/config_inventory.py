@@ -75,30 +75,51 @@ class Inventory:
     policies: dict[str, str] = field(default_factory=dict)
     gateways_complete: bool = True
     policies_complete: bool = True
+    _objects: Optional[tuple] = field(default=None, repr=False, compare=False)  # objects(), once loaded
 
-    def add(self, kind: str, config: dict[str, Any]) -> None:
+    def objects(self) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
+        """(gateways, policies) as partial models (gateways' IPs, policies' source IP), built once: the plan
+        checks compare every planned object with them."""
+        if self._objects is None:
+            self._objects = (
+                {n: models.Gateway.model_construct(name=n, floating_ips=list(ips)) for n, ips in self.gateways.items()},
+                {n: models.Policy.model_construct(name=n, egress=[], destination_cidrs=[], egress_source_ip=ip)
+                 for n, ip in self.policies.items()},
+            )
+        return self._objects
+
+    def add(self, kind: str, config: dict[str, Any]) -> list:
+        """Note one resource block's configuration; returns what it added, as JSON (see `replay`)."""
         if kind == "gateway":
             name = "default" if config.get("name") is None else config.get("name")  # the schema's default
             ips = _string_list(config.get("floating_ips"))
             if not isinstance(name, str) or ips is None:
-                self.gateways_complete = False
-                return
+                return self.replay(["incomplete", kind])
             try:
-                self.gateways[name] = sorted({models.parse_ipv4(ip) for ip in ips})
+                return self.replay([kind, name, sorted({models.parse_ipv4(ip) for ip in ips})])
             except ValueError:
-                pass  # invalid: validation reports it
-        elif kind == "policy":
+                return []  # invalid: validation reports it
+        if kind == "policy":
             name, ip = config.get("name"), config.get("egress_source_ip")
             if not isinstance(name, str) or not isinstance(ip, str):
-                self.policies_complete = False
-                return
+                return self.replay(["incomplete", kind])
             try:
-                self.policies[name] = models.parse_ipv4(ip)
+                return self.replay([kind, name, models.parse_ipv4(ip)])
             except ValueError:
-                pass
+                return []
+        return []
 
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+    def replay(self, entry: list) -> list:
+        """Apply one entry `add` returned: [kind, name, value] or ["incomplete", kind]."""
+        if entry and entry[0] == "incomplete":
+            if entry[1] == "gateway":
+                self.gateways_complete = False
+            else:
+                self.policies_complete = False
+        elif entry:
+            (self.gateways if entry[0] == "gateway" else self.policies)[entry[1]] = entry[2]
+        self._objects = None
+        return entry
 
 
 class ConfigInventory:
@@ -107,22 +128,30 @@ class ConfigInventory:
     def __init__(self):
         self._lock = threading.Lock()
         self._recorded = Inventory()
+        self._started = False  # this process's record file is open, old runs' records removed
+        self._file = None
         self._loaded: Optional[Inventory] = None
         self._load_done = False
 
     # --- validate walk ---
     def record(self, kind: str, config: dict[str, Any]) -> None:
-        """Note a resource block's configuration (called from ValidateResourceConfig before configuration)."""
+        """Note a resource block's configuration (called from ValidateResourceConfig before configuration).
+
+        Appends one line per block (a whole-file rewrite per block made the validate walk quadratic)."""
         where = _walk_dir()
         if where is None:
             return
         with self._lock:
-            self._recorded.add(kind, config)
-            where.mkdir(parents=True, exist_ok=True)
-            tmp = where / f".{os.getpid()}.tmp"
-            tmp.write_text(self._recorded.to_json())
-            tmp.replace(where / f"{os.getpid()}.json")
-        _remove_old(where.parent)
+            first, self._started = not self._started, True
+            entry = self._recorded.add(kind, config)
+            if first:
+                where.mkdir(parents=True, exist_ok=True)
+                self._file = open(where / f"{os.getpid()}.jsonl", "a", encoding="utf-8")
+            if entry:
+                self._file.write(json.dumps(entry) + "\n")
+                self._file.flush()  # the plan walk's process reads it; Terraform may stop this one any time
+        if first:  # once per process: the folder holds one entry per past Terraform run
+            _remove_old(where.parent)
 
     # --- plan walk ---
     def load(self) -> Optional[Inventory]:
@@ -138,13 +167,16 @@ class ConfigInventory:
         where = _walk_dir()
         if where is None or not where.is_dir():
             return None
-        files = [f for f in where.glob("*.json") if f.stem != str(os.getpid())]
+        files = [f for f in where.glob("*.jsonl") if f.stem != str(os.getpid())]
         if len(files) != 1:
             return None
+        inventory = Inventory()
         try:
-            return Inventory(**json.loads(files[0].read_text()))
-        except (OSError, ValueError, TypeError):
+            for line in files[0].read_text(encoding="utf-8").splitlines():
+                inventory.replay(json.loads(line))
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
             return None
+        return inventory
 
 
 def _remove_old(root: Path) -> None:

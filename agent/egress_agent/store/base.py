@@ -42,6 +42,9 @@ MUST_NOT_EXIST = 0  # for Put: create only
 
 @dataclass(frozen=True)
 class Record:
+    """One record as read. Its `value` may be shared with other reads (stores decode a version once):
+    never modify it; a write builds a new value."""
+
     kind: str
     name: str
     value: dict[str, Any]

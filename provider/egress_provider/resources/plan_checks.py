@@ -115,19 +115,11 @@ class World:
     all_gateways_known: bool
 
 
-def _gateway(name: str, ips: list[str]) -> models.Gateway:
-    return models.Gateway.model_construct(name=name, floating_ips=list(ips))
-
-
-def _policy(name: str, ip: str) -> models.Policy:
-    return models.Policy.model_construct(name=name, egress=[], destination_cidrs=[], egress_source_ip=ip)
-
-
-def _split(planned: dict, gone: set, stored: dict, from_config: dict, make, config_certain: bool) -> tuple[dict, dict]:
+def _split(planned: dict, gone: set, stored: dict, from_config: dict) -> tuple[dict, dict]:
     certain, possible = dict(planned), {}
-    for name, value in from_config.items():
+    for name, obj in from_config.items():
         if name not in certain and name not in gone:
-            (certain if config_certain else possible)[name] = make(name, value)
+            certain[name] = obj
     for name, obj in stored.items():
         if name not in certain and name not in possible and name not in gone and name not in from_config:
             possible[name] = obj
@@ -139,8 +131,9 @@ def world(view: PlanView, estate: AgentEstate, client, inventory: Optional[Inven
     stored_g, stored_p = estate.snapshot(client)
     planned, gone = view.snapshot()
     inv = inventory or Inventory(gateways_complete=False, policies_complete=False)
-    certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, inv.gateways, _gateway, True)
-    certain_p, possible_p = _split(planned["policy"], gone["policy"], stored_p, inv.policies, _policy, True)
+    config_g, config_p = inv.objects()
+    certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, config_g)
+    certain_p, possible_p = _split(planned["policy"], gone["policy"], stored_p, config_p)
     return World(stored_g, certain_g, possible_g, certain_p, possible_p, inventory is not None and inv.gateways_complete)
 
 
