@@ -195,6 +195,7 @@ class Election:
         if not leader or leader == self._seen_leader:
             return
         first, self._seen_leader = not self._seen_leader, leader
+        log.info("the controller leader is %s", leader)
         if self.on_leader and not first:
             try:
                 self.on_leader(leader)
