@@ -1,0 +1,73 @@
+"""deploy/prometheus/rules.yaml: well-formed alert rules that use only metrics a real agent exports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.agent import start_agent
+from helpers.etcd import free_port
+from helpers.metrics import scrape
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yaml"
+DURATION = re.compile(r"^\d+[smhd]$")
+#: Series Prometheus itself makes for every target, not the agent.
+SYNTHETIC = {"up"}
+#: The sample names each metric type has in the text format.
+SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum"), "info": ("_info",)}
+
+
+def rules() -> list[dict]:
+    doc = yaml.safe_load(RULES.read_text())
+    assert set(doc) == {"groups"}
+    out = []
+    for group in doc["groups"]:
+        assert set(group) == {"name", "rules"} and group["rules"], group.get("name")
+        out += group["rules"]
+    return out
+
+
+def exported_names(tmp_path) -> set[str]:
+    """Every sample name a real agent's /metrics can carry, from the families it declares."""
+    address = f"127.0.0.1:{free_port()}"
+    with start_agent(tmp_path, extra_args=["--metrics-listen", address]):
+        m = scrape(address)
+    return {f.name + suffix for f in m.families.values() for suffix in SUFFIXES[f.type]}
+
+
+def test_rules_are_well_formed():
+    names = [r["alert"] for r in rules()]
+    assert len(names) == len(set(names)), "alert names are unique"
+    for rule in rules():
+        name = rule["alert"]
+        assert re.fullmatch(r"Egress[A-Za-z]+", name), name
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, name
+        assert "for" not in rule or DURATION.match(rule["for"]), name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        expr = rule["expr"]
+        for opening, closing in ("()", "[]", "{}"):
+            assert expr.count(opening) == expr.count(closing), f"{name}: unbalanced {opening}{closing}"
+
+
+def test_rules_use_only_metrics_the_agent_exports(tmp_path):
+    exported = exported_names(tmp_path)
+    for rule in rules():
+        # Metric names in PromQL: identifiers not followed by "(" (functions) and outside {...}/[...].
+        expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", rule["expr"])
+        used = {m for m in re.findall(r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", expr) if m.startswith("egress_")}
+        used |= {m for m in SYNTHETIC if re.search(rf"\b{m}\b(?!\s*\()", expr)}
+        assert used, f"{rule['alert']} uses no egress metric"
+        unknown = used - exported - SYNTHETIC
+        assert not unknown, f"{rule['alert']} uses metrics the agent does not export: {sorted(unknown)}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+def test_promtool_accepts_the_rules():
+    out = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
