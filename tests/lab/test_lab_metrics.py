@@ -1,0 +1,53 @@
+"""The lab agents' /metrics: packet counters follow real traffic, and applies are timed."""
+
+from __future__ import annotations
+
+import pytest
+
+from egress_api import models
+from egress_lab import agents
+from helpers.agent_lab import eventually
+from helpers.metrics import Scrape
+
+pytestmark = pytest.mark.kernel
+
+FIP = "192.0.2.100"
+REQUESTS = 5
+
+
+def scrape(lab, node: str) -> Scrape:
+    return Scrape(agents.metrics(lab.node(node)))
+
+
+def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
+    lab = clean_lab
+    with lab.client() as c:
+        c.create_gateway(models.Gateway(name="default", floating_ips=[FIP]))
+        c.create_policy(models.Policy.model_validate({
+            "name": "egress",
+            "egress": [{"namespace_selector": {"match_labels": {"user": "alice"}},
+                        "pod_selector": {"match_labels": {"role": "frontend"}}}],
+            "destination_cidrs": ["198.51.100.0/24"],
+            "egress_source_ip": FIP,
+        }))
+    eventually(lambda: lab.seen_as("fe1"), FIP)
+    src, gw = lab.pod("fe1").node, lab.holder(FIP)
+    before_src, before_gw = scrape(lab, src), scrape(lab, gw)
+
+    for _ in range(REQUESTS):
+        assert lab.whoami("fe1") == FIP
+    after_src, after_gw = scrape(lab, src), scrape(lab, gw)
+
+    def moved(before: Scrape, after: Scrape, name: str, **labels) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    # Each request is a TCP connection: at least SYN, request and FIN leave the pod.
+    assert moved(before_src, after_src, "egress_policy_steered_packets_total", policy="egress") >= 3 * REQUESTS
+    assert moved(before_src, after_src, "egress_policy_steered_bytes_total", policy="egress") > 0
+    assert moved(before_gw, after_gw, "egress_snat_translated_packets_total", egress_ip=FIP) >= 3 * REQUESTS
+    assert moved(before_gw, after_gw, "egress_snat_translated_bytes_total", egress_ip=FIP) > 0
+    assert after_src.value("egress_policy_dropped_packets_total", policy="egress") == 0
+    # The holder series names the node that answered, on every agent.
+    assert {s.labels["node"] for s in after_src.samples("egress_floating_ip_holder", ip=FIP)} == {gw}
+    for node in {src, gw}:
+        assert scrape(lab, node).value("egress_datapath_apply_duration_seconds_count", result="ok") >= 1
