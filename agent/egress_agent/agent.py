@@ -104,6 +104,7 @@ class Agent:
         self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)
         if self.metrics:
             cluster.election.on_leader = self.metrics.cluster.on_leader
+            self.metrics.watch_detector(cluster.detector)
             self.metrics.watch_leadership(cluster.is_leader)
         log.info("cluster: lease TTL %ss, keepalive every %gs; probes every %gs, a peer is Down after %d misses "
                  "(%.0f ms)", conf.lease_ttl, options.keepalive_interval, conf.probe_interval, conf.probe_misses,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.agent import start_agent
-from helpers.etcd import free_port
+from helpers.agent_group import AgentGroup
+from helpers.etcd import free_port, make_cluster
 from helpers.metrics import scrape
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yaml"
@@ -33,10 +33,17 @@ def rules() -> list[dict]:
 
 
 def exported_names(tmp_path) -> set[str]:
-    """Every sample name a real agent's /metrics can carry, from the families it declares."""
-    address = f"127.0.0.1:{free_port()}"
-    with start_agent(tmp_path, extra_args=["--metrics-listen", address]):
+    """Every sample name a real agent of a cluster (on etcd) can carry, from the families it declares."""
+    etcd = make_cluster(tmp_path / "etcd", size=1)
+    group = AgentGroup(tmp_path, etcd)
+    try:
+        etcd.start()
+        address = f"127.0.0.1:{free_port()}"
+        group.add("worker1", extra=["--metrics-listen", address])
         m = scrape(address)
+    finally:
+        group.close()
+        etcd.close()
     return {f.name + suffix for f in m.families.values() for suffix in SUFFIXES[f.type]}
 
 
@@ -55,6 +62,7 @@ def test_rules_are_well_formed():
             assert expr.count(opening) == expr.count(closing), f"{name}: unbalanced {opening}{closing}"
 
 
+@pytest.mark.etcd
 def test_rules_use_only_metrics_the_agent_exports(tmp_path):
     exported = exported_names(tmp_path)
     for rule in rules():

@@ -45,6 +45,15 @@ def test_moves_and_leader_changes_are_counted(empty_group):
                         for a in rest)
     wait_for(lambda: moves() == held, what=f"{held} moves counted")
     assert scrape(address[leader]).value("egress_floating_ip_moves_total") == held  # the leader counts them
+    # Every survivor's detector says the victim is Down, after a silence longer than its window (200 ms).
+    for a in rest:
+        m = wait_for(lambda: (lambda m: m if m.value("egress_peer_up", peer=victim) == 0 else None)(
+            scrape(address[a.node])), what=f"{a.node} to see {victim} Down")
+        assert {s.labels["peer"]: s.value for s in m.samples("egress_peer_up")} == {
+            n: (0 if n == victim else 1) for n in address if n != a.node}
+        detections = m.value("egress_peer_down_detection_seconds_count")
+        assert detections >= 1 and m.value("egress_peer_down_detection_seconds_sum") > 0.2 * detections
+        assert "egress_probe_pauses" in m.families
     assert all(scrape(address[a.node]).value("egress_leader_changes_total") == 0 for a in rest)
 
     # A killed agent stays a candidate until its lease expires (about the TTL): wait for that, or the

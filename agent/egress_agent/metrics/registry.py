@@ -7,7 +7,7 @@ from typing import Callable, Optional
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from egress_agent.metrics.api import ApiMetrics
-from egress_agent.metrics.cluster import ClusterMetrics, Leadership
+from egress_agent.metrics.cluster import ClusterMetrics, FailureDetector, Leadership
 from egress_agent.metrics.datapath import ApplyMetrics, LocalCounters, PacketCounters
 from egress_agent.metrics.holders import FloatingIPHolders
 from egress_agent.metrics.store import StoreHealth, time_commits
@@ -30,6 +30,10 @@ class AgentMetrics:
 
     def watch_leadership(self, is_leader: Callable[[], bool]) -> None:
         self.registry.register(Leadership(is_leader))
+
+    def watch_detector(self, detector) -> None:
+        """A cluster's UDP failure detector (egress_agent.cluster.detector.Detector)."""
+        FailureDetector(detector, self.registry)
 
     def watch_datapath(self, local: Optional[LocalCounters]) -> None:
         """This node's packet counters (None: no datapath here; the families are exported empty)."""
