@@ -1,7 +1,8 @@
-"""deploy/prometheus/rules.yaml: well-formed alert rules that use only metrics a real agent exports."""
+"""deploy/prometheus/rules.yaml and deploy/grafana/: well-formed, and using only metrics a real agent exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,7 +15,9 @@ from helpers.agent_group import AgentGroup
 from helpers.etcd import free_port, make_cluster
 from helpers.metrics import scrape
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "rules.yaml"
+DASHBOARD = DEPLOY / "grafana" / "egress-dashboard.json"
 DURATION = re.compile(r"^\d+[smhd]$")
 #: Series Prometheus itself makes for every target, not the agent.
 SYNTHETIC = {"up"}
@@ -32,8 +35,10 @@ def rules() -> list[dict]:
     return out
 
 
-def exported_names(tmp_path) -> set[str]:
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> set[str]:
     """Every sample name a real agent of a cluster (on etcd) can carry, from the families it declares."""
+    tmp_path = tmp_path_factory.mktemp("exported")
     etcd = make_cluster(tmp_path / "etcd", size=1)
     group = AgentGroup(tmp_path, etcd)
     try:
@@ -62,17 +67,53 @@ def test_rules_are_well_formed():
             assert expr.count(opening) == expr.count(closing), f"{name}: unbalanced {opening}{closing}"
 
 
+def metric_names(promql: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers not called as functions, outside {...}/[...]/"..."
+    and outside label lists (`by (...)`, `on (...)`, ...)."""
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", promql)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    used = {m for m in re.findall(r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", expr) if m.startswith("egress_")}
+    return used | {m for m in SYNTHETIC if re.search(rf"\b{m}\b(?!\s*\()", expr)}
+
+
 @pytest.mark.etcd
-def test_rules_use_only_metrics_the_agent_exports(tmp_path):
-    exported = exported_names(tmp_path)
+def test_rules_use_only_metrics_the_agent_exports(exported):
     for rule in rules():
-        # Metric names in PromQL: identifiers not followed by "(" (functions) and outside {...}/[...].
-        expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", rule["expr"])
-        used = {m for m in re.findall(r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", expr) if m.startswith("egress_")}
-        used |= {m for m in SYNTHETIC if re.search(rf"\b{m}\b(?!\s*\()", expr)}
+        used = metric_names(rule["expr"])
         assert used, f"{rule['alert']} uses no egress metric"
         unknown = used - exported - SYNTHETIC
         assert not unknown, f"{rule['alert']} uses metrics the agent does not export: {sorted(unknown)}"
+
+
+def panels() -> list[dict]:
+    dash = json.loads(DASHBOARD.read_text())
+    assert {v["name"] for v in dash["templating"]["list"]} == {"datasource"}
+    return dash["panels"]
+
+
+def test_dashboard_is_well_formed():
+    ids = [p["id"] for p in panels()]
+    assert len(ids) == len(set(ids)), "panel ids are unique"
+    for p in panels():
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+
+
+@pytest.mark.etcd
+def test_dashboard_uses_only_metrics_the_agent_exports(exported):
+    seen = set()
+    for p in panels():
+        for target in p.get("targets", []):
+            used = metric_names(target["expr"])
+            assert used, f"panel {p['title']!r} reads no egress metric"
+            unknown = used - exported
+            assert not unknown, f"panel {p['title']!r} uses metrics the agent does not export: {sorted(unknown)}"
+            seen |= used
+    # Every family the agent exports is on the dashboard somewhere (its suffix forms count once).
+    families = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in exported if n.startswith("egress_")}
+    assert families - {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in seen} == set()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
