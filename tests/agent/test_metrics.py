@@ -113,3 +113,12 @@ def test_metrics_are_off_by_default_and_a_bad_address_is_refused(tmp_path):
                               "--metrics-listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in out.stderr
+
+
+def test_metrics_listen_from_the_config_file(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    conf = tmp_path / "agent.yaml"
+    conf.write_text(f"metrics_listen: {address}\n")
+    with start_agent(tmp_path / "agent", extra_args=["--config", str(conf)]) as agent:
+        agent.client.list_gateways()
+        assert scrape(address).value("egress_api_requests_total", method="ListGateways", code="OK") == 1
