@@ -1,10 +1,10 @@
 """The agent's composition root: which parts run, in which order, and how they stop.
 
 Start order follows the dataflow: store -> membership and leadership (cluster
-or standalone) -> kernel datapath -> API server -> controller, then the
-metrics endpoint (with --metrics-listen; each part is handed its metrics
-callbacks as it starts, so the endpoint serves only once all of them exist). The datapath is
+or standalone) -> kernel datapath -> API server -> controller. The datapath is
 programmed before the API answers, so a healthy agent is a programmed node.
+With --metrics-listen each part is handed its metrics callbacks as it starts,
+and the metrics endpoint starts last, once every part it reports on exists.
 Every started part registers its stop, and `stop()` runs them in reverse, also
 when a later part fails to start (nothing is left half-running).
 """
