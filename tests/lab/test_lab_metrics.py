@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from egress_api import models
@@ -51,3 +55,11 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
     assert {s.labels["node"] for s in after_src.samples("egress_floating_ip_holder", ip=FIP)} == {gw}
     for node in {src, gw}:
         assert scrape(lab, node).value("egress_datapath_apply_duration_seconds_count", result="ok") >= 1
+
+
+def test_egress_lab_prints_a_nodes_metrics(clean_lab):
+    cli = str(Path(sys.executable).with_name("egress-lab"))
+    out = subprocess.run([cli, "node", "metrics", "worker2"], capture_output=True, text=True, timeout=30,
+                         env=clean_lab.env)
+    assert out.returncode == 0, out.stderr
+    assert Scrape(out.stdout).value("egress_store_healthy") == 1
