@@ -141,7 +141,8 @@ class Agent:
         except (ValueError, RuntimeError, OSError, base.StoreError) as err:
             raise StartError(f"cannot start the datapath: {err}") from None
         if self.metrics:
-            self.metrics.watch_datapath(datapath.counters if datapath else None)
+            self.metrics.watch_datapath(datapath.counters if datapath else None,
+                                        datapath.snat_usage if datapath else None)
         return datapath, pod_waiter
 
     def _watch_kubernetes(self, store: base.Store):

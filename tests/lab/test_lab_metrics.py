@@ -51,6 +51,12 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
     assert moved(before_gw, after_gw, "egress_snat_translated_packets_total", egress_ip=FIP) >= 3 * REQUESTS
     assert moved(before_gw, after_gw, "egress_snat_translated_bytes_total", egress_ip=FIP) > 0
     assert after_src.value("egress_policy_dropped_packets_total", policy="egress") == 0
+    # Conntrack keeps each closed connection a while (TIME_WAIT), SNATed to the floating IP on the holder;
+    # all went to one destination (the external host's port 80), far below its 64512 source ports.
+    assert after_gw.value("egress_snat_connections", egress_ip=FIP) >= REQUESTS
+    ratio = after_gw.value("egress_snat_port_usage_ratio", egress_ip=FIP)
+    assert REQUESTS / 64512 <= ratio < 0.01
+    assert not after_src.samples("egress_snat_connections") or src == gw  # only the holder translates
     # The holder series names the node that answered, on every agent.
     assert {s.labels["node"] for s in after_src.samples("egress_floating_ip_holder", ip=FIP)} == {gw}
     for node in {src, gw}:

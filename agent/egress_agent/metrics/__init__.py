@@ -6,8 +6,10 @@ agents in one process do not collide):
 
 - `api`: a gRPC server interceptor counting requests by method and status code, with a latency histogram;
 - `holders`: floating IP -> holder, read from the store's assignment records at scrape time;
-- `datapath`: this node's eBPF/SNAT packet counters at scrape time, and the apply-duration histogram;
-- `cluster`: floating-IP moves (counted by the leader that made them), leader changes, leadership;
+- `datapath`: this node's eBPF/SNAT packet counters and conntrack SNAT usage at scrape time, and the
+  apply-duration histogram;
+- `cluster`: floating-IP moves (counted by the leader that made them), leader changes, leadership,
+  the failure detector's verdicts and detection times;
 - `store`: store health at scrape time and commit latency;
 - `server`: the HTTP endpoint serving `/metrics`.
 

@@ -36,6 +36,10 @@ class NodeDatapath:
     def counters(self) -> dict:
         return self.reconciler.live_counters()
 
+    def snat_usage(self) -> dict:
+        """egress IP -> conntrack usage (datapath.conntrack.SnatUsage), for the floating IPs held here."""
+        return self.datapath.snat_usage()
+
     def stop(self) -> None:
         self.reconciler.stop(release=True)
 
