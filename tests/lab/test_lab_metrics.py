@@ -34,12 +34,14 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
             "destination_cidrs": ["198.51.100.0/24"],
             "egress_source_ip": FIP,
         }))
-    eventually(lambda: lab.seen_as("fe1"), FIP)
-    src, gw = lab.pod("fe1").node, lab.holder(FIP)
+    # fe2 runs on worker2; the IP goes to worker1 (ties by name), so the traffic crosses nodes.
+    eventually(lambda: lab.seen_as("fe2"), FIP)
+    src, gw = lab.pod("fe2").node, lab.holder(FIP)
+    assert src != gw
     before_src, before_gw = scrape(lab, src), scrape(lab, gw)
 
     for _ in range(REQUESTS):
-        assert lab.whoami("fe1") == FIP
+        assert lab.whoami("fe2") == FIP
     after_src, after_gw = scrape(lab, src), scrape(lab, gw)
 
     def moved(before: Scrape, after: Scrape, name: str, **labels) -> float:
@@ -56,7 +58,9 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
     assert after_gw.value("egress_snat_connections", egress_ip=FIP) >= REQUESTS
     ratio = after_gw.value("egress_snat_port_usage_ratio", egress_ip=FIP)
     assert REQUESTS / 64512 <= ratio < 0.01
-    assert not after_src.samples("egress_snat_connections") or src == gw  # only the holder translates
+    assert not after_src.samples("egress_snat_connections")  # only the holder translates
+    # Steering is counted where the pod runs: the holder's own selected pod (fe1) sent nothing.
+    assert moved(before_gw, after_gw, "egress_policy_steered_packets_total", policy="egress") == 0
     # The holder series names the node that answered, on every agent.
     assert {s.labels["node"] for s in after_src.samples("egress_floating_ip_holder", ip=FIP)} == {gw}
     for node in {src, gw}:
