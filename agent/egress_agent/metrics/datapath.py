@@ -66,7 +66,7 @@ class PacketCounters(Collector):
         yield from (steered_packets, steered_bytes, dropped, translated_packets, translated_bytes)
 
 
-class SnatUsage(Collector):
+class SnatPortUsage(Collector):
     """Connections per held floating IP, and the share of source ports its busiest destination uses.
 
     The early warning for SNAT port exhaustion: new connections to a destination

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from egress_agent.metrics.api import ApiMetrics
 from egress_agent.metrics.cluster import ClusterMetrics, FailureDetector, Leadership
-from egress_agent.metrics.datapath import ApplyMetrics, LocalCounters, PacketCounters, SnatUsage, SnatUsageSource
+from egress_agent.metrics.datapath import ApplyMetrics, LocalCounters, PacketCounters, SnatPortUsage, SnatUsageSource
 from egress_agent.metrics.holders import FloatingIPHolders
 from egress_agent.metrics.store import StoreHealth, time_commits
 from egress_agent.store import base
@@ -38,4 +38,4 @@ class AgentMetrics:
     def watch_datapath(self, local: Optional[LocalCounters], snat: Optional[SnatUsageSource]) -> None:
         """This node's packet counters and SNAT usage (None: no datapath here; the families are exported empty)."""
         self.registry.register(PacketCounters(local))
-        self.registry.register(SnatUsage(snat))
+        self.registry.register(SnatPortUsage(snat))
