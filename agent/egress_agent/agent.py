@@ -4,7 +4,8 @@ Start order follows the dataflow: store -> membership and leadership (cluster
 or standalone) -> kernel datapath -> API server -> controller. The datapath is
 programmed before the API answers, so a healthy agent is a programmed node.
 With --metrics-listen each part is handed its metrics callbacks as it starts,
-and the metrics endpoint starts last, once every part it reports on exists.
+and the metrics endpoint starts just before the API: an agent whose API answers
+can be scraped (the controller's move counter exists from the start, at 0).
 Every started part registers its stop, and `stop()` runs them in reverse, also
 when a later part fails to start (nothing is left half-running).
 """
@@ -64,9 +65,9 @@ class Agent:
         nodes, decided_nodes, leadership, guard = self._join(store)
         datapath, pod_waiter = self._start_datapath(store)
         kube = self._watch_kubernetes(store)
+        self._serve_metrics()
         self._serve(store, nodes, leadership, datapath, pod_waiter, kube)
         self._start_controller(store, decided_nodes, leadership, guard)
-        self._serve_metrics()
         node = self.conf.node
         log.info("egress-agent %s up: node %s (%s, %s), store %s", self.version, node.name, node.role,
                  node.node_ip, store.url)
