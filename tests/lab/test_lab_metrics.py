@@ -34,14 +34,15 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
             "destination_cidrs": ["198.51.100.0/24"],
             "egress_source_ip": FIP,
         }))
-    # fe2 runs on worker2; the IP goes to worker1 (ties by name), so the traffic crosses nodes.
-    eventually(lambda: lab.seen_as("fe2"), FIP)
-    src, gw = lab.pod("fe2").node, lab.holder(FIP)
-    assert src != gw
+    eventually(lambda: lab.seen_as("fe1"), FIP)
+    gw = lab.holder(FIP)
+    # A selected pod on another node than the holder (fe1 on worker1, fe2 on worker2), so traffic crosses nodes.
+    pod = next(p for p in ("fe1", "fe2") if lab.pod(p).node != gw)
+    src = lab.pod(pod).node
     before_src, before_gw = scrape(lab, src), scrape(lab, gw)
 
     for _ in range(REQUESTS):
-        assert lab.whoami("fe2") == FIP
+        assert lab.whoami(pod) == FIP
     after_src, after_gw = scrape(lab, src), scrape(lab, gw)
 
     def moved(before: Scrape, after: Scrape, name: str, **labels) -> float:
@@ -59,7 +60,7 @@ def test_packet_counters_follow_traffic_and_applies_are_timed(clean_lab):
     ratio = after_gw.value("egress_snat_port_usage_ratio", egress_ip=FIP)
     assert REQUESTS / 64512 <= ratio < 0.01
     assert not after_src.samples("egress_snat_connections")  # only the holder translates
-    # Steering is counted where the pod runs: the holder's own selected pod (fe1) sent nothing.
+    # Steering is counted where the pod runs: the holder's own selected pod sent nothing.
     assert moved(before_gw, after_gw, "egress_policy_steered_packets_total", policy="egress") == 0
     # The holder series names the node that answered, on every agent.
     assert {s.labels["node"] for s in after_src.samples("egress_floating_ip_holder", ip=FIP)} == {gw}
