@@ -3,6 +3,9 @@
 Start order follows the dataflow: store -> membership and leadership (cluster
 or standalone) -> kernel datapath -> API server -> controller. The datapath is
 programmed before the API answers, so a healthy agent is a programmed node.
+With --metrics-listen each part is handed its metrics callbacks as it starts,
+and the metrics endpoint starts just before the API: an agent whose API answers
+can be scraped (the controller's move counter exists from the start, at 0).
 Every started part registers its stop, and `stop()` runs them in reverse, also
 when a later part fails to start (nothing is left half-running).
 """
@@ -32,6 +35,7 @@ class Agent:
         self.conf = conf
         self.version = version
         self.cluster = None
+        self.metrics = None  # egress_agent.metrics.registry.AgentMetrics with --metrics-listen
         self._stops: list[Callable[[], None]] = []
 
     def start(self) -> None:
@@ -53,10 +57,15 @@ class Agent:
     # --- the parts, in start order ------------------------------------------------------
 
     def _start(self) -> None:
+        if self.conf.metrics_listen:
+            from egress_agent.metrics.registry import AgentMetrics
+
+            self.metrics = AgentMetrics()
         store = self._open_store()
         nodes, decided_nodes, leadership, guard = self._join(store)
         datapath, pod_waiter = self._start_datapath(store)
         kube = self._watch_kubernetes(store)
+        self._serve_metrics()
         self._serve(store, nodes, leadership, datapath, pod_waiter, kube)
         self._start_controller(store, decided_nodes, leadership, guard)
         node = self.conf.node
@@ -69,6 +78,8 @@ class Agent:
         except base.StoreError as err:
             raise StartError(f"cannot open store: {err}") from None
         self._stops.append(store.close)
+        if self.metrics:
+            self.metrics.watch_store(store)
         return store
 
     def _join(self, store: base.Store):
@@ -80,6 +91,8 @@ class Agent:
             # Registering our NODE record is how status learns we exist.
             store.commit([base.Put(base.NODE, node.name, {**node.model_dump(mode="json"), "state": "Up"})])
             nodes = standalone_nodes(node)
+            if self.metrics:
+                self.metrics.watch_leadership(Standalone().is_leader)
             return nodes, nodes, Standalone(), _no_guard
 
         # A cluster: etcd leases say who is alive, an etcd election who leads (egress_agent.cluster).
@@ -90,6 +103,10 @@ class Agent:
         if conf.lease_keepalive:
             options.keepalive_interval = conf.lease_keepalive
         self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)
+        if self.metrics:
+            cluster.election.on_leader = self.metrics.cluster.on_leader
+            self.metrics.watch_detector(cluster.detector)
+            self.metrics.watch_leadership(cluster.is_leader)
         log.info("cluster: lease TTL %ss, keepalive every %gs; probes every %gs, a peer is Down after %d misses "
                  "(%.0f ms)", conf.lease_ttl, options.keepalive_interval, conf.probe_interval, conf.probe_misses,
                  1000 * conf.probe_interval * conf.probe_misses)
@@ -111,7 +128,8 @@ class Agent:
             if self.conf.datapath == "kernel":
                 from egress_agent.node.service import NodeDatapath
 
-                datapath = NodeDatapath(store, node, node.interface)
+                datapath = NodeDatapath(store, node, node.interface,
+                                        on_apply=self.metrics.apply.observe if self.metrics else None)
                 datapath.start(self.cluster.fencing if self.cluster is not None else None)
                 # Releases floating IPs before the lease goes; steering stays (fail static).
                 self._stops.append(datapath.stop)
@@ -123,6 +141,9 @@ class Agent:
             self._stops.append(pod_waiter.stop)
         except (ValueError, RuntimeError, OSError, base.StoreError) as err:
             raise StartError(f"cannot start the datapath: {err}") from None
+        if self.metrics:
+            self.metrics.watch_datapath(datapath.counters if datapath else None,
+                                        datapath.snat_usage if datapath else None)
         return datapath, pod_waiter
 
     def _watch_kubernetes(self, store: base.Store):
@@ -154,7 +175,7 @@ class Agent:
             pod_check=self._pod_check(pod_waiter, datapath is not None), health=kube.health if kube else None,
         )
         try:
-            server = ApiServer(servicer, self.conf.targets)
+            server = ApiServer(servicer, self.conf.targets, interceptors=[self.metrics.api] if self.metrics else ())
             server.start()
         except (OSError, RuntimeError) as err:
             raise StartError(f"cannot serve the API: {err}") from None
@@ -181,8 +202,21 @@ class Agent:
     def _start_controller(self, store, nodes, leadership, guard) -> None:
         from egress_agent.controller.reconcile import Controller
 
-        controller = Controller(store, nodes, leadership, guard=guard)
+        controller = Controller(store, nodes, leadership, guard=guard,
+                                on_move=self.metrics.cluster.on_move if self.metrics else None)
         if self.cluster is not None:
             self.cluster.nodes.on_change = controller.trigger
         controller.start()
         self._stops.append(controller.stop)
+
+    def _serve_metrics(self) -> None:
+        if not self.metrics:
+            return
+        from egress_agent.metrics.server import MetricsServer
+
+        server = MetricsServer(self.metrics.registry, self.conf.metrics_listen)
+        try:
+            server.start()
+        except OSError as err:
+            raise StartError(f"cannot serve metrics on {self.conf.metrics_listen}: {err}") from None
+        self._stops.append(server.stop)

@@ -16,7 +16,7 @@ from egress_api import models, transport
 #: YAML keys (flag --node-ip <-> key node_ip).
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
-        "kubernetes", "kubeconfig", "kube_label_wait")
+        "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen")
 DATAPATHS = ("off", "kernel")
 
 
@@ -40,6 +40,7 @@ class AgentConfig:
     kubernetes: bool = False  # watch the Kubernetes API for namespaces and this node's pods
     kubeconfig: str = ""  # with kubernetes: a kubeconfig file; "" = in-cluster service account
     kube_label_wait: float = 10.0  # with kubernetes: seconds a CNI ADD waits for its pod's labels
+    metrics_listen: str = ""  # host:port serving Prometheus /metrics; "" = no metrics endpoint
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,6 +111,8 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         except transport.TargetError as err:
             raise ConfigError(f"--listen {listen}: {err}; expected host:port, e.g. 127.0.0.1:7443") from None
 
+    metrics_listen = _host_port(settings, "metrics_listen", "127.0.0.1:9464")
+
     store = settings["store"]
     scheme, _, rest = store.partition(":")
     if scheme == "sqlite":
@@ -167,8 +170,21 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
-        kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait,
+        kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
     )
+
+
+def _host_port(settings: dict[str, Any], key: str, example: str) -> str:
+    """A TCP host:port setting, or "" when unset."""
+    value = settings.get(key) or ""
+    if not value:
+        return ""
+    try:
+        if transport.parse_target(value).scheme != "tcp":
+            raise transport.TargetError("a unix socket cannot serve HTTP here")
+    except transport.TargetError as err:
+        raise ConfigError(f"{_flag(key)} {value}: {err}; expected host:port, e.g. {example}") from None
+    return value
 
 
 def _kubernetes(settings: dict[str, Any]) -> tuple[bool, str, float]:

@@ -46,6 +46,7 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--interface", T.UPLINK,
         "--socket", str(T.agent_socket(spec.name)),
         "--listen", f"{spec.ip}:{T.AGENT_PORT}",
+        "--metrics-listen", f"{spec.ip}:{T.METRICS_PORT}",
         "--store", f"etcd:{T.etcd_url()}",
         "--datapath", "kernel",
     ]
@@ -144,6 +145,15 @@ def log_tail(node: str, lines: int = 15) -> str:
         return "\n".join(log_path(node).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+_SCRAPE = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+
+def metrics(spec: T.NodeSpec) -> str:
+    """The node agent's Prometheus text, fetched from inside the node's namespace (its only address is there)."""
+    url = f"http://{spec.ip}:{T.METRICS_PORT}/metrics"
+    return netns.run(spec.netns, [sys.executable, "-c", _SCRAPE, url]).stdout
 
 
 def endpoint(node: str) -> str:

@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node").add_subparsers(dest="node_cmd", required=True)
     for verb in ("stop", "start"):
         node.add_parser(verb).add_argument("node")
+    node.add_parser("metrics", help="print the node agent's Prometheus metrics (docs/metrics.md)").add_argument("node")
 
     p = sub.add_parser("whoami", help="the source IP the external host saw for a request from POD")
     p.add_argument("pod")
@@ -123,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "ext":
         labstate.require()
         _exec(T.ext_ns(), args.command)
+    elif args.cmd == "node" and args.node_cmd == "metrics":
+        print(agents.metrics(labstate.require().node(args.node)), end="")
     elif args.cmd == "node":
         (build.node_stop if args.node_cmd == "stop" else build.node_start)(args.node)
         print(f"node {args.node} {'stopped' if args.node_cmd == 'stop' else 'started'}")

@@ -24,6 +24,7 @@ ROUTER_IP = "192.0.2.1"
 ETCD_IP = "192.0.2.250"
 ETCD_PORT = 2379
 AGENT_PORT = 7443  # each agent's API + probe address, on its node IP (inside the lab only)
+METRICS_PORT = 9464  # each agent's Prometheus /metrics, on its node IP (inside the lab only)
 FIRST_NODE_HOST = 11  # worker1 = 192.0.2.11
 CLUSTER_POD_CIDR = "10.244.0.0/16"
 POD_GATEWAY = "169.254.1.1"  # pods' default gateway, answered by proxy ARP on the host veth

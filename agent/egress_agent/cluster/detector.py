@@ -77,6 +77,8 @@ class Detector:
         self.misses = misses
         self.session_age = session_age
         self.on_change = on_change
+        #: (seconds of silence when a peer was declared Down) for every Down verdict (metrics).
+        self.on_detected: Optional[Callable[[float], None]] = None
         host, port = parse_address(bind)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
@@ -155,9 +157,17 @@ class Detector:
                     "for %.0f ms before judging any", gap * 1000, self.window * 1000)
 
     def _up(self, st: PeerState, now: float) -> bool:
+        return self._silence(st, now) <= self.window
+
+    def _silence(self, st: PeerState, now: float) -> float:
+        """How long the peer has not answered, as far as this agent could observe."""
         self._notice_pause(now)
-        heard = max(st.last_reply or st.first_probe, self._fresh_from)
-        return now - heard <= self.window
+        return now - max(st.last_reply or st.first_probe, self._fresh_from)
+
+    def states(self) -> dict[str, bool]:
+        """name -> Up, for every peer probed (what `on_change` last reported, or Up while undecided)."""
+        with self._lock:
+            return {n: st.up is not False for n, st in self._peers.items()}
 
     def peers(self) -> dict[str, tuple[bool, float]]:
         """name -> (reachable, seconds since it last renewed its etcd session, as it last told us)."""
@@ -223,12 +233,15 @@ class Detector:
         changed = []
         with self._lock:
             for name, st in self._peers.items():
-                up = self._up(st, now)
+                silence = self._silence(st, now)
+                up = silence <= self.window
                 if st.up is not None and up != st.up:
-                    changed.append((name, up))
+                    changed.append((name, up, silence))
                 st.up = up
-        for name, up in changed:
+        for name, up, silence in changed:
             log.info("probe: node %s is %s", name, "Up" if up else f"Down (no answer for {self.window * 1000:.0f} ms)")
+            if not up and self.on_detected:
+                self.on_detected(silence)
             if self.on_change:
                 try:
                     self.on_change(name, up)

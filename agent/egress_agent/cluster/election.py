@@ -63,12 +63,15 @@ class Election:
         membership: Membership,
         *,
         on_change: Optional[Callable[[bool], None]] = None,
+        on_leader: Optional[Callable[[str], None]] = None,
     ):
         self.store = store
         self.client = store.client
         self.membership = membership
         self.node = membership.name
-        self.on_change = on_change
+        self.on_change = on_change  # we started or stopped leading
+        self.on_leader = on_leader  # the elected leader (any node) changed: its name, "" when none (metrics)
+        self._seen_leader = ""
         self._key: Optional[LeaderKey] = None
         self._candidates: dict[str, tuple[int, str]] = {}  # key name -> (create rev, node)
         self._view_rev = 0
@@ -95,9 +98,10 @@ class Election:
     def leader(self) -> str:
         """Name of the current leader's node, "" when there is none."""
         with self._lock:
-            if not self._candidates:
-                return ""
-            return min(self._candidates.values())[1]
+            return self._leader_locked()
+
+    def _leader_locked(self) -> str:
+        return min(self._candidates.values())[1] if self._candidates else ""
 
     def leader_lease(self) -> int:
         """The current leader's lease ID (its key's name is the lease in hex), 0 when none."""
@@ -169,6 +173,8 @@ class Election:
                 self._candidates[name] = (rec.version, rec.value.get("node", ""))
             self._view_rev = max(self._view_rev, snap.revision)
             self._changed.notify_all()
+            leader = self._leader_locked()
+        self._saw_leader(leader)
         return snap.revision
 
     def _on_watch(self, rev: int, changes) -> None:
@@ -180,6 +186,21 @@ class Election:
                     self._candidates[c.record.name] = (c.record.version, c.record.value.get("node", ""))
             self._view_rev = max(self._view_rev, rev)
             self._changed.notify_all()
+            leader = self._leader_locked()
+        self._saw_leader(leader)
+
+    def _saw_leader(self, leader: str) -> None:
+        """Report a change of the elected leader. "No leader for a moment" between two is not a change,
+        nor is the first leader this agent sees (it was elected before we looked)."""
+        if not leader or leader == self._seen_leader:
+            return
+        first, self._seen_leader = not self._seen_leader, leader
+        log.info("the controller leader is %s", leader)
+        if self.on_leader and not first:
+            try:
+                self.on_leader(leader)
+            except Exception:
+                log.exception("leader change callback failed")
 
     # -- campaigning ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@
     egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S] [--lease-keepalive S]
                  [--probe-interval S] [--probe-misses N]
     egress-agent ... --kubernetes [--kubeconfig PATH] [--kube-label-wait S]
+    egress-agent ... --metrics-listen HOST:PORT
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kube-label-wait", dest="kube_label_wait", metavar="S",
                    help="with --kubernetes: seconds a CNI ADD waits for its pod to arrive from the Kubernetes API "
                    "before it fails (default 10)")
+    p.add_argument("--metrics-listen", dest="metrics_listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/metrics.md)")
     p.add_argument("--cleanup", action="store_true",
                    help="remove everything the kernel datapath installed in this network namespace, then exit "
                    "(needs --interface; --node-ip defaults to the interface's address)")
@@ -119,6 +122,11 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
     # Heavy imports only after the flags are known good, so `--help` and bad flags are instant.
     from egress_agent.agent import Agent, StartError
 
+    if conf.metrics_listen:
+        import prometheus_client
+
+        # No `<name>_created` series next to every counter: Prometheus would store each as a gauge of its own.
+        prometheus_client.disable_created_metrics()
     stopping = threading.Event()
     agent = Agent(conf, version=_version())
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -39,6 +39,17 @@ log = logging.getLogger(__name__)
 #: Extra operations prepended to every controller commit, e.g. a Check on the
 #: leader key so a deposed leader's write fails (fencing).
 Guard = Callable[[], Sequence[base.Op]]
+#: (floating IP, reason code of move_reason) for each move, called once the move is committed (metrics).
+MoveObserver = Callable[[str, str], None]
+
+
+def move_reason(before: str, up: dict[str, bool]) -> tuple[str, str]:
+    """Why a floating IP left node `before`: (reason code, the words of the FloatingIPMoved event)."""
+    if up.get(before):
+        return "ineligible", "can no longer hold it"
+    if before in up:
+        return "node_down", "is Down"
+    return "node_left", "left the cluster"
 
 
 class Controller:
@@ -50,8 +61,10 @@ class Controller:
         guard: Guard = lambda: (),
         clock: Callable[[], float] = time.time,
         resync: float = 2.0,
+        on_move: Optional[MoveObserver] = None,
     ):
         self.store = store
+        self.on_move = on_move
         self.nodes = nodes
         self.leadership = leadership or Standalone()
         self.guard = guard
@@ -118,7 +131,7 @@ class Controller:
         new = [c for c in conditions if c not in self._active]
         now = self.clock()
         pending: dict[str, Put] = {}
-        for spec in [spec for _, spec in new] + moves:
+        for spec in [spec for _, spec in new] + [spec for _, _, spec in moves]:
             name = spec.record_name()
             existing = snap.of(EVENT).get(name)
             if name in pending:  # the same event twice in one pass folds into one write
@@ -136,8 +149,10 @@ class Controller:
                 self.store.commit(batch)
         self._active = set(conditions)
         self.passes += 1
-        for spec in moves:
+        for ip, reason, spec in moves:
             log.info("%s", spec.message)
+            if self.on_move is not None:
+                self.on_move(ip, reason)
         return bool(ops)
 
     @staticmethod
@@ -163,8 +178,8 @@ class Controller:
         nodes: list[NodeInfo],
         previous: dict[str, str],
         result: Assignment,
-    ) -> tuple[list[tuple[tuple, ev.EventSpec]], list[ev.EventSpec]]:
-        """(persistent conditions keyed for de-duplication, one-shot move events)."""
+    ) -> tuple[list[tuple[tuple, ev.EventSpec]], list[tuple[str, str, ev.EventSpec]]]:
+        """(persistent conditions keyed for de-duplication, one-shot moves as (ip, reason code, event))."""
         conditions: list[tuple[tuple, ev.EventSpec]] = []
         for ip, reason in sorted(result.reasons.items()):
             gw = gateway_of[ip]
@@ -206,18 +221,15 @@ class Controller:
         for ip, holder in sorted(result.holders.items()):
             before = previous.get(ip, "")
             if before and holder and before != holder:
-                why = "is Down" if before in up else "left the cluster"
-                if up.get(before):
-                    why = "can no longer hold it"
-                moves.append(
-                    ev.EventSpec(
-                        "gateway",
-                        gateway_of[ip],
-                        ev.NORMAL,
-                        ev.FLOATING_IP_MOVED,
-                        f"floating IP {ip} moved from {before} to {holder}: {before} {why}",
-                    )
+                reason, why = move_reason(before, up)
+                spec = ev.EventSpec(
+                    "gateway",
+                    gateway_of[ip],
+                    ev.NORMAL,
+                    ev.FLOATING_IP_MOVED,
+                    f"floating IP {ip} moved from {before} to {holder}: {before} {why}",
                 )
+                moves.append((ip, reason, spec))
         return conditions, moves
 
     @staticmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from .conntrack import Conntrack
+from .conntrack import Conntrack, SnatUsage
 from .floating_ip import FloatingIPs
 from .nat import EgressIPCounters, Nat
 from .netlink import iproute
@@ -87,6 +87,10 @@ class Datapath:
         steered = self._steering.counters() if self._steering else {}
         translated = self._nat.counters() if self._last else {}
         return DatapathCounters(steered=steered, translated=translated)
+
+    def snat_usage(self) -> dict[str, SnatUsage]:
+        """Conntrack usage of every floating IP this node holds (one dump of the table)."""
+        return self._conntrack.snat_usage(self._last.held_floating_ips if self._last else ())
 
     def cleanup(self, uplink: str | None = None, node_ip: str | None = None) -> None:
         """Remove everything this datapath installs (also what an earlier agent left behind)."""

@@ -57,8 +57,10 @@ class NodeReconciler:
         netns: Optional[str] = None,
         resync: float = 2.0,
         counters_interval: float = 1.0,
+        on_apply: Optional[Callable[[float, bool], None]] = None,
     ):
         self.store = store
+        self.on_apply = on_apply  # (seconds, ok) of every kernel apply (metrics)
         self.node = node
         self.uplink = uplink
         self.datapath = datapath
@@ -188,7 +190,7 @@ class NodeReconciler:
                     for v in missing
                 }
                 state = replace(state, local_pods={ip: v for ip, v in state.local_pods.items() if v not in missing})
-                self.datapath.apply(state)
+                self._timed_apply(state)
                 for veth in state.local_pods.values():
                     # A pod re-created under the same name has a new veth: attach to it as well.
                     if self._ifindex.get(veth, links[veth]) != links[veth]:
@@ -203,6 +205,17 @@ class NodeReconciler:
             self._snapshot, self._last_state = snap, state
             self.last_error = ""
             return pending
+
+    def _timed_apply(self, state: NodeDatapathState) -> None:
+        if self.on_apply is None:
+            self.datapath.apply(state)
+            return
+        start, ok = time.perf_counter(), False
+        try:
+            self.datapath.apply(state)
+            ok = True
+        finally:
+            self.on_apply(time.perf_counter() - start, ok)
 
     # --- status ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
@@ -23,17 +23,22 @@ log = logging.getLogger(__name__)
 class NodeDatapath:
     """The kernel datapath of this node, kept converged to the store."""
 
-    def __init__(self, store: base.Store, node: models.Node, uplink: str, netns: Optional[str] = None):
+    def __init__(self, store: base.Store, node: models.Node, uplink: str, netns: Optional[str] = None,
+                 on_apply: Optional[Callable[[float, bool], None]] = None):
         if not uplink:
             raise ValueError("--datapath kernel needs --interface (the uplink on the node network, e.g. eth0)")
         self.datapath = Datapath(netns)
-        self.reconciler = NodeReconciler(store, node, uplink, self.datapath, netns=netns)
+        self.reconciler = NodeReconciler(store, node, uplink, self.datapath, netns=netns, on_apply=on_apply)
 
     def start(self, held: Optional[HeldSource] = None) -> None:
         self.reconciler.start(held)
 
     def counters(self) -> dict:
         return self.reconciler.live_counters()
+
+    def snat_usage(self) -> dict:
+        """egress IP -> conntrack usage (datapath.conntrack.SnatUsage), for the floating IPs held here."""
+        return self.datapath.snat_usage()
 
     def stop(self) -> None:
         self.reconciler.stop(release=True)

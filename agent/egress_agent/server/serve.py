@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent import futures
+from typing import Sequence
 
 import grpc
 
@@ -14,10 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class ApiServer:
-    def __init__(self, servicer: pb_grpc.EgressServicer, targets: list[str], workers: int = 8):
+    def __init__(self, servicer: pb_grpc.EgressServicer, targets: list[str], workers: int = 8,
+                 interceptors: Sequence[grpc.ServerInterceptor] = ()):
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api"),
             options=transport.server_options(),
+            interceptors=list(interceptors),  # e.g. metrics.api.ApiMetrics
         )
         pb_grpc.add_EgressServicer_to_server(servicer, self._server)
         self._targets = [transport.bind(self._server, t) for t in targets]
