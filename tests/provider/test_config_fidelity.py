@@ -9,7 +9,6 @@ runs plan and apply against the agent and against `mock_provider`.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
