@@ -21,6 +21,7 @@ processes and no single inventory, so none is used.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -45,6 +46,7 @@ def _walk_dir() -> Optional[Path]:
     return Path(tempfile.gettempdir()) / f"egress-provider-{os.getuid()}" / f"{ppid}-{start}"
 
 
+@functools.cache  # the Terraform process that started this plugin process, and so its arguments, never change
 def destroy_run() -> bool:
     """Whether this Terraform run destroys (`terraform destroy`, `plan -destroy`, `apply -destroy`).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Iterable
 
 from egress_agent.controller import effective, view
@@ -88,8 +89,20 @@ def describe_policy(
     )
 
 
+_WORLD_KINDS = (POD, NAMESPACE, POLICY, ASSIGNMENT, NODE)
+_worlds: "weakref.WeakKeyDictionary[base.Store, tuple[int, effective.World]]" = weakref.WeakKeyDictionary()
+
+
 def _world(store: base.Store) -> effective.World:
-    return effective.world_of(store.snapshot([POD, NAMESPACE, POLICY, ASSIGNMENT, NODE]), typed.parsed(store).all)
+    """The effective-IP inputs now; the same World while the store's revision is unchanged (a plan's
+    refresh asks for every policy's impact in a row)."""
+    snap = store.snapshot(_WORLD_KINDS)
+    hit = _worlds.get(store)
+    if hit is not None and hit[0] == snap.revision:
+        return hit[1]
+    world = effective.world_of(snap, typed.parsed(store).all)
+    _worlds[store] = (snap.revision, world)
+    return world
 
 
 def effective_ip(store: base.Store, namespace: str, pod: str, destination: str) -> pb.EffectiveIP:

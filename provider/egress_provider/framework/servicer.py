@@ -84,9 +84,15 @@ def _internal_error(rpc_name: str, exc: BaseException) -> Diagnostics:
 _RPC_LOG = os.environ.get("EGRESS_PROVIDER_RPC_LOG")
 
 
+_rpc_log_fd: Optional[int] = None
+
+
 def _log_rpc(rpc_name: str, started: float) -> None:
-    with open(_RPC_LOG, "a") as f:  # O_APPEND: concurrent RPCs never interleave a line
-        f.write(f"{rpc_name}\t{started:.6f}\t{time.monotonic():.6f}\n")
+    global _rpc_log_fd
+    if _rpc_log_fd is None:  # opened once: an open per RPC was a tenth of a 1,000-policy plan's samples
+        _rpc_log_fd = os.open(_RPC_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # One write(2) per line on an O_APPEND descriptor: concurrent RPCs never interleave a line.
+    os.write(_rpc_log_fd, f"{rpc_name}\t{started:.6f}\t{time.monotonic():.6f}\n".encode())
 
 
 def _guard(rpc_name: str, method):
