@@ -239,7 +239,7 @@ def main() -> None:
 
     results = {
         "machine": describe_machine(),
-        "note": "2 cores shared with 7 other engineers' builds and tests: see load_avg_before_after per run",
+        "note": "2 cores; anything else running shows in the load average before and after each run (last column)",
         "checkouts": [describe(r) for r in repos],
         "repeat": args.repeat, "runs": [],
     }
