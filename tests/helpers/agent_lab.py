@@ -150,11 +150,14 @@ class KernelPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Stamped when the poll starts: a poll is a read of every node in turn, so stamping it when it
+            # ends dated a node read before some event as if it had been read after it.
+            started = time.monotonic()
             where: dict[str, set[str]] = {}
             for node in self.nodes:
                 for ip in self.lab.floating_ips_on(node):
                     where.setdefault(ip, set()).add(node)
-            self.polls.append((time.monotonic(), where))
+            self.polls.append((started, where))
             self._stop.wait(self.interval)
 
     def violations(self, expected: dict[str, str]) -> list[tuple[float, str, set[str]]]:
