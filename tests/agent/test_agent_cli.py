@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -85,13 +86,25 @@ def test_bad_yaml_config(tmp_path):
 def test_sigterm_shuts_down_cleanly_and_removes_the_socket(tmp_path):
     agent = start_agent(tmp_path)
     assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o600
-    proc = agent.proc
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.wait_exit(10) == 0
     assert not agent.socket.exists()
     assert "stopped" in agent.log()
     agent.proc = None
     agent.close()
+
+
+def test_sigusr1_logs_every_threads_stack_and_the_agent_goes_on(tmp_path):
+    with start_agent(tmp_path) as agent:
+        agent.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while "in relay" not in agent.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "Thread 0x" in agent.log() and "in relay" in agent.log()  # the signal thread's frame
+        assert agent.client.health().status == "SERVING"
+        agent.proc.send_signal(signal.SIGINT)
+        assert agent.wait_exit(10) == 0 and "stopped" in agent.log()
+        agent.proc = None
 
 
 def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path):

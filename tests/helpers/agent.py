@@ -139,6 +139,17 @@ class AgentProcess:
                 proc.wait()
         return proc.returncode
 
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        """The exit status of an agent told to stop; if it does not exit in time, fail with every
+        thread's stack (SIGUSR1 makes the agent write them to its log) instead of a bare timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            raise AssertionError(f"egress-agent still running {timeout}s after it was told to stop; its log "
+                                 f"ends with every thread's stack:\n{self.log()[-20000:]}") from None
+
     def kill(self) -> None:
         """SIGKILL: an unclean stop (the socket file stays behind)."""
         if self._client is not None:

@@ -9,16 +9,20 @@
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
-on SIGTERM/SIGINT.
+on SIGTERM/SIGINT. SIGUSR1 writes every thread's stack to the log (stderr)
+and the agent goes on: what to send an agent that seems stuck.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
+from typing import Callable
 
 from egress_agent import config as cfg
 from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES
@@ -129,8 +133,8 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
         prometheus_client.disable_created_metrics()
     stopping = threading.Event()
     agent = Agent(conf, version=_version())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (stopping.set(), agent.abort_start()))
+    _on_stop_signals(lambda: (stopping.set(), agent.abort_start()))
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         agent.start()
     except StartError as err:
@@ -141,6 +145,30 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
     agent.stop()
     log.info("stopped")
     return 0
+
+
+def _on_stop_signals(act: Callable[[], None]) -> None:
+    """Calls `act` on SIGTERM/SIGINT, from a thread of its own, never from the signal handler.
+
+    Python runs a handler in the main thread between two bytecodes, possibly while that thread
+    holds the lock `act` needs: `Event.set()` in a handler that lands inside the main thread's own
+    `Event.wait()` blocks forever (it hung an agent on SIGTERM in CI). So the handlers do nothing;
+    the C-level handler writes the signal's number to a pipe (signal.set_wakeup_fd) and a daemon
+    thread reads it and acts like any other thread.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    wanted = {signal.SIGTERM, signal.SIGINT}
+    for sig in wanted:
+        signal.signal(sig, lambda *_: None)
+
+    def relay() -> None:
+        while True:
+            if any(number in wanted for number in os.read(read_end, 64)):
+                act()
+
+    threading.Thread(target=relay, name="stop-signals", daemon=True).start()
 
 
 if __name__ == "__main__":

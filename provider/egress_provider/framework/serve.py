@@ -152,9 +152,12 @@ def serve(make_provider: Callable[[], object]) -> None:
     sys.stdout.flush()
     logging.getLogger("plugin").debug("serving tfplugin6", extra={"socket": sock, "pid": os.getpid()})
 
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # The handler only appends to a list: calling done.set() there could land inside this thread's
+    # own done.wait() while it holds the Event's lock, and block forever.
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
     try:
-        while not done.wait(0.5):
+        while not terminated and not done.wait(0.5):
             pass
     finally:
         server.stop(grace=0.2).wait()
