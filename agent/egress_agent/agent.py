@@ -36,6 +36,7 @@ class Agent:
         self.version = version
         self.cluster = None
         self.metrics = None  # egress_agent.metrics.registry.AgentMetrics with --metrics-listen
+        self.audit = None  # egress_agent.server.audit.AuditLog with --audit-log
         self._stops: list[Callable[[], None]] = []
 
     def start(self) -> None:
@@ -61,6 +62,7 @@ class Agent:
             from egress_agent.metrics.registry import AgentMetrics
 
             self.metrics = AgentMetrics()
+        self._open_audit()
         store = self._open_store()
         nodes, decided_nodes, leadership, guard = self._join(store)
         datapath, pod_waiter = self._start_datapath(store)
@@ -103,8 +105,9 @@ class Agent:
         if conf.lease_keepalive:
             options.keepalive_interval = conf.lease_keepalive
         self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)
+        if self.metrics or self.audit:
+            cluster.election.on_leader = self._on_leader
         if self.metrics:
-            cluster.election.on_leader = self.metrics.cluster.on_leader
             self.metrics.watch_detector(cluster.detector)
             self.metrics.watch_leadership(cluster.is_leader)
         log.info("cluster: lease TTL %ss, keepalive every %gs; probes every %gs, a peer is Down after %d misses "
@@ -172,14 +175,64 @@ class Agent:
         servicer = EgressServicer(
             store, node.name, nodes, leadership, version=self.version, counters=counters,
             pod_programmed=pod_waiter.wait, pods=kube.inventory if kube else None,
-            pod_check=self._pod_check(pod_waiter, datapath is not None), health=kube.health if kube else None,
+            pod_check=self._pod_check(pod_waiter, datapath is not None), health=self._health(kube),
         )
+        access = self._access_control()
+        interceptors = [access] + ([self.metrics.api] if self.metrics else [])
         try:
-            server = ApiServer(servicer, self.conf.targets, interceptors=[self.metrics.api] if self.metrics else ())
+            tls = None
+            if self.conf.tls[0]:
+                from egress_agent.server.tls import ReloadingCredentials, ServerTLSFiles
+
+                tls = ReloadingCredentials(ServerTLSFiles(*self.conf.tls))
+            server = ApiServer(servicer, access.local, self.conf.listen, tls, interceptors=interceptors)
             server.start()
-        except (OSError, RuntimeError) as err:
+        except (OSError, RuntimeError, ValueError) as err:
             raise StartError(f"cannot serve the API: {err}") from None
         self._stops.append(server.stop)
+        if self.conf.listen and not self.conf.mutual_tls:
+            from egress_agent.config import is_loopback
+
+            who = "any local user" if is_loopback(self.conf.listen) else "anyone who reaches it (--insecure-listen)"
+            log.warning("the API on %s has no client authentication: %s may call it as admin", self.conf.listen, who)
+
+    def _access_control(self):
+        """Who may call what (server.access), and the audit log of writes (--audit-log)."""
+        from egress_agent.server.access import AccessControl
+        from egress_agent.server.local_peers import LocalPeers, SocketRoles
+
+        local = LocalPeers(self.conf.socket, SocketRoles(self.conf.socket_roles))
+        return AccessControl(local, anonymous_tcp_role="" if self.conf.mutual_tls else "admin", audit=self.audit)
+
+    def _open_audit(self) -> None:
+        if not self.conf.audit_log:
+            return
+        from egress_agent.server.audit import AuditLog
+
+        self.audit = AuditLog(self.conf.audit_log, self.conf.node.name)
+        self._stops.append(self.audit.close)
+
+    def _on_leader(self, leader: str) -> None:
+        """The cluster's leader changed (seen by every agent; each logs what it saw)."""
+        if self.metrics:
+            self.metrics.cluster.on_leader(leader)
+        if self.audit:
+            self.audit.record(identity=f"node/{self.conf.node.name}", role=None, method="LeaderChanged",
+                              object=f"leader/{leader or '(none)'}", outcome="OK")
+
+    def _health(self, kube):
+        """What Health adds to the store's state: the watcher's, and a listener without client authentication."""
+        warning = ""
+        if self.conf.listen and not self.conf.mutual_tls:
+            warning = f"the API on {self.conf.listen} has no client authentication"
+        if not warning:
+            return kube.health if kube else None
+
+        def health() -> tuple[bool, str]:
+            ok, detail = kube.health() if kube else (True, "")
+            return ok, "; ".join(d for d in (detail, warning) if d)
+
+        return health
 
     def _pod_check(self, pod_waiter, kernel: bool):
         """GetPod (the CNI CHECK): the pod's node has programmed it, and here its classifier is attached."""

@@ -16,7 +16,8 @@ from egress_api import models, transport
 #: YAML keys (flag --node-ip <-> key node_ip).
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
-        "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen")
+        "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
+        "insecure_listen", "socket_roles", "audit_log")
 DATAPATHS = ("off", "kernel")
 
 
@@ -41,11 +42,15 @@ class AgentConfig:
     kubeconfig: str = ""  # with kubernetes: a kubeconfig file; "" = in-cluster service account
     kube_label_wait: float = 10.0  # with kubernetes: seconds a CNI ADD waits for its pod's labels
     metrics_listen: str = ""  # host:port serving Prometheus /metrics; "" = no metrics endpoint
+    tls: tuple[str, str, str] = ("", "", "")  # --listen's TLS: certificate, key, client CA ("": none)
+    insecure_listen: bool = False  # --listen without mutual TLS off loopback, knowingly
+    socket_roles: str = ""  # extra uid/gid -> role entries for the unix socket (server.local_peers)
+    audit_log: str = ""  # file (or "-" for stderr) the audit lines go to; "" = none
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def targets(self) -> list[str]:
-        return [f"unix://{self.socket}"] + ([self.listen] if self.listen else [])
+    def mutual_tls(self) -> bool:
+        return bool(self.tls[0] and self.tls[2])
 
 
 def _flag(key: str) -> str:
@@ -112,6 +117,18 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             raise ConfigError(f"--listen {listen}: {err}; expected host:port, e.g. 127.0.0.1:7443") from None
 
     metrics_listen = _host_port(settings, "metrics_listen", "127.0.0.1:9464")
+    listen_tls, insecure_listen = _listener_security(settings, listen)
+    socket_roles = settings.get("socket_roles") or ""
+    if socket_roles:
+        from egress_agent.server.local_peers import SocketRoles, SocketRolesError
+
+        try:
+            SocketRoles(socket_roles)
+        except SocketRolesError as err:
+            raise ConfigError(str(err)) from None
+    audit_log = settings.get("audit_log") or ""
+    if audit_log and audit_log != "-":
+        audit_log = os.path.abspath(audit_log)
 
     store = settings["store"]
     scheme, _, rest = store.partition(":")
@@ -171,6 +188,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
         kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
+        tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
     )
 
 
@@ -185,6 +203,59 @@ def _host_port(settings: dict[str, Any], key: str, example: str) -> str:
     except transport.TargetError as err:
         raise ConfigError(f"{_flag(key)} {value}: {err}; expected host:port, e.g. {example}") from None
     return value
+
+
+def _bool(settings: dict[str, Any], key: str) -> bool:
+    raw = str(settings.get(key) or "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{key}: {settings.get(key)!r} must be true or false")
+    return raw in ("true", "1", "yes")
+
+
+def is_loopback(host_port: str) -> bool:
+    """Whether a host:port listener is reachable from this machine only."""
+    import ipaddress
+
+    host = host_port.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def _listener_security(settings: dict[str, Any], listen: str) -> tuple[tuple[str, str, str], bool]:
+    """(--tls-cert, --tls-key, --tls-client-ca) and --insecure-listen, checked against --listen.
+
+    Off loopback, the TCP listener needs mutual TLS: without client certificates every caller that
+    reaches the port would have every right. --insecure-listen says so knowingly.
+    """
+    tls = tuple(os.path.abspath(settings[k]) if settings.get(k) else "" for k in ("tls_cert", "tls_key", "tls_client_ca"))
+    for key, path in zip(("tls_cert", "tls_key", "tls_client_ca"), tls):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{_flag(key)} {path}: no such file")
+    if bool(tls[0]) != bool(tls[1]):
+        raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+    if tls[2] and not tls[0]:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key: the agent's own certificate comes first")
+    insecure = _bool(settings, "insecure_listen")
+    if (tls[0] or insecure) and not listen:
+        raise ConfigError(f"{'--tls-cert' if tls[0] else '--insecure-listen'} is about the TCP listener: "
+                          "it needs --listen HOST:PORT")
+    if listen and not (tls[0] and tls[2]) and not insecure and not is_loopback(listen):
+        raise ConfigError(
+            f"--listen {listen} is not a loopback address: anyone who reaches it could change every policy. "
+            "Give --tls-cert, --tls-key and --tls-client-ca (mutual TLS; `egressctl certs init` makes them), "
+            "or --insecure-listen to serve it without client authentication anyway")
+    if tls[0]:
+        from egress_agent.server.tls import ServerTLSFiles, TLSFilesError, load_pair
+
+        try:
+            load_pair(ServerTLSFiles(*tls))
+        except TLSFilesError as err:
+            raise ConfigError(str(err)) from None
+    return tls, insecure
 
 
 def _kubernetes(settings: dict[str, Any]) -> tuple[bool, str, float]:

@@ -58,6 +58,8 @@ DEFAULT_RESOLVE_SECONDS = 60.0
 _RETRY_PAUSE_S = 0.5  # between rounds over all endpoints, while an outcome is unknown
 
 # What gRPC says when it never got a connection, so nothing was sent.
+# Checked before _NOT_CONNECTED: a failed handshake also reads "failed to connect".
+_TLS_FAILED = ("ssl", "handshake", "certificate", "tls")
 _NOT_CONNECTED = ("failed to connect", "connection refused", "no such file", "connect failed", "dns resolution failed")
 
 
@@ -98,7 +100,8 @@ class CallRecord:
 class Caller:
     """Makes calls over one gRPC channel per endpoint, failing over in list order."""
 
-    def __init__(self, endpoints: str | Sequence[str], timeout: float):
+    def __init__(self, endpoints: str | Sequence[str], timeout: float, tls: Optional[transport.ClientTLS] = None):
+        self.tls = tls  # for TCP endpoints; unix sockets are local and never use it
         try:
             self.endpoints = parse_endpoints(endpoints)
         except transport.TargetError as err:
@@ -134,7 +137,7 @@ class Caller:
             if self._closed:
                 raise errors.ApiError(f"egress client for {endpoint}: cannot call on a closed channel")
             if endpoint not in self._stubs:
-                self._channels[endpoint] = transport.channel(endpoint)
+                self._channels[endpoint] = transport.channel(endpoint, self.tls)
                 self._stubs[endpoint] = pb_grpc.EgressStub(self._channels[endpoint])
             return self._stubs[endpoint]
 
@@ -213,6 +216,19 @@ class Caller:
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             if trailing.get(ORIGIN_KEY) == "agent":
                 return errors.Unavailable(f"egress-agent at {endpoint}: {details}", agent_answered=True), False
+            if code == grpc.StatusCode.UNAVAILABLE and any(s in details.lower() for s in _TLS_FAILED):
+                return errors.Unavailable(
+                    f"TLS with egress-agent at {endpoint} failed: check the CA, client certificate and key "
+                    f"(ca_file/cert_file/key_file, EGRESS_CA_FILE/..., egressctl --ca/--cert/--key) and that "
+                    f"the agent serves TLS there [{details}]"), False
+            if code == grpc.StatusCode.UNAVAILABLE and "socket closed" in details.lower() and ":" in endpoint \
+                    and not endpoint.startswith("unix:"):
+                # A TLS listener closes a plaintext connection, or a TLS one without the client certificate it requires.
+                hint = ("the agent may require a client certificate (cert_file/key_file, egressctl --cert/--key)"
+                        if self.tls is not None else
+                        "if it serves TLS, give its CA and a client certificate (ca_file/cert_file/key_file, "
+                        "EGRESS_CA_FILE/EGRESS_CERT_FILE/EGRESS_KEY_FILE, egressctl --ca/--cert/--key)")
+                return errors.Unavailable(f"egress-agent at {endpoint} closed the connection: {hint} [{details}]"), False
             if code == grpc.StatusCode.UNAVAILABLE and any(s in details.lower() for s in _NOT_CONNECTED):
                 return errors.Unavailable(
                     f"cannot reach egress-agent at {endpoint}: is it running? "
@@ -226,6 +242,8 @@ class Caller:
                                           "been applied"), True
             return errors.Unavailable(f"egress-agent at {endpoint}: {what}"), False
         cls = {
+            grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+            grpc.StatusCode.UNAUTHENTICATED: errors.PermissionDenied,
             grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
             grpc.StatusCode.NOT_FOUND: errors.NotFound,
             grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,

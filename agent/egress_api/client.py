@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Generic, Optional, Sequence, TypeVar
 
-from egress_api import calls, convert, models
+from egress_api import calls, convert, models, transport
 from egress_api.status import GatewayStatus, NodeStatus  # noqa: F401 - part of the client API
 from egress_api.v1 import egress_pb2 as pb
 
@@ -72,14 +72,16 @@ class Health:
 
 class EgressClient:
     """`target`: one endpoint, a comma-separated list, or a list; calls fail over in that order (see calls).
+    `tls` (transport.ClientTLS.load(ca, cert, key)) secures TCP endpoints; unix sockets are local.
 
     Writes take `request_id` (default: a new one per call) and `deadline`
     (time.monotonic(); default calls.DEFAULT_RESOLVE_SECONDS from now), which
     bounds how long a write whose outcome is unknown is retried.
     """
 
-    def __init__(self, target: str | Sequence[str], timeout: float = 10.0):
-        self._caller = calls.Caller(target, timeout)
+    def __init__(self, target: str | Sequence[str], timeout: float = 10.0,
+                 tls: Optional[transport.ClientTLS] = None):
+        self._caller = calls.Caller(target, timeout, tls)
         self.timeout = timeout
 
     @property

@@ -23,6 +23,11 @@ class InvalidArgument(ApiError):
     """Validation failed (INVALID_ARGUMENT); see `violations`."""
 
 
+class PermissionDenied(ApiError):
+    """The caller's role may not call this method (PERMISSION_DENIED), or it has no identity the agent
+    accepts (UNAUTHENTICATED). The message names the role and the method; nothing was changed."""
+
+
 class NotFound(ApiError):
     """No such object (NOT_FOUND)."""
 

@@ -6,8 +6,11 @@ and the agent's `--socket`/`--listen` all use it):
     unix:///abs/path     a unix socket (also accepted: unix:/abs/path, or a bare /abs/path)
     host:port            TCP, e.g. 127.0.0.1:7443
 
-Everything is plaintext for now. mTLS comes later: it plugs in at `_channel_credentials`
-and `_server_credentials`, the only two places that decide how bytes are protected.
+A unix socket is local and never encrypted: the agent learns who calls from the
+kernel (SO_PEERCRED, see egress_agent.server.local_peers). TCP is plaintext unless
+the client is given a `ClientTLS` (then TLS, and mutual TLS with a client
+certificate); the agent's side is egress_agent.server.tls. `ClientTLS` reads
+PEM contents or file paths, so the provider can take either.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import Optional
 
 import grpc
 
@@ -69,40 +73,103 @@ def parse_target(target: str) -> Target:
 # --- client side ------------------------------------------------------------------
 
 
-def _channel_credentials(target: Target) -> grpc.ChannelCredentials | None:
-    """mTLS hook: return credentials here to secure channels. None = plaintext."""
-    return None
+class TLSConfigError(ValueError):
+    """A CA, certificate or key the client was given cannot be used; the message names which and why."""
 
 
-def channel(target: str) -> grpc.Channel:
+@dataclass(frozen=True)
+class ClientTLS:
+    """TLS for TCP endpoints: the CA that signed the agents' certificates, and this client's
+    certificate and key (mutual TLS; the certificate carries the client's role). PEM bytes."""
+
+    ca: bytes
+    cert: bytes = b""
+    key: bytes = b""
+
+    @classmethod
+    def load(cls, ca: str = "", cert: str = "", key: str = "", what: str = "") -> Optional["ClientTLS"]:
+        """From file paths or PEM contents (each value may be either); None when all are empty.
+
+        `what` names the settings in errors, e.g. "ca_file/cert_file/key_file".
+        """
+        names = (what or "ca/cert/key").split("/")
+        if not (ca or cert or key):
+            return None
+        if not ca:
+            raise TLSConfigError(f"{names[0]} is required with {names[1]}/{names[2]}: the CA that signed the "
+                                 "agents' certificates")
+        if bool(cert) != bool(key):
+            raise TLSConfigError(f"{names[1]} and {names[2]} go together: give both or neither")
+        tls = cls(_pem(ca, names[0], b"CERTIFICATE"), _pem(cert, names[1], b"CERTIFICATE") if cert else b"",
+                  _pem(key, names[2], b"PRIVATE KEY") if key else b"")
+        if cert:
+            check_key_pair(tls.cert, tls.key, names[1], names[2])
+        return tls
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key or None,
+                                            certificate_chain=self.cert or None)
+
+
+def _pem(value: str, name: str, kind: bytes) -> bytes:
+    """PEM contents as given, or read from the file named by `value`."""
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        data = text.encode()
+    else:
+        try:
+            with open(os.path.expanduser(text), "rb") as f:
+                data = f.read()
+        except OSError as err:
+            if "\n" in text or len(text) > 4096:  # not a path: never echo what may be a key
+                raise TLSConfigError(f"{name}: neither PEM contents nor a readable file") from None
+            raise TLSConfigError(f"{name} {text}: cannot read it: {err.strerror}") from None
+    if b"-----BEGIN" not in data or kind not in data:
+        raise TLSConfigError(f"{name}: not a PEM {kind.decode().lower()} (expected a '-----BEGIN ...{kind.decode()}-----' block)")
+    return data
+
+
+def check_key_pair(cert: bytes, key: bytes, cert_name: str, key_name: str) -> None:
+    """The key is the certificate's: a mismatch would only show as a failed handshake, far from its cause."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        public = x509.load_pem_x509_certificate(cert).public_key()
+    except ValueError as err:
+        raise TLSConfigError(f"{cert_name}: not a valid certificate: {err}") from None
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as err:
+        raise TLSConfigError(f"{key_name}: not a usable private key (encrypted keys are not supported): {err}") from None
+    pem = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*pem) != public.public_bytes(*pem):
+        raise TLSConfigError(f"{key_name} is not the private key of {cert_name}")
+
+
+def channel(target: str, tls: Optional[ClientTLS] = None) -> grpc.Channel:
+    """A channel to `target`; TCP targets use `tls` when given (unix sockets never do: they are local)."""
     t = parse_target(target)
-    creds = _channel_credentials(t)
-    if creds is None:
+    if tls is None or t.scheme == "unix":
         return grpc.insecure_channel(t.grpc_target, options=_OPTIONS)
-    return grpc.secure_channel(t.grpc_target, creds, options=_OPTIONS)
+    return grpc.secure_channel(t.grpc_target, tls.credentials(), options=_OPTIONS)
 
 
 # --- server side ------------------------------------------------------------------
-
-
-def _server_credentials(target: Target) -> grpc.ServerCredentials | None:
-    """mTLS hook: return credentials here to require TLS on a listener. None = plaintext."""
-    return None
 
 
 def server_options() -> list[tuple[str, int]]:
     return list(_OPTIONS)
 
 
-def bind(server: grpc.Server, target: str) -> Target:
-    """Add a listener for `target` to a not-yet-started server.
+def bind(server: grpc.Server, target: str, creds: Optional[grpc.ServerCredentials] = None) -> Target:
+    """Add a listener for `target` to a not-yet-started server, with TLS when `creds` are given.
 
     A unix socket is created with mode 0600 (only the agent's user may talk to
     it) and a stale socket file left by a crashed agent is removed first;
     a socket some live process still answers on is an error.
     """
     t = parse_target(target)
-    creds = _server_credentials(t)
     add = (lambda addr: server.add_insecure_port(addr)) if creds is None else (
         lambda addr: server.add_secure_port(addr, creds)
     )
@@ -110,7 +177,7 @@ def bind(server: grpc.Server, target: str) -> Target:
         if add(t.address) == 0:
             raise OSError(f"cannot listen on {t.address}: address in use or not local")
         return t
-    _remove_stale_socket(t.address)
+    remove_stale_socket(t.address)
     os.makedirs(os.path.dirname(t.address), exist_ok=True)
     # umask closes the window between bind() and chmod(): the socket is never group/world-accessible.
     old = os.umask(0o177)
@@ -134,7 +201,7 @@ def remove_socket(t: Target) -> None:
             os.unlink(t.address)
 
 
-def _remove_stale_socket(path: str) -> None:
+def remove_stale_socket(path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:

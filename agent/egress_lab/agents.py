@@ -36,7 +36,23 @@ def agent_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "egress_agent.cmd.agent"]
 
 
+def pki_dir() -> Path:
+    """The lab's certificates (`egressctl certs init`): ca.pem, node-NAME.pem, client-{admin,viewer,inventory}.pem."""
+    return T.run_dir() / "pki"
+
+
+def ensure_pki(specs: list[T.NodeSpec]) -> None:
+    """A CA and a certificate per node (its name and IP) and per client role, once per lab."""
+    if (pki_dir() / "ca.pem").exists():
+        return
+    from egress_agent.cmd import certs
+
+    certs.init(pki_dir(), [certs.NodeSpec(s.name, (s.ip,)) for s in specs],
+               certs.parse_clients("admin,viewer,inventory"))
+
+
 def agent_argv(spec: T.NodeSpec) -> list[str]:
+    pki = pki_dir()
     return [
         *agent_command(),
         "--node", spec.name,
@@ -46,6 +62,10 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--interface", T.UPLINK,
         "--socket", str(T.agent_socket(spec.name)),
         "--listen", f"{spec.ip}:{T.AGENT_PORT}",
+        # Mutual TLS on the node network, as in production; the lab's own clients use the unix socket.
+        "--tls-cert", str(pki / f"node-{spec.name}.pem"), "--tls-key", str(pki / f"node-{spec.name}-key.pem"),
+        "--tls-client-ca", str(pki / "ca.pem"),
+        "--audit-log", str(T.run_dir() / "audit" / f"{spec.name}.jsonl"),
         "--metrics-listen", f"{spec.ip}:{T.METRICS_PORT}",
         "--store", f"etcd:{T.etcd_url()}",
         "--datapath", "kernel",

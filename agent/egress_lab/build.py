@@ -167,6 +167,7 @@ def up(workers: int, masters: int, agents: bool = True) -> LabState:
         _servers(st)
         labstate.save(st)
         if agents:
+            A.ensure_pki(specs)
             A.start_etcd(st)
             for spec in specs:
                 if not A.running(st, A.agent_key(spec.name)):

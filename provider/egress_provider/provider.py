@@ -24,6 +24,7 @@ SOURCE = "egressnat/egress"
 FULL_NAME = f"registry.terraform.io/{SOURCE}"
 ENDPOINT_ENV = "EGRESS_ENDPOINT"
 ENDPOINTS_ENV = "EGRESS_ENDPOINTS"
+TLS_ENV = {"ca_file": "EGRESS_CA_FILE", "cert_file": "EGRESS_CERT_FILE", "key_file": "EGRESS_KEY_FILE"}
 DEFAULT_TIMEOUT = 10.0
 HEALTH_PROBE_TIMEOUT = 2.0  # seconds per endpoint for the check at configure time
 
@@ -59,6 +60,31 @@ def provider_schema() -> Schema:
                 f"`{ENDPOINTS_ENV}` (or `{ENDPOINT_ENV}`) environment variable.",
             ),
             Attribute(
+                "ca_file",
+                String(),
+                optional=True,
+                sensitive=True,
+                description="For TCP endpoints: the CA that signed the agents' certificates, as a file path or PEM "
+                "contents. Defaults to `EGRESS_CA_FILE`. Unix sockets are local and ignore it.",
+            ),
+            Attribute(
+                "cert_file",
+                String(),
+                optional=True,
+                sensitive=True,
+                description="This client's certificate (mutual TLS), as a file path or PEM contents: its "
+                "`spiffe://egress/role/...` URI is the role the agent grants (`admin` to apply, `viewer` is "
+                "enough to plan). Defaults to `EGRESS_CERT_FILE`.",
+            ),
+            Attribute(
+                "key_file",
+                String(),
+                optional=True,
+                sensitive=True,
+                description="The private key of `cert_file`, as a file path or PEM contents. Defaults to "
+                "`EGRESS_KEY_FILE`.",
+            ),
+            Attribute(
                 "timeout",
                 Number(),
                 optional=True,
@@ -83,6 +109,7 @@ class EgressProvider(Provider):
     def __init__(self):
         self.endpoint: Optional[str] = None  # the configured endpoints, comma-separated; None until configured
         self.timeout: float = DEFAULT_TIMEOUT
+        self.tls = None  # egress_api.transport.ClientTLS for TCP endpoints, from ca_file/cert_file/key_file
         self._client = None
         from egress_provider.config_inventory import ConfigInventory
         from egress_provider.resources.plan_checks import AgentEstate, PlanView
@@ -141,6 +168,10 @@ class EgressProvider(Provider):
         endpoints = _configured_endpoints(diags, config)
         if endpoints is None:
             return
+        tls = _configured_tls(diags, config)
+        if tls is False:
+            return
+        self.tls = tls
         timeout = config.get("timeout")
         self.endpoint = ",".join(endpoints)
         self.timeout = float(timeout) if isinstance(timeout, (int, float)) else DEFAULT_TIMEOUT
@@ -152,6 +183,11 @@ class EgressProvider(Provider):
             # A short probe: an agent that accepts connections but hangs (paused, overloaded) costs this
             # long per plugin process before the next endpoint is tried, not the full `timeout`.
             self.client().health(timeout=min(self.timeout, HEALTH_PROBE_TIMEOUT))
+        except errors.PermissionDenied as err:
+            diags.add_error("Not allowed to use the egress agent",
+                            f"{err.message}\n\nGive the provider a client certificate the agent accepts (`cert_file`/"
+                            "`key_file`, or EGRESS_CERT_FILE/EGRESS_KEY_FILE), or on a unix socket run Terraform as a "
+                            "user the agent's --socket-roles names. See docs/security.md.")
         except errors.ApiError as err:
             where = endpoints[0] if len(endpoints) == 1 else "any of " + ", ".join(endpoints)
             diags.add_error(
@@ -165,8 +201,30 @@ class EgressProvider(Provider):
         if self._client is None:
             from egress_api.client import EgressClient
 
-            self._client = EgressClient(self.endpoint, timeout=self.timeout)
+            self._client = EgressClient(self.endpoint, timeout=self.timeout, tls=self.tls)
         return self._client
+
+
+def _configured_tls(diags: Diagnostics, config: Config):
+    """ClientTLS from ca_file/cert_file/key_file (or EGRESS_*_FILE), None for none, False after an error."""
+    from egress_api import transport
+
+    values = {}
+    for name, env in TLS_ENV.items():
+        value: Any = config.get(name)
+        if is_unknown(value):
+            diags.add_error(f"{name} is not known yet", f"The provider's `{name}` depends on a value Terraform only "
+                            f"learns during apply. Use a literal, a variable, a file(), or {env}.", path=[name])
+            return False
+        values[name] = value or os.environ.get(env, "")
+    try:
+        return transport.ClientTLS.load(values["ca_file"], values["cert_file"], values["key_file"],
+                                        what="ca_file/cert_file/key_file")
+    except transport.TLSConfigError as err:
+        attribute = next((n for n in TLS_ENV if str(err).startswith(n)), "ca_file")
+        diags.add_error("Invalid TLS settings", f"{err} (the provider's `{attribute}`, or {TLS_ENV[attribute]})",
+                        path=[attribute] if config.get(attribute) else None)
+        return False
 
 
 def _configured_endpoints(diags: Diagnostics, config: Config) -> Optional[list[str]]:

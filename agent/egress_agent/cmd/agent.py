@@ -63,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
                    "before it fails (default 10)")
     p.add_argument("--metrics-listen", dest="metrics_listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default; see docs/metrics.md)")
+    p.add_argument("--tls-cert", dest="tls_cert", help="the TCP listener's TLS certificate (PEM; reloaded when the file changes)")
+    p.add_argument("--tls-key", dest="tls_key", help="its private key (PEM)")
+    p.add_argument("--tls-client-ca", dest="tls_client_ca",
+                   help="require client certificates signed by this CA (mutual TLS); the role comes from the "
+                   "certificate's spiffe://egress/role/ROLE URI (see docs/security.md)")
+    p.add_argument("--insecure-listen", dest="insecure_listen", action="store_true", default=None,
+                   help="allow --listen off loopback without mutual TLS (every caller is admin: trusted networks only)")
+    p.add_argument("--socket-roles", dest="socket_roles", metavar="WHO=ROLE,...",
+                   help="roles of local callers on --socket by uid/user or @gid/@group (root and the agent's own "
+                   "user are admin; e.g. 1000=viewer,@egress-cni=inventory)")
+    p.add_argument("--audit-log", dest="audit_log", metavar="PATH",
+                   help="append one JSON line per write (who, role, method, object, outcome) to PATH, or - for stderr")
     p.add_argument("--cleanup", action="store_true",
                    help="remove everything the kernel datapath installed in this network namespace, then exit "
                    "(needs --interface; --node-ip defaults to the interface's address)")

@@ -6,10 +6,14 @@
     egressctl [--endpoint ...] apply -f FILE|-
     egressctl [--endpoint ...] edit gateway|policy NAME
     egressctl [--endpoint ...] status
+    egressctl certs init --dir DIR --nodes NAME=IP,... --clients admin,viewer,...
+    egressctl audit --file PATH [--method M] [--role R] [--object KIND/NAME] [--outcome CODE]
 
 `--endpoint` takes one agent or a comma-separated list (calls fail over to the
 next agent, see egress_api.calls) and falls back to $EGRESS_ENDPOINTS, then
-$EGRESS_ENDPOINT. Any failure prints one line on stderr and exits 1.
+$EGRESS_ENDPOINT. TCP endpoints with mutual TLS take `--ca`, `--cert`, `--key`
+(or $EGRESS_CA_FILE, $EGRESS_CERT_FILE, $EGRESS_KEY_FILE): file paths or PEM
+contents. Any failure prints one line on stderr and exits 1.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import sys
 import time
 from typing import Iterable, Sequence
 
-from egress_api import errors, manifest, models
+from egress_api import errors, manifest, models, transport
 from egress_api.client import EgressClient, Event
-from egress_agent.cmd import ctl_apply
+from egress_agent.cmd import ctl_apply, ctl_audit
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="agent API: unix:///PATH or host:port, or a comma-separated list of them "
                    "tried in order (default: $EGRESS_ENDPOINTS, then $EGRESS_ENDPOINT)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument("--ca", help="CA that signed the agents' certificates, for TCP endpoints (default $EGRESS_CA_FILE)")
+    p.add_argument("--cert", help="this client's certificate: its role (default $EGRESS_CERT_FILE)")
+    p.add_argument("--key", help="its private key (default $EGRESS_KEY_FILE)")
     sub = p.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="list gateways, policies or nodes")
     get.add_argument("what", choices=["gateways", "policies", "nodes"])
@@ -47,17 +54,38 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("kind", choices=["gateway", "policy"])
     edit.add_argument("name")
     sub.add_parser("status", help="nodes, roles, Up/Down, who holds which floating IP, leader")
+    certs = sub.add_parser("certs", help="certificates for mutual TLS").add_subparsers(dest="certs_command",
+                                                                                     required=True)
+    init = certs.add_parser("init", help="make a CA and node and client certificates (see docs/security.md)")
+    init.add_argument("--dir", required=True, help="where to write them (created 0700; an existing CA there is reused)")
+    init.add_argument("--nodes", default="", help="agents: NAME[=IP[+IP...]],... (the IPs they listen on)")
+    init.add_argument("--clients", default="", help="clients: ROLE or NAME:ROLE,... (roles: admin, viewer, inventory, peer)")
+    init.add_argument("--days", type=int, default=365, help="validity of the node and client certificates (default 365)")
+    ctl_audit.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "certs":
+        from egress_agent.cmd import certs
+
+        return certs.command(args)
+    if args.command == "audit":
+        return ctl_audit.command(args)
     endpoint = args.endpoint or os.environ.get("EGRESS_ENDPOINTS", "") or os.environ.get("EGRESS_ENDPOINT", "")
     if not endpoint:
         print("egressctl: no agent endpoint: pass --endpoint unix:///PATH or set EGRESS_ENDPOINTS", file=sys.stderr)
         return 1
     try:
-        with EgressClient(endpoint, timeout=args.timeout) as client:
+        tls = transport.ClientTLS.load(args.ca or os.environ.get("EGRESS_CA_FILE", ""),
+                                       args.cert or os.environ.get("EGRESS_CERT_FILE", ""),
+                                       args.key or os.environ.get("EGRESS_KEY_FILE", ""), what="--ca/--cert/--key")
+    except transport.TLSConfigError as err:
+        print(f"egressctl: {err}", file=sys.stderr)
+        return 1
+    try:
+        with EgressClient(endpoint, timeout=args.timeout, tls=tls) as client:
             out = COMMANDS[args.command](client, args)
     except errors.ApiError as err:
         print(f"egressctl: {_one_line(err)}", file=sys.stderr)

@@ -182,6 +182,14 @@ def add_api_error(
             "that the provider's `endpoints` (or EGRESS_ENDPOINTS) list it, e.g. unix:///run/egress/agent.sock.",
         )
         return
+    if isinstance(err, errors.PermissionDenied):
+        diags.add_error(
+            f"Not allowed to {action}",
+            f"{err.message}\n\nThe agent decides what a caller may do from its client certificate (the provider's "
+            "`cert_file`, or EGRESS_CERT_FILE) or, on a unix socket, from the user Terraform runs as. Applying needs "
+            "a certificate with role admin; viewer is enough to plan. See docs/security.md.",
+        )
+        return
     if isinstance(err, errors.AlreadyExists):
         diags.add_error(
             f"{kind} {name!r} already exists",
