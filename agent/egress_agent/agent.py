@@ -201,7 +201,9 @@ class Agent:
         from egress_agent.server.access import AccessControl
         from egress_agent.server.local_peers import LocalPeers, SocketRoles
 
-        local = LocalPeers(self.conf.socket, SocketRoles(self.conf.socket_roles))
+        local = [LocalPeers(self.conf.socket, SocketRoles(self.conf.socket_roles))]
+        if self.conf.inventory_socket:  # the CNI plugin's: it can feed pods and nothing else, even as root
+            local.append(LocalPeers(self.conf.inventory_socket, SocketRoles.only("inventory")))
         return AccessControl(local, anonymous_tcp_role="" if self.conf.mutual_tls else "admin", audit=self.audit)
 
     def _open_audit(self) -> None:

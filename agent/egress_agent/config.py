@@ -17,7 +17,7 @@ from egress_api import models, transport
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
-        "insecure_listen", "socket_roles", "audit_log")
+        "insecure_listen", "socket_roles", "audit_log", "inventory_socket")
 DATAPATHS = ("off", "kernel")
 
 
@@ -46,6 +46,7 @@ class AgentConfig:
     insecure_listen: bool = False  # --listen without mutual TLS off loopback, knowingly
     socket_roles: str = ""  # extra uid/gid -> role entries for the unix socket (server.local_peers)
     audit_log: str = ""  # file (or "-" for stderr) the audit lines go to; "" = none
+    inventory_socket: str = ""  # a second unix socket whose callers get the inventory role only (CNI plugin)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,12 +102,11 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             "; ".join(f"{_flag(names.get(str(v.path[0]), str(v.path[0])))}: {v.message}" for v in err.violations)
         ) from None
 
-    socket = settings["socket"]
-    if socket.startswith("unix:"):
-        socket = transport.parse_target(socket).address
-    socket = os.path.abspath(socket)
-    if len(socket.encode()) > 107:
-        raise ConfigError(f"--socket {socket}: a unix socket path must be at most 107 bytes")
+    socket = _socket_path(settings, "socket")
+
+    inventory_socket = _socket_path(settings, "inventory_socket")
+    if inventory_socket == socket:
+        raise ConfigError(f"--inventory-socket {inventory_socket}: must differ from --socket")
 
     listen = settings.get("listen") or ""
     if listen:
@@ -189,7 +189,21 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
         kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
         tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
+        inventory_socket=inventory_socket,
     )
+
+
+def _socket_path(settings: dict[str, Any], key: str) -> str:
+    """An absolute unix socket path (unix: URLs accepted), or "" when unset."""
+    path = settings.get(key) or ""
+    if not path:
+        return ""
+    if path.startswith("unix:"):
+        path = transport.parse_target(path).address
+    path = os.path.abspath(path)
+    if len(path.encode()) > 107:
+        raise ConfigError(f"{_flag(key)} {path}: a unix socket path must be at most 107 bytes")
+    return path
 
 
 def _host_port(settings: dict[str, Any], key: str, example: str) -> str:

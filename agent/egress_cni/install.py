@@ -36,7 +36,7 @@ class InstallError(Exception):
     """Something an operator has to fix; the message says what."""
 
 
-def egress_plugin(agent_socket: str = "/run/egress/agent.sock", failure_policy: str = "closed") -> dict:
+def egress_plugin(agent_socket: str = "/run/egress/inventory.sock", failure_policy: str = "closed") -> dict:
     """The conflist entry for egress-cni."""
     return {"type": PLUGIN_TYPE, "agentSocket": agent_socket, "failurePolicy": failure_policy}
 
@@ -173,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--plugin", default=DEFAULT_PLUGIN_BINARY,
                     help="the egress-cni executable to copy to BIN_DIR/egress (default %(default)s)")
     ap.add_argument("--conflist", help="patch this file of --conf-dir (default: the one the runtime uses)")
-    ap.add_argument("--agent-socket", default="/run/egress/agent.sock", help="agentSocket (default %(default)s)")
+    ap.add_argument("--agent-socket", default="/run/egress/inventory.sock", help="agentSocket (default %(default)s)")
     ap.add_argument("--failure-policy", choices=("closed", "open"), default="closed",
                     help="failurePolicy: closed keeps a pod from starting when its egress cannot be set up")
     ap.add_argument("--every", type=float, default=0, metavar="S",

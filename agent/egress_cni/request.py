@@ -21,7 +21,7 @@ from .spec import (
     CniError,
 )
 
-DEFAULT_SOCKET = "/run/egress/agent.sock"
+DEFAULT_SOCKET = "/run/egress/inventory.sock"
 DEFAULT_TIMEOUT = 15.0  # seconds an ADD waits for the agent (labels + programming); kubelet's own is minutes
 FAILURE_POLICIES = ("closed", "open")
 

@@ -61,6 +61,7 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--pod-cidr", spec.pod_cidr,
         "--interface", T.UPLINK,
         "--socket", str(T.agent_socket(spec.name)),
+        "--inventory-socket", str(T.inventory_socket(spec.name)),
         "--listen", f"{spec.ip}:{T.AGENT_PORT}",
         # Mutual TLS on the node network, as in production; the lab's own clients use the unix socket.
         "--tls-cert", str(pki / f"node-{spec.name}.pem"), "--tls-key", str(pki / f"node-{spec.name}-key.pem"),

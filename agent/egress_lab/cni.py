@@ -5,7 +5,7 @@ with `host-local` IPAM) followed by `egress-cni`:
 
     {"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [
        {"type": "ptp", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]], ...}},
-       {"type": "egress", "agentSocket": "<run dir>/agents/worker1.sock", "failurePolicy": "closed"}]}
+       {"type": "egress", "agentSocket": "<run dir>/agents/worker1-inventory.sock", "failurePolicy": "closed"}]}
 
 ADD runs the plugins in order, each with the previous one's result as
 `prevResult`; DEL runs them in reverse with the cached ADD result (as libcni
@@ -75,7 +75,7 @@ def conflist(spec: T.NodeSpec, main: str = "ptp", failure_policy: str = "closed"
         "name": NETWORK,
         "plugins": [
             first,
-            {"type": "egress", "agentSocket": str(T.agent_socket(spec.name)), "failurePolicy": failure_policy},
+            {"type": "egress", "agentSocket": str(T.inventory_socket(spec.name)), "failurePolicy": failure_policy},
         ],
     }
 

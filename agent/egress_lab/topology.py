@@ -120,5 +120,10 @@ def agent_socket(node: str) -> Path:
     return run_dir() / "agents" / f"{node}.sock"
 
 
+def inventory_socket(node: str) -> Path:
+    """The node agent's --inventory-socket: what the node's CNI chain calls (inventory role only)."""
+    return run_dir() / "agents" / f"{node}-inventory.sock"
+
+
 def etcd_url() -> str:
     return f"http://{ETCD_IP}:{ETCD_PORT}"

@@ -268,3 +268,17 @@ def test_bad_client_tls_settings_are_named(pki, tmp_path):
         transport.ClientTLS.load(str(tmp_path / "missing.pem"))
     pem = (pki / "ca.pem").read_text()
     assert transport.ClientTLS.load(pem).ca == pem.strip().encode()  # contents work as well as paths
+
+
+def test_the_inventory_socket_feeds_pods_and_nothing_else_even_for_root(tmp_path):
+    inventory = tmp_path / "inv.sock"
+    with start_agent(tmp_path / "agent", extra_args=["--inventory-socket", str(inventory)]) as agent:
+        assert oct(os.stat(inventory).st_mode & 0o777) == "0o600"
+        with EgressClient(f"unix://{inventory}", timeout=5) as cni:
+            cni.upsert_namespace(models.Namespace(name="team-a"))
+            assert cni.health().status == "SERVING"
+            with pytest.raises(errors.PermissionDenied, match=r"unix:uid=0\(root\),pid=\d+ has role inventory, "
+                               "which may not call CreateGateway"):
+                cni.create_gateway(GATEWAY)
+        assert agent.client.list_gateways() == [] and [n.name for n in agent.client.list_namespaces()] == ["team-a"]
+    assert not inventory.exists()  # removed at shutdown, like the API socket

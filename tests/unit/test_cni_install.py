@@ -20,7 +20,7 @@ from egress_cni.install import InstallError, egress_plugin, main, patch_conflist
 
 CONF = Path(__file__).parent / "cni_conf"
 CONFLISTS = sorted(CONF.glob("*.conflist"))
-EGRESS = {"type": "egress", "agentSocket": "/run/egress/agent.sock", "failurePolicy": "closed"}
+EGRESS = {"type": "egress", "agentSocket": "/run/egress/inventory.sock", "failurePolicy": "closed"}
 
 
 def load(path: Path) -> dict:

@@ -32,7 +32,7 @@ def bridge_result(ip="10.244.1.7") -> dict:
 def test_cni_args_and_pod_identity():
     req = parse(ENV, conf(bridge_result()))
     assert req.pod == ("alice", "fe1", "u1") and req.args["IgnoreUnknown"] == "1"
-    assert req.failure_policy == "closed" and req.agent_socket == "/run/egress/agent.sock"
+    assert req.failure_policy == "closed" and req.agent_socket == "/run/egress/inventory.sock"
     with pytest.raises(CniError) as err:
         parse_cni_args("K8S_POD_NAME")
     assert err.value.code == spec.INVALID_ENV

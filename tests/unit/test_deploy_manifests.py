@@ -80,6 +80,8 @@ def test_agent_command_line(role):
     assert flags["--role"] == role and flags["--node"] == "$(NODE_NAME)"
     assert flags["--datapath"] == "kernel" and flags["--socket"] == "/run/egress/agent.sock"
     assert flags["--store"] == "etcd:$(EGRESS_ETCD_ENDPOINTS)" and args[-1] == "--kubernetes"
+    # The node network gets mutual TLS; the CNI plugin its inventory-only socket.
+    assert flags["--tls-client-ca"] == "/etc/egress/tls/ca.crt" and flags["--inventory-socket"] == "/run/egress/inventory.sock"
     assert spec["hostNetwork"] is True and agent["securityContext"]["privileged"] is True
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in agent["env"]}
     assert env == {"NODE_NAME": "spec.nodeName", "HOST_IP": "status.hostIP"}
@@ -116,7 +118,7 @@ def test_the_init_container_command_chains_egress_into_a_node(tmp_path):
     args = [a.replace("=/host/", f"={host}/").replace(install.DEFAULT_PLUGIN_BINARY, str(plugin)) for a in init["args"]]
     assert install.main(args) == 0
     chain = json.loads((host / "etc/cni/net.d/10-calico.conflist").read_text())["plugins"]
-    assert chain[-1] == {"type": "egress", "agentSocket": "/run/egress/agent.sock", "failurePolicy": "closed"}
+    assert chain[-1] == {"type": "egress", "agentSocket": "/run/egress/inventory.sock", "failurePolicy": "closed"}
     assert (host / "opt/cni/bin/egress").read_bytes() == b"\x7fELF plugin"
     keeper = next(c for c in pod_spec("worker")["containers"] if c["name"] == "cni-keeper")
     assert keeper["args"] == init["args"] + ["--every=10"]

@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--socket-roles", dest="socket_roles", metavar="WHO=ROLE,...",
                    help="roles of local callers on --socket by uid/user or @gid/@group (root and the agent's own "
                    "user are admin; e.g. 1000=viewer,@egress-cni=inventory)")
+    p.add_argument("--inventory-socket", dest="inventory_socket", metavar="PATH",
+                   help="a second unix socket for the CNI plugin: its callers get the inventory role only "
+                   "(upsert/delete pods and namespaces), even as root")
     p.add_argument("--audit-log", dest="audit_log", metavar="PATH",
                    help="append one JSON line per write (who, role, method, object, outcome) to PATH, or - for stderr")
     p.add_argument("--cleanup", action="store_true",

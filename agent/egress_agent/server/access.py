@@ -2,6 +2,7 @@
 
 The caller's identity comes from where the call arrived:
 - the unix socket: the kernel's uid/gid of the calling process (local_peers), mapped by --socket-roles;
+  on --inventory-socket, root and the agent's user get `inventory` and nothing more (the CNI plugin's);
 - TCP with mutual TLS: the client certificate's `spiffe://egress/...` URI (egress_api.roles), which gRPC
   has already verified against --tls-client-ca;
 - TCP without client certificates (loopback, or --insecure-listen): an anonymous caller, given `admin`
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import grpc
 
@@ -36,8 +37,8 @@ class Caller:
 
 
 class AccessControl(grpc.ServerInterceptor):
-    def __init__(self, local: Optional[LocalPeers], anonymous_tcp_role: str, audit: Optional[AuditLog] = None):
-        self.local = local
+    def __init__(self, local: Sequence[LocalPeers], anonymous_tcp_role: str, audit: Optional[AuditLog] = None):
+        self.local = list(local)  # the API socket, and the inventory socket if any
         self.anonymous_tcp_role = anonymous_tcp_role  # "admin" without mTLS, "" with it
         self.audit = audit
 
@@ -45,8 +46,8 @@ class AccessControl(grpc.ServerInterceptor):
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         peer = context.peer() or ""
-        if self.local is not None:
-            local = self.local.identity(peer)
+        for sockets in self.local:
+            local = sockets.identity(peer)
             if local is not None:
                 return Caller(local.role, local.principal)
         if peer.startswith(("unix:", "unix-abstract:")):

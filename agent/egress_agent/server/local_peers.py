@@ -83,6 +83,14 @@ class SocketRoles:
             else:
                 self.users[_uid(who)] = role
 
+    @classmethod
+    def only(cls, role: str) -> "SocketRoles":
+        """Root and the agent's own user get `role`, nobody else anything (--inventory-socket)."""
+        roles_ = cls()
+        roles_.spec = f"root={role}"
+        roles_.users = {uid: role for uid in roles_.users}
+        return roles_
+
     def role(self, uid: int, gid: int) -> str:
         return self.users.get(uid) or self.groups.get(gid, "")
 

@@ -1,6 +1,6 @@
 """The agent's gRPC server: the servicer behind the unix socket and, optionally, a TCP listener.
 
-The unix socket is served through `local_peers.LocalPeers` (so each call knows its caller's uid);
+Unix sockets are served through `local_peers.LocalPeers` (so each call knows its caller's uid);
 the TCP listener speaks TLS with `tls.ReloadingCredentials` when the agent has a certificate.
 `access.AccessControl` is the first interceptor: no other code runs for a refused call.
 """
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class ApiServer:
-    def __init__(self, servicer: pb_grpc.EgressServicer, socket: Optional[LocalPeers], listen: str = "",
+    def __init__(self, servicer: pb_grpc.EgressServicer, sockets: Sequence[LocalPeers], listen: str = "",
                  tls: Optional[ReloadingCredentials] = None, workers: int = 8,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()):
         self._server = grpc.server(
@@ -31,26 +31,26 @@ class ApiServer:
             interceptors=list(interceptors),  # access control first, then e.g. metrics.api.ApiMetrics
         )
         pb_grpc.add_EgressServicer_to_server(servicer, self._server)
-        self._socket = socket
-        self._internal = transport.bind(self._server, socket.grpc_target) if socket else None
+        self._sockets = list(sockets)
+        self._internal = [transport.bind(self._server, s.grpc_target) for s in self._sockets]
         self._listen = transport.bind(self._server, listen, tls.credentials if tls else None) if listen else None
         self._tls = tls
 
     def start(self) -> None:
         self._server.start()
-        if self._internal is not None:
-            transport.secure_socket(self._internal)
-        if self._socket is not None:
-            self._socket.start()
-            log.info("serving egress.v1 API on unix://%s", self._socket.public_path)
+        for internal in self._internal:
+            transport.secure_socket(internal)
+        for sock in self._sockets:
+            sock.start()
+            log.info("serving egress.v1 API on unix://%s (%s)", sock.public_path, sock.socket_roles.spec or "roles by uid")
         if self._listen is not None:
             how = "plaintext" if self._tls is None else (
                 "mutual TLS" if self._tls.files.mutual else "TLS, no client certificates")
             log.info("serving egress.v1 API on %s (%s)", self._listen, how)
 
     def stop(self, grace: float = 2.0) -> None:
-        if self._socket is not None:
-            self._socket.stop()  # no new local connections while the server drains
+        for sock in self._sockets:
+            sock.stop()  # no new local connections while the server drains
         self._server.stop(grace).wait(grace + 1)
-        if self._internal is not None:
-            transport.remove_socket(self._internal)
+        for internal in self._internal:
+            transport.remove_socket(internal)
