@@ -96,9 +96,9 @@ class SocketRoles:
 
     @property
     def others_allowed(self) -> bool:
-        """Whether anyone but the agent's own user has a role (then the socket must be connectable by them)."""
-        return bool(self.groups) or any(uid != os.geteuid() for uid in self.users if uid != 0) or (
-            os.geteuid() != 0 and 0 in self.users)
+        """Whether anyone but the agent's own user has a role (then the socket must be connectable by them;
+        root needs no mode bits: it may connect to any socket)."""
+        return bool(self.groups) or any(uid not in (0, os.geteuid()) for uid in self.users)
 
 
 def _uid(name: str) -> int:
