@@ -128,3 +128,14 @@ def test_socket_path_that_is_not_a_socket_is_refused(tmp_path):
     r = run_agent(*base_args(tmp_path))
     assert r.returncode == 1 and "is not a socket" in r.stderr
     assert (tmp_path / "a.sock").read_text() == "precious"
+
+
+def test_log_format_json_writes_one_object_per_line(tmp_path):
+    import json
+
+    with start_agent(tmp_path, extra_args=["--log-format", "json"]) as agent:
+        agent.client.health()
+        lines = [json.loads(line) for line in agent.log().splitlines() if line.startswith("{")]
+        assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+        up = next(line for line in lines if "up: node worker1" in line["message"])
+        assert up["level"] == "info" and up["logger"] == "egress-agent" and up["time"].endswith("Z")

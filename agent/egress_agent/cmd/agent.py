@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(needs --interface; --node-ip defaults to the interface's address)")
     p.add_argument("--config", help="YAML file with the same settings (keys: node, role, node_ip, ...)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="text (default) or json: one object per line (time, level, logger, message, fields)")
     return p
 
 
@@ -108,11 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"egress-agent: error: {err}", file=sys.stderr)
         return 2
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from egress_agent.cmd import logs
+
+    logs.setup(args.log_level, args.log_format)
     log = logging.getLogger("egress-agent")
     return run(conf, log)
 
