@@ -248,6 +248,23 @@ def node_start(node: str) -> None:
             A.wait_healthy(st, [spec])
 
 
+def agent_restart(node: str, kill: bool = False) -> float:
+    """Restart one node's agent with the same settings, the node itself untouched (uplink up, kernel
+    state as the agent left it): SIGTERM, or kill -9 with `kill`. Returns the seconds until the new
+    agent answered healthy. What operators rehearse before an upgrade."""
+    with labstate.locked():
+        st = labstate.require()
+        if not st.agents:
+            raise RuntimeError("this lab runs no agents (egress-lab up without --no-agents)")
+        spec = st.node(node)
+        began = time.monotonic()
+        A.kill(st, A.agent_key(node), signal.SIGKILL if kill else signal.SIGTERM)
+        A.start_agent(st, spec)
+        labstate.save(st)
+        A.wait_healthy(st, [spec])
+        return time.monotonic() - began
+
+
 def node_link(node: str, state: str) -> None:
     """Plug or unplug a node's cable (the bridge side of its uplink): the node cannot tell a dead network from a dead peer."""
     st = labstate.require()

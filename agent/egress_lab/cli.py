@@ -74,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
         node.add_parser(verb).add_argument("node")
     node.add_parser("metrics", help="print the node agent's Prometheus metrics (docs/metrics.md)").add_argument("node")
 
+    agent = sub.add_parser("agent").add_subparsers(dest="agent_cmd", required=True)
+    p = agent.add_parser("restart", help="restart a node's agent with the same settings (SIGTERM; --kill: kill -9), "
+                         "the node and its kernel state untouched")
+    p.add_argument("node")
+    p.add_argument("--kill", action="store_true", help="kill -9 instead of SIGTERM (a crash)")
+
     p = sub.add_parser("whoami", help="the source IP the external host saw for a request from POD")
     p.add_argument("pod")
     p.add_argument("--dst", default=T.EXT_HOST_IP)
@@ -124,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "ext":
         labstate.require()
         _exec(T.ext_ns(), args.command)
+    elif args.cmd == "agent":
+        took = build.agent_restart(args.node, kill=args.kill)
+        print(f"agent on {args.node} restarted ({'kill -9' if args.kill else 'SIGTERM'}); healthy after {took:.2f}s")
     elif args.cmd == "node" and args.node_cmd == "metrics":
         print(agents.metrics(labstate.require().node(args.node)), end="")
     elif args.cmd == "node":
