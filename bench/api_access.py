@@ -1,4 +1,5 @@
-"""Benchmark: what authentication costs an API call — unix socket (uid relay), TCP plaintext, TCP mutual TLS.
+"""Benchmark: what authentication costs an API call — unix socket (direct or through the uid relay), TCP
+plaintext, TCP mutual TLS.
 
 10 concurrent clients (threads, one EgressClient = one channel each) each run N cycles of create,
 get and delete of a policy. Reported per transport: calls/s over the whole run, p50/p99 latency of
@@ -137,7 +138,9 @@ def main() -> None:
                        check=True, capture_output=True)
 
     variants = {
-        "unix socket (uid relay)": lambda r: (Agent(work / f"unix{r}", []), None, None),
+        "unix socket (mode 0600, served directly)": lambda r: (Agent(work / f"unix{r}", []), None, None),
+        "unix socket through the uid relay (--socket-roles)": lambda r: (
+            Agent(work / f"relay{r}", ["--socket-roles", "65534=viewer"]), None, None),
         "TCP plaintext (loopback)": lambda r: (Agent(work / f"plain{r}", ["--listen", f"127.0.0.1:{plain_port}"]),
                                                f"127.0.0.1:{plain_port}", None),
         "TCP mutual TLS": lambda r: (Agent(work / f"tls{r}", [
@@ -146,7 +149,7 @@ def main() -> None:
             f"127.0.0.1:{tls_port}", admin),
     }
     if baseline_tree:
-        variants[f"unix socket, before ({args.baseline}: no relay, no access control)"] = lambda r: (
+        variants[f"unix socket, before ({args.baseline}: no access control)"] = lambda r: (
             Agent(work / f"base{r}", [], pythonpath=str(Path(baseline_tree) / "agent")), None, None)
 
     raw: dict[str, list[dict]] = {name: [] for name in variants}

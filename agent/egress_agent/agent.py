@@ -167,7 +167,6 @@ class Agent:
 
     def _serve(self, store, nodes, leadership, datapath: Optional[object], pod_waiter, kube=None) -> None:
         from egress_agent.node import status as dp_status
-        from egress_agent.server.serve import ApiServer
         from egress_agent.server.servicer import EgressServicer
 
         node = self.conf.node
@@ -177,34 +176,46 @@ class Agent:
             pod_programmed=pod_waiter.wait, pods=kube.inventory if kube else None,
             pod_check=self._pod_check(pod_waiter, datapath is not None), health=self._health(kube),
         )
-        access = self._access_control()
-        interceptors = [access] + ([self.metrics.api] if self.metrics else [])
+        interceptors = [self.metrics.api] if self.metrics else []
         try:
             tls = None
             if self.conf.tls[0]:
                 from egress_agent.server.tls import ReloadingCredentials, ServerTLSFiles
 
                 tls = ReloadingCredentials(ServerTLSFiles(*self.conf.tls))
-            server = ApiServer(servicer, access.local, self.conf.listen, tls, interceptors=interceptors)
-            server.start()
+            servers = self._api_servers(servicer, tls, interceptors)
+            for server in servers:
+                server.start()
+                self._stops.append(server.stop)
         except (OSError, RuntimeError, ValueError) as err:
             raise StartError(f"cannot serve the API: {err}") from None
-        self._stops.append(server.stop)
         if self.conf.listen and not self.conf.mutual_tls:
             from egress_agent.config import is_loopback
 
             who = "any local user" if is_loopback(self.conf.listen) else "anyone who reaches it (--insecure-listen)"
             log.warning("the API on %s has no client authentication: %s may call it as admin", self.conf.listen, who)
 
-    def _access_control(self):
-        """Who may call what (server.access), and the audit log of writes (--audit-log)."""
+    def _api_servers(self, servicer, tls, interceptors) -> list:
+        """The API (unix socket + TCP listener) and, with --inventory-socket, the CNI plugin's own server.
+
+        Each server's first interceptor decides who may call what (server.access) and writes the audit log.
+        """
         from egress_agent.server.access import AccessControl
         from egress_agent.server.local_peers import LocalPeers, SocketRoles
+        from egress_agent.server.serve import ApiServer
 
-        local = [LocalPeers(self.conf.socket, SocketRoles(self.conf.socket_roles))]
+        socket_roles = SocketRoles(self.conf.socket_roles)
+        # Only when others may connect is the caller's uid worth a relay: at mode 0600 it is root or ours.
+        relays = [LocalPeers(self.conf.socket, socket_roles)] if socket_roles.others_allowed else []
+        access = AccessControl(relays, unix_role="admin", anonymous_tcp_role="" if self.conf.mutual_tls else "admin",
+                               audit=self.audit)
+        servers = [ApiServer(servicer, sockets=[] if relays else [self.conf.socket], relays=relays,
+                             listen=self.conf.listen, tls=tls, interceptors=[access, *interceptors])]
         if self.conf.inventory_socket:  # the CNI plugin's: it can feed pods and nothing else, even as root
-            local.append(LocalPeers(self.conf.inventory_socket, SocketRoles.only("inventory")))
-        return AccessControl(local, anonymous_tcp_role="" if self.conf.mutual_tls else "admin", audit=self.audit)
+            inventory = AccessControl([], unix_role="inventory", anonymous_tcp_role="", audit=self.audit)
+            servers.append(ApiServer(servicer, sockets=[self.conf.inventory_socket], workers=4,
+                                     interceptors=[inventory, *interceptors], what="inventory API"))
+        return servers
 
     def _open_audit(self) -> None:
         if not self.conf.audit_log:

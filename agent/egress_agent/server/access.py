@@ -1,8 +1,10 @@
 """Every API call's caller, its role, the verdict, and (for writes) the audit line: one gRPC interceptor.
 
 The caller's identity comes from where the call arrived:
-- the unix socket: the kernel's uid/gid of the calling process (local_peers), mapped by --socket-roles;
-  on --inventory-socket, root and the agent's user get `inventory` and nothing more (the CNI plugin's);
+- a unix socket at mode 0600: root or the agent's own user, who get the server's `unix_role` (admin on
+  the API socket; `inventory` and nothing more on --inventory-socket, the CNI plugin's);
+- the API socket when --socket-roles names other users: the kernel's uid/gid of the calling process
+  (local_peers), mapped by the roles;
 - TCP with mutual TLS: the client certificate's `spiffe://egress/...` URI (egress_api.roles), which gRPC
   has already verified against --tls-client-ca;
 - TCP without client certificates (loopback, or --insecure-listen): an anonymous caller, given `admin`
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -29,6 +32,8 @@ from egress_api.client import REQUEST_ID_KEY
 
 log = logging.getLogger(__name__)
 
+_LOCAL_ADMIN = f"unix:uid={os.geteuid()}" + ("(root)" if os.geteuid() == 0 else " or root")
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -37,8 +42,10 @@ class Caller:
 
 
 class AccessControl(grpc.ServerInterceptor):
-    def __init__(self, local: Sequence[LocalPeers], anonymous_tcp_role: str, audit: Optional[AuditLog] = None):
-        self.local = list(local)  # the API socket, and the inventory socket if any
+    def __init__(self, relays: Sequence[LocalPeers], unix_role: str, anonymous_tcp_role: str,
+                 audit: Optional[AuditLog] = None):
+        self.relays = list(relays)  # unix sockets whose callers are told apart by uid
+        self.unix_role = unix_role  # callers on this server's mode-0600 unix socket: root or the agent's user
         self.anonymous_tcp_role = anonymous_tcp_role  # "admin" without mTLS, "" with it
         self.audit = audit
 
@@ -46,12 +53,15 @@ class AccessControl(grpc.ServerInterceptor):
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         peer = context.peer() or ""
-        for sockets in self.local:
-            local = sockets.identity(peer)
+        for relay in self.relays:
+            local = relay.identity(peer)
             if local is not None:
                 return Caller(local.role, local.principal)
-        if peer.startswith(("unix:", "unix-abstract:")):
-            return Caller("", f"{peer} (not through the agent's socket)")
+        if peer.startswith("unix-abstract:"):
+            return Caller("", f"{peer} (not a connection the agent relayed)")
+        if peer.startswith("unix:"):
+            # A socket only root and the agent's user can open (0600; a relay's private one is in a 0700 dir).
+            return Caller(self.unix_role, _LOCAL_ADMIN)
         auth = context.auth_context() or {}
         pem = (auth.get("x509_pem_cert") or [b""])[0]
         if pem:

@@ -1,7 +1,9 @@
 """Who is calling on the unix socket: the kernel's answer (SO_PEERCRED), mapped to a role.
 
-gRPC does not expose a unix-socket caller's credentials, so the agent's public
-socket is not gRPC's: a small relay accepts there, asks the kernel for the
+Only needed when --socket-roles gives a role to someone other than root and the
+agent's own user (at mode 0600 nobody else can connect, so the socket is served
+directly). gRPC does not expose a unix-socket caller's credentials, so then the
+agent's public socket is not gRPC's: a small relay accepts there, asks the kernel for the
 caller's uid/gid/pid, maps them to a role (`SocketRoles`), and relays the bytes
 to gRPC's own socket, which lives in a directory only the agent's user can
 enter. Each relayed connection reaches gRPC from an abstract socket address of

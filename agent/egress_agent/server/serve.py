@@ -1,8 +1,15 @@
-"""The agent's gRPC server: the servicer behind the unix socket and, optionally, a TCP listener.
+"""The agent's gRPC servers: the servicer behind unix sockets and, optionally, a TCP listener.
 
-Unix sockets are served through `local_peers.LocalPeers` (so each call knows its caller's uid);
-the TCP listener speaks TLS with `tls.ReloadingCredentials` when the agent has a certificate.
+A unix socket is served one of two ways:
+- directly (mode 0600): only root and the agent's own user can connect, and they are the
+  socket's role (`AccessControl.unix_role`); no hop, no cost;
+- through `local_peers.LocalPeers` when --socket-roles names other users: the relay learns
+  each caller's uid from the kernel, at the price of one local hop per message.
+The TCP listener speaks TLS with `tls.ReloadingCredentials` when the agent has a certificate.
 `access.AccessControl` is the first interceptor: no other code runs for a refused call.
+
+gRPC does not say on which listener a call arrived, so a socket whose callers get another
+role (--inventory-socket) is served by an `ApiServer` of its own.
 """
 
 from __future__ import annotations
@@ -22,35 +29,41 @@ log = logging.getLogger(__name__)
 
 
 class ApiServer:
-    def __init__(self, servicer: pb_grpc.EgressServicer, sockets: Sequence[LocalPeers], listen: str = "",
-                 tls: Optional[ReloadingCredentials] = None, workers: int = 8,
-                 interceptors: Sequence[grpc.ServerInterceptor] = ()):
+    def __init__(self, servicer: pb_grpc.EgressServicer, *, sockets: Sequence[str] = (),
+                 relays: Sequence[LocalPeers] = (), listen: str = "", tls: Optional[ReloadingCredentials] = None,
+                 workers: int = 8, interceptors: Sequence[grpc.ServerInterceptor] = (), what: str = "API"):
+        self.what = what
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api"),
             options=transport.server_options(),
             interceptors=list(interceptors),  # access control first, then e.g. metrics.api.ApiMetrics
         )
         pb_grpc.add_EgressServicer_to_server(servicer, self._server)
-        self._sockets = list(sockets)
-        self._internal = [transport.bind(self._server, s.grpc_target) for s in self._sockets]
+        self._relays = list(relays)
+        self._unix = [transport.bind(self._server, f"unix://{path}") for path in sockets]
+        self._unix += [transport.bind(self._server, r.grpc_target) for r in self._relays]
         self._listen = transport.bind(self._server, listen, tls.credentials if tls else None) if listen else None
         self._tls = tls
 
     def start(self) -> None:
         self._server.start()
-        for internal in self._internal:
-            transport.secure_socket(internal)
-        for sock in self._sockets:
-            sock.start()
-            log.info("serving egress.v1 API on unix://%s (%s)", sock.public_path, sock.socket_roles.spec or "roles by uid")
+        for target in self._unix:
+            transport.secure_socket(target)
+        for relay in self._relays:
+            relay.start()
+        for target in self._unix[:len(self._unix) - len(self._relays)]:
+            log.info("serving the egress.v1 %s on %s", self.what, target)
+        for relay in self._relays:
+            log.info("serving the egress.v1 %s on unix://%s (roles by caller uid: %s)", self.what, relay.public_path,
+                     relay.socket_roles.spec)
         if self._listen is not None:
             how = "plaintext" if self._tls is None else (
                 "mutual TLS" if self._tls.files.mutual else "TLS, no client certificates")
-            log.info("serving egress.v1 API on %s (%s)", self._listen, how)
+            log.info("serving the egress.v1 %s on %s (%s)", self.what, self._listen, how)
 
     def stop(self, grace: float = 2.0) -> None:
-        for sock in self._sockets:
-            sock.stop()  # no new local connections while the server drains
+        for relay in self._relays:
+            relay.stop()  # no new local connections while the server drains
         self._server.stop(grace).wait(grace + 1)
-        for internal in self._internal:
-            transport.remove_socket(internal)
+        for target in self._unix:
+            transport.remove_socket(target)
