@@ -131,8 +131,11 @@ class Agent:
             if self.conf.datapath == "kernel":
                 from egress_agent.node.service import NodeDatapath
 
+                from egress_agent.datapath.floating_ip import Announcements
+
                 datapath = NodeDatapath(store, node, node.interface,
-                                        on_apply=self.metrics.apply.observe if self.metrics else None)
+                                        on_apply=self.metrics.apply.observe if self.metrics else None,
+                                        announcements=Announcements(self.conf.garp_repeats, self.conf.garp_interval))
                 datapath.start(self.cluster.fencing if self.cluster is not None else None)
                 # Releases floating IPs before the lease goes; steering stays (fail static).
                 self._stops.append(datapath.stop)

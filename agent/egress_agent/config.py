@@ -17,7 +17,7 @@ from egress_api import models, transport
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
-        "insecure_listen", "socket_roles", "audit_log", "inventory_socket")
+        "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval")
 DATAPATHS = ("off", "kernel")
 
 
@@ -47,6 +47,8 @@ class AgentConfig:
     socket_roles: str = ""  # extra uid/gid -> role entries for the unix socket (server.local_peers)
     audit_log: str = ""  # file (or "-" for stderr) the audit lines go to; "" = none
     inventory_socket: str = ""  # a second unix socket whose callers get the inventory role only (CNI plugin)
+    garp_repeats: int = 3  # kernel datapath: gratuitous ARPs after the first one at a takeover
+    garp_interval: float = 1.0  # ... this many seconds apart
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -177,6 +179,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         for needed, example in (("interface", "eth0"), ("pod_cidr", "10.244.1.0/24")):
             if not settings.get(needed):
                 raise ConfigError(f"--datapath kernel needs {_flag(needed)} (e.g. {example}){where}")
+    garp_repeats, garp_interval = _announcements(settings)
     tls = tuple(os.path.abspath(settings[k]) if settings.get(k) else "" for k in ("etcd_ca", "etcd_cert", "etcd_key"))
     for key, path in zip(("etcd_ca", "etcd_cert", "etcd_key"), tls):
         if path and not os.path.isfile(path):
@@ -189,7 +192,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
         kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
         tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
-        inventory_socket=inventory_socket,
+        inventory_socket=inventory_socket, garp_repeats=garp_repeats, garp_interval=garp_interval,
     )
 
 
@@ -293,6 +296,25 @@ def _kubernetes(settings: dict[str, Any]) -> tuple[bool, str, float]:
     except ValueError:
         raise ConfigError(f"--kube-label-wait {raw}: must be a number of seconds in (0, 300] (default 10)") from None
     return enabled, kubeconfig, wait
+
+
+def _announcements(settings: dict[str, Any]) -> tuple[int, float]:
+    """(--garp-repeats, --garp-interval): how a takeover is re-announced after the first gratuitous ARP."""
+    raw = settings.get("garp_repeats")
+    try:
+        repeats = int(raw) if raw not in (None, "") else 3
+        if not 0 <= repeats <= 60:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--garp-repeats {raw}: must be a whole number from 0 to 60 (default 3)") from None
+    raw = settings.get("garp_interval")
+    try:
+        interval = float(raw) if raw else 1.0
+        if not 0.05 <= interval <= 60:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--garp-interval {raw}: must be a number of seconds from 0.05 to 60 (default 1)") from None
+    return repeats, interval
 
 
 def _probe_timing(settings: dict[str, Any]) -> tuple[float, int]:

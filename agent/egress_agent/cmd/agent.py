@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--etcd-cert", dest="etcd_cert", help="client certificate for etcd")
     p.add_argument("--etcd-key", dest="etcd_key", help="client key for etcd")
     p.add_argument("--datapath", help="off (default) or kernel: program this node's eBPF steering, SNAT and floating IPs")
+    p.add_argument("--garp-repeats", dest="garp_repeats", metavar="N",
+                   help="with --datapath kernel: gratuitous ARPs sent again after the first at a takeover (default 3)")
+    p.add_argument("--garp-interval", dest="garp_interval", metavar="S",
+                   help="seconds between those repeats (default 1; a Linux neighbour ignores updates for 1 s "
+                   "after its entry changed)")
     p.add_argument("--kubernetes", action="store_true", default=None,
                    help="watch the Kubernetes API: every Namespace and this node's Pods (spec.nodeName=--node) give "
                    "pods their labels; pods that ran before the agent are adopted from status.podIP")

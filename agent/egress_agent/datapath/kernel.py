@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 
 from .conntrack import Conntrack, SnatUsage
-from .floating_ip import FloatingIPs
+from .floating_ip import Announcements, FloatingIPs
 from .nat import EgressIPCounters, Nat
 from .netlink import iproute
 from .routing import Routing
@@ -27,12 +27,13 @@ class DatapathCounters:
 
 
 class Datapath:
-    def __init__(self, netns: str | None = None, max_pods: int | None = None, max_dsts: int | None = None) -> None:
+    def __init__(self, netns: str | None = None, max_pods: int | None = None, max_dsts: int | None = None,
+                 announcements: Announcements = Announcements()) -> None:
         self._netns = netns
         self._ipr = iproute(netns)
         self._routing = Routing(self._ipr)
         self._nat = Nat(netns)
-        self._fips = FloatingIPs(self._ipr, netns)
+        self._fips = FloatingIPs(self._ipr, netns, announcements)
         self._conntrack = Conntrack(netns)
         self._steering: Steering | None = None
         self._sizes = {k: v for k, v in (("max_pods", max_pods), ("max_dsts", max_dsts)) if v}

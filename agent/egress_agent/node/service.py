@@ -10,6 +10,7 @@ import ipaddress
 import logging
 from typing import Callable, Optional
 
+from egress_agent.datapath.floating_ip import Announcements
 from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.steering import CLSACT_INGRESS, PROG_NAME, TC_HANDLE, TC_PRIO
@@ -24,10 +25,11 @@ class NodeDatapath:
     """The kernel datapath of this node, kept converged to the store."""
 
     def __init__(self, store: base.Store, node: models.Node, uplink: str, netns: Optional[str] = None,
-                 on_apply: Optional[Callable[[float, bool], None]] = None):
+                 on_apply: Optional[Callable[[float, bool], None]] = None,
+                 announcements: Announcements = Announcements()):
         if not uplink:
             raise ValueError("--datapath kernel needs --interface (the uplink on the node network, e.g. eth0)")
-        self.datapath = Datapath(netns)
+        self.datapath = Datapath(netns, announcements=announcements)
         self.reconciler = NodeReconciler(store, node, uplink, self.datapath, netns=netns, on_apply=on_apply)
 
     def start(self, held: Optional[HeldSource] = None) -> None:
