@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from egress_api import models
-from egress_lab import cni, labstate, netns, pods, topology as T
+from egress_lab import agents, cni, labstate, netns, pods, topology as T
 from helpers.agent_lab import eventually
 
 pytestmark = pytest.mark.kernel
@@ -133,14 +133,32 @@ def test_no_packet_with_the_node_ip_at_pod_start_and_a_bypassed_wait_is_caught(s
     assert NODE_IP["worker1"] in leaked, "the capture must see the leak a bypassed wait causes"
 
 
-def test_check_sees_a_missing_classifier(clean_lab):
+def test_check_sees_a_missing_classifier_until_the_agent_attaches_it_again(clean_lab):
     lab = clean_lab
     pods.check("fe1")
     pod = labstate.require().pod("fe1")
     spec = lab.node(pod.node)
-    lab.run(spec.netns, f"tc filter del dev {pod.interface} ingress")
-    with pytest.raises(cni.CniFailed, match=f"code 101.*classifier is not attached to {pod.interface}"):
-        pods.check("fe1")
+    log = agents.log_path(pod.node)
+
+    def reattached() -> int:
+        return log.read_text(errors="replace").count(f"the egress classifier on {pod.interface} had been removed")
+
+    for _ in range(5):  # the agent's resync (every 2 s) may re-attach between the removal and the CHECK
+        before = reattached()
+        lab.run(spec.netns, f"tc filter del dev {pod.interface} ingress")
+        try:
+            pods.check("fe1")
+        except cni.CniFailed as err:
+            assert re.search(f"code 101.*classifier is not attached to {pod.interface}", str(err)), err
+            break
+        assert reattached() > before, "CHECK passed without a classifier"
+    else:
+        pytest.fail("the resync re-attached before every CHECK: cannot see CHECK fail")
+    # The agent's next resync attaches it again on its own: until then that pod's traffic would leak.
+    eventually(lambda: "egress_steer" in lab.run(spec.netns, f"tc filter show dev {pod.interface} ingress"), True,
+               timeout=5)
+    pods.check("fe1")
+    assert reattached() >= 1
     # As a runtime would: re-create the pod (a new interface, attached before ADD returns).
     lab.delete_pod("fe1")
     lab.add_pod("fe1", pod.node, pod.namespace, **pod.labels)

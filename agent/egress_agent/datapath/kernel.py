@@ -45,6 +45,10 @@ class Datapath:
             self._steering = Steering(self._ipr, **self._sizes)  # compile + load once (bcc, ~1-2 s)
         return self._steering
 
+    def reattach_missing(self) -> list[str]:
+        """Pod veths whose steering filter had been removed and is attached again (see Steering)."""
+        return self._steering.reattach_missing() if self._steering is not None else []
+
     def _sysctl(self, settings: dict[str, int]) -> None:
         argv = (["ip", "netns", "exec", self._netns] if self._netns else []) + ["sysctl", "-qw"]
         subprocess.run(argv + [f"{k}={v}" for k, v in settings.items()], check=True, capture_output=True)

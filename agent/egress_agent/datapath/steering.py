@@ -189,6 +189,21 @@ class Steering:
 
     # --- tc attachment -------------------------------------------------------
 
+    def reattach_missing(self) -> list[str]:
+        """Attach again wherever our filter was removed behind our back (another tc user, a `tc qdisc del`).
+
+        Without it such a pod's traffic would leave unsteered, with its node's IP: a leak the maps cannot
+        see. Returns the veths re-attached.
+        """
+        redone = []
+        for veth, idx in sorted(self._attached.items()):
+            if not filter_attached(self._ipr, idx):
+                found = self._ipr.link_lookup(ifname=veth)
+                if found and found[0] == idx:  # a veth that went away is the next apply's business
+                    self.attach(veth, idx)
+                    redone.append(veth)
+        return redone
+
     def _sync_attachments(self, veths: set[str]) -> None:
         for veth in sorted(veths - set(self._attached)):
             found = self._ipr.link_lookup(ifname=veth)
@@ -243,3 +258,15 @@ class Steering:
                 dropped=sum(c.dropped for c in per_cpu),
             )
         return out
+
+
+def filter_attached(ipr, idx: int) -> bool:
+    """Is our steering filter (prio TC_PRIO on clsact ingress, program egress_steer) on interface `idx`?"""
+    try:
+        filters = ipr.get_filters(index=idx, parent=int(CLSACT_INGRESS.replace(":", ""), 16))
+    except Exception:
+        return False
+    return any(
+        (f["info"] >> 16) == TC_PRIO and PROG_NAME in str(f.get_nested("TCA_OPTIONS", "TCA_BPF_NAME") or "")
+        for f in filters
+    )

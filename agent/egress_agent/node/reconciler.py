@@ -6,7 +6,9 @@ snapshot, computes `desired.desired_state`, drops local pods whose veth does
 not exist yet (reported as pending), applies, and publishes the revision it
 applied in its `datapath` record (`status`), which is what UpsertPod waits
 for. Bursts of changes coalesce into one pass. A periodic resync notices
-veths that appear or are re-created, and publishes counters when they moved.
+veths that appear or are re-created, re-attaches a classifier someone removed
+(else that pod would leak with the node's IP), and publishes counters when
+they moved.
 
 Floating IPs: with a fencing source (etcd cluster), this node holds exactly
 what fencing says; "I no longer hold X" is applied at once from the last
@@ -66,6 +68,7 @@ class NodeReconciler:
         self.datapath = datapath
         self.netns = netns
         self.resync = resync
+        self.reattached = 0  # classifiers found removed and attached again (resync)
         self.counters_interval = counters_interval
         self._ipr = iproute(netns)
         self._apply_lock = threading.Lock()  # the loop and fencing events both apply
@@ -154,6 +157,8 @@ class NodeReconciler:
                 continue
             last_pass = time.monotonic()
             self.reconcile_once()
+            if not woke:
+                self._reattach_missing()
             if self.last_error:
                 time.sleep(0.2)  # back off a failing apply a little, then retry
                 self._wake.set()
@@ -205,6 +210,18 @@ class NodeReconciler:
             self._snapshot, self._last_state = snap, state
             self.last_error = ""
             return pending
+
+    def _reattach_missing(self) -> None:
+        """A resync also checks that every pod veth still has our classifier (an apply skips an unchanged state)."""
+        with self._apply_lock:
+            try:
+                redone = self.datapath.reattach_missing()
+            except Exception as err:
+                log.warning("checking the pods' steering filters failed: %s", err)
+                return
+        for veth in redone:
+            self.reattached += 1
+            log.warning("the egress classifier on %s had been removed (by another tc user?): attached it again", veth)
 
     def _timed_apply(self, state: NodeDatapathState) -> None:
         if self.on_apply is None:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from egress_agent.datapath.floating_ip import Announcements
 from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
-from egress_agent.datapath.steering import CLSACT_INGRESS, PROG_NAME, TC_HANDLE, TC_PRIO
+from egress_agent.datapath.steering import CLSACT_INGRESS, TC_HANDLE, TC_PRIO, filter_attached
 from egress_agent.node.reconciler import HeldSource, NodeReconciler
 from egress_agent.store import base
 from egress_api import models
@@ -58,23 +58,11 @@ def uplink_address(uplink: str, netns: Optional[str] = None) -> str:
     raise ValueError(f"--interface {uplink} has no IPv4 node address: give --node-ip")
 
 
-def _has_our_filter(ipr, idx: int) -> bool:
-    """Is our steering filter (prio TC_PRIO on clsact ingress, program egress_steer) on interface `idx`?"""
-    try:
-        filters = ipr.get_filters(index=idx, parent=int(CLSACT_INGRESS.replace(":", ""), 16))
-    except Exception:
-        return False
-    return any(
-        (f["info"] >> 16) == TC_PRIO and PROG_NAME in str(f.get_nested("TCA_OPTIONS", "TCA_BPF_NAME") or "")
-        for f in filters
-    )
-
-
 def classifier_attached(ifname: str, netns: Optional[str] = None) -> bool:
     """Is the steering classifier attached to `ifname` (a pod's host interface)? For the CNI plugin's CHECK."""
     with iproute(netns) as ipr:
         found = ipr.link_lookup(ifname=ifname)
-        return bool(found) and _has_our_filter(ipr, found[0])
+        return bool(found) and filter_attached(ipr, found[0])
 
 
 def remove_steering_filters(netns: Optional[str] = None) -> list[str]:
@@ -83,7 +71,7 @@ def remove_steering_filters(netns: Optional[str] = None) -> list[str]:
     with iproute(netns) as ipr:
         for link in ipr.get_links():
             idx, name = link["index"], link.get("IFLA_IFNAME")
-            if _has_our_filter(ipr, idx):
+            if filter_attached(ipr, idx):
                 try:
                     ipr.tc("del-filter", "bpf", idx, TC_HANDLE, parent=CLSACT_INGRESS, prio=TC_PRIO)
                     removed.append(name)
