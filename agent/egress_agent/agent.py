@@ -149,7 +149,8 @@ class Agent:
             raise StartError(f"cannot start the datapath: {err}") from None
         if self.metrics:
             self.metrics.watch_datapath(datapath.counters if datapath else None,
-                                        datapath.snat_usage if datapath else None)
+                                        datapath.snat_usage if datapath else None,
+                                        datapath.repairs if datapath else None)
         return datapath, pod_waiter
 
     def _watch_kubernetes(self, store: base.Store):

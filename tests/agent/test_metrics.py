@@ -20,7 +20,8 @@ FAMILIES = {
     "egress_leader", "egress_api_requests", "egress_api_request_duration_seconds",
     "egress_policy_steered_packets", "egress_policy_steered_bytes", "egress_policy_dropped_packets",
     "egress_snat_translated_packets", "egress_snat_translated_bytes", "egress_datapath_apply_duration_seconds",
-    "egress_snat_connections", "egress_snat_port_usage_ratio",
+    "egress_snat_connections", "egress_snat_port_usage_ratio", "egress_datapath_classifier_reattached",
+    "egress_garp_repeats_sent",
     "egress_store_healthy", "egress_store_commit_duration_seconds",
 }
 

@@ -10,12 +10,13 @@ changed, so one repeat may pass unheeded: the bound is two intervals.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
 from egress_api import models
-from egress_lab import netns, topology as T
+from egress_lab import agents, netns, topology as T
 from helpers.agent_lab import eventually
 
 pytestmark = pytest.mark.kernel
@@ -48,6 +49,8 @@ def test_a_stale_arp_entry_is_corrected_by_a_repeated_announcement(clean_lab):
         make_stale(old)
         time.sleep(2.5)
         assert router_sees(FIP) == old
+        text = agents.metrics(clean_lab.node("worker1"))
+        assert int(float(re.search(r"^egress_garp_repeats_sent_total (\S+)$", text, re.M).group(1))) >= 3
     finally:
         netns.run(T.router_ns(), ["ip", "neigh", "del", FIP, "dev", T.UPLINK], check=False)  # others' tests
 

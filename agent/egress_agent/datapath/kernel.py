@@ -45,6 +45,10 @@ class Datapath:
             self._steering = Steering(self._ipr, **self._sizes)  # compile + load once (bcc, ~1-2 s)
         return self._steering
 
+    @property
+    def garp_repeats_sent(self) -> int:
+        return self._fips.announcer.sent
+
     def reattach_missing(self) -> list[str]:
         """Pod veths whose steering filter had been removed and is attached again (see Steering)."""
         return self._steering.reattach_missing() if self._steering is not None else []

@@ -25,6 +25,9 @@ LocalCounters = Callable[[], dict]
 #: () -> {egress IP: datapath.conntrack.SnatUsage} for the floating IPs this node holds
 SnatUsageSource = Callable[[], dict]
 
+#: () -> {"classifier_reattached": n, "garp_repeats": n}: what the node did to keep its datapath right
+RepairSource = Callable[[], dict]
+
 # An apply is a few netlink/nft/bpf-map calls (milliseconds) up to a full rebuild under load.
 APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -64,6 +67,27 @@ class PacketCounters(Collector):
             translated_packets.add_metric([ip], packets)
             translated_bytes.add_metric([ip], nbytes)
         yield from (steered_packets, steered_bytes, dropped, translated_packets, translated_bytes)
+
+
+class DatapathRepairs(Collector):
+    """Classifiers found removed and attached again, and gratuitous ARPs repeated after takeovers."""
+
+    def __init__(self, source: Optional[RepairSource]):
+        self.source = source
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        counts = self.source() if self.source is not None else {}
+        reattached = CounterMetricFamily(
+            "egress_datapath_classifier_reattached",
+            "Pod veths whose steering classifier had been removed by someone else and was attached again")
+        reattached.add_metric([], counts.get("classifier_reattached", 0))
+        repeats = CounterMetricFamily(
+            "egress_garp_repeats_sent", "Gratuitous ARP announcements repeated after a takeover (beyond the first)")
+        repeats.add_metric([], counts.get("garp_repeats", 0))
+        yield from (reattached, repeats)
 
 
 class SnatPortUsage(Collector):

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from egress_agent.metrics.api import ApiMetrics
 from egress_agent.metrics.cluster import ClusterMetrics, FailureDetector, Leadership
-from egress_agent.metrics.datapath import ApplyMetrics, LocalCounters, PacketCounters, SnatPortUsage, SnatUsageSource
+from egress_agent.metrics.datapath import (ApplyMetrics, DatapathRepairs, LocalCounters, PacketCounters, RepairSource,
+                                           SnatPortUsage, SnatUsageSource)
 from egress_agent.metrics.holders import FloatingIPHolders
 from egress_agent.metrics.store import StoreHealth, time_commits
 from egress_agent.store import base
@@ -35,7 +36,10 @@ class AgentMetrics:
         """A cluster's UDP failure detector (egress_agent.cluster.detector.Detector)."""
         FailureDetector(detector, self.registry)
 
-    def watch_datapath(self, local: Optional[LocalCounters], snat: Optional[SnatUsageSource]) -> None:
-        """This node's packet counters and SNAT usage (None: no datapath here; the families are exported empty)."""
+    def watch_datapath(self, local: Optional[LocalCounters], snat: Optional[SnatUsageSource],
+                       repairs: Optional[RepairSource] = None) -> None:
+        """This node's packet counters, SNAT usage and repairs (None: no datapath here; the families are
+        exported empty or at 0)."""
         self.registry.register(PacketCounters(local))
         self.registry.register(SnatPortUsage(snat))
+        self.registry.register(DatapathRepairs(repairs))

@@ -38,6 +38,10 @@ class NodeDatapath:
     def counters(self) -> dict:
         return self.reconciler.live_counters()
 
+    def repairs(self) -> dict:
+        """What this node did to keep its datapath right (metrics): classifiers re-attached, ARPs repeated."""
+        return {"classifier_reattached": self.reconciler.reattached, "garp_repeats": self.datapath.garp_repeats_sent}
+
     def snat_usage(self) -> dict:
         """egress IP -> conntrack usage (datapath.conntrack.SnatUsage), for the floating IPs held here."""
         return self.datapath.snat_usage()
