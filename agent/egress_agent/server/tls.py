@@ -108,7 +108,7 @@ class ReloadingCredentials:
             self._stamp = stamp
         try:
             key, cert, ca = load_pair(self.files)
-        except TLSFilesError as err:
+        except Exception as err:  # noqa: BLE001 - this runs inside gRPC's handshake: never let it raise
             log.warning("TLS files changed but cannot be used, keeping the previous certificate: %s", err)
             return None
         self.reloads += 1
