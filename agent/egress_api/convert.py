@@ -22,11 +22,22 @@ from egress_api.v1 import egress_pb2 as pb
 def _selector_to_dict(msg: pb.EgressRule, field: str) -> dict[str, Any] | None:
     if not msg.HasField(field):
         return None
-    return {"match_labels": dict(getattr(msg, field).match_labels)}
+    sel = getattr(msg, field)
+    return {
+        "match_labels": dict(sel.match_labels),
+        "match_expressions": [{"key": e.key, "operator": e.operator, "values": list(e.values)}
+                              for e in sel.match_expressions],
+    }
 
 
 def _selector_to_proto(sel: models.LabelSelector | None) -> pb.LabelSelector | None:
-    return None if sel is None else pb.LabelSelector(match_labels=dict(sel.match_labels))
+    if sel is None:
+        return None
+    return pb.LabelSelector(
+        match_labels=dict(sel.match_labels),
+        match_expressions=[pb.LabelSelectorRequirement(key=e.key, operator=e.operator, values=list(e.values))
+                           for e in sel.match_expressions],
+    )
 
 
 def _rule_to_proto(rule: models.EgressRule) -> pb.EgressRule:

@@ -44,6 +44,7 @@ _CAMEL = {
     "namespaceSelector": "namespace_selector",
     "podSelector": "pod_selector",
     "matchLabels": "match_labels",
+    "matchExpressions": "match_expressions",
 }
 _SNAKE = {v: k for k, v in _CAMEL.items()}
 

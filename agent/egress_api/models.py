@@ -34,6 +34,7 @@ from pydantic import (
     ValidationError,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 
 # --- Kubernetes naming rules -------------------------------------------------
@@ -222,14 +223,83 @@ Labels = Annotated[dict[LabelKey, LabelValue], _deferred()]
 _strict = ConfigDict(extra="forbid", frozen=True)
 
 
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+class LabelSelectorRequirement(BaseModel):
+    """One `match_expressions` entry, with Kubernetes' semantics and rules.
+
+    In: the label is set to one of `values`. NotIn: it is not (an unset label matches). Exists /
+    DoesNotExist: the key is set / not set, whatever its value. In and NotIn need values; Exists and
+    DoesNotExist take none. Values are a set: kept sorted, each once.
+    """
+
+    model_config = _strict
+    key: Annotated[str, AfterValidator(check_label_key), _deferred()]
+    operator: Annotated[str, _deferred()]
+    values: Annotated[list[LabelValue], _deferred()] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, op):
+        if not isinstance(op, Pending) and op not in OPERATORS:
+            raise ValueError(f"operator {op!r} must be one of {', '.join(OPERATORS)}")
+        return op
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _null_is_empty(cls, values):
+        return [] if values is None else values
+
+    @field_validator("values")
+    @classmethod
+    def _values_fit_the_operator(cls, values, info):
+        op = info.data.get("operator")  # validated first (field order); absent when it was invalid
+        if op is None or isinstance(op, Pending) or isinstance(values, Pending):
+            return values
+        if op in ("In", "NotIn") and not values:
+            raise ValueError(f"operator {op} needs at least one value")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise ValueError(f"operator {op} takes no values (remove `values`)")
+        return values if any(isinstance(v, Pending) for v in values) else sorted(set(values))
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values  # NotIn
+
+    def sort_key(self) -> tuple:
+        return (str(self.key), str(self.operator), tuple(str(v) for v in self.values))
+
+
 class LabelSelector(BaseModel):
-    """Kubernetes LabelSelector (match_labels only). An empty selector matches everything."""
+    """Kubernetes LabelSelector: `match_labels` and `match_expressions`, all of which must hold (AND).
+    An empty selector matches everything."""
 
     model_config = _strict
     match_labels: Labels = Field(default_factory=dict)
+    match_expressions: Annotated[list[LabelSelectorRequirement], _deferred()] = Field(default_factory=list)
+
+    @field_validator("match_labels", "match_expressions", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value, info):
+        return ({} if info.field_name == "match_labels" else []) if value is None else value
+
+    @model_validator(mode="after")
+    def _canonical_expressions(self):
+        # A set: the order written never matters (no perpetual diffs), duplicates say nothing more.
+        if not isinstance(self.match_expressions, Pending):
+            unique = {e.sort_key(): e for e in self.match_expressions}
+            object.__setattr__(self, "match_expressions", [unique[k] for k in sorted(unique)])
+        return self
 
     def matches(self, labels: dict[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self.match_labels.items())
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            e.matches(labels) for e in self.match_expressions)
 
 
 class EgressRule(BaseModel):

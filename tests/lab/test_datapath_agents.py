@@ -107,6 +107,26 @@ def test_network_policy_comes_first_and_two_gateways(clean_lab):
     assert lab.whoami("fe1") == FIP
 
 
+def test_match_expressions_select_in_the_kernel(clean_lab):
+    """NotIn and DoesNotExist select by what a pod does not carry: alice's and bob's pods except backends."""
+    lab = clean_lab
+    with lab.client() as c:
+        seed(c, egress=[{
+            "namespace_selector": {"match_expressions": [{"key": "user", "operator": "In", "values": ["alice", "bob"]}]},
+            "pod_selector": {"match_expressions": [{"key": "role", "operator": "NotIn", "values": ["backend"]},
+                                                   {"key": "tier", "operator": "DoesNotExist"}]},
+        }])
+    eventually(lambda: lab.seen_as("bob1"), FIP)
+    assert {pod: lab.whoami(pod) for pod in ("fe1", "fe2", "be1", "paul1")} == {
+        "fe1": FIP, "fe2": FIP, "be1": W1, "paul1": "192.0.2.13"}
+    lab.label_pod("fe2", tier="web")  # now it has the label that must not exist
+    try:
+        eventually(lambda: lab.seen_as("fe2"), "192.0.2.12")
+    finally:
+        lab.label_pod("fe2", tier="-")
+    eventually(lambda: lab.seen_as("fe2"), FIP)
+
+
 def test_node_stop_moves_the_ip_and_cleanup_removes_everything(clean_lab):
     lab = clean_lab
     with lab.client() as c:

@@ -192,3 +192,65 @@ resource "egress_gateway" "default" {
     desc = acc.client.describe_policy("egress")
     assert desc.holder == "" and any(e.reason == "UnknownEgressIP" for e in desc.events)
     acc.destroy()
+
+
+def expressions(*exprs: str, labels: str = "") -> str:
+    body = (f"match_labels = {labels}\n" if labels else "") + "".join(
+        f"      match_expressions {{\n {e}\n }}\n" for e in exprs)
+    return f"""
+  egress {{
+    pod_selector {{
+      {body}    }}
+  }}"""
+
+
+def test_match_expressions_in_any_order_never_diff(acc):
+    """Kubernetes matchExpressions: a set of requirements (and value sets) whose order is never a change."""
+    client = acc.client
+    written = expressions('key = "role"\n operator = "NotIn"\n values = ["backend", "batch"]',
+                          'key = "tier"\n operator = "Exists"', labels='{ app = "shop" }')
+
+    def check_create(plan):
+        assert plan.actions("egress_nat_policy.egress") == ["create"]
+
+    acc.step(GATEWAY + policy(rules=written), check_create)
+    (rule,) = client.get_policy("egress").obj.egress
+    assert rule.pod_selector.match_labels == {"app": "shop"}
+    assert [(e.key, e.operator, e.values) for e in rule.pod_selector.match_expressions] == [
+        ("role", "NotIn", ["backend", "batch"]), ("tier", "Exists", [])]
+
+    # The same requirements in another order, values too: no change at all.
+    acc.tf.write(GATEWAY + policy(rules=expressions('key = "tier"\n operator = "Exists"',
+                                                     'key = "role"\n operator = "NotIn"\n values = ["batch", "backend"]',
+                                                     labels='{ app = "shop" }')))
+    acc.tf.plan_is_empty()
+
+    # A changed operator is an in-place update.
+    changed = expressions('key = "role"\n operator = "In"\n values = ["frontend"]', labels='{ app = "shop" }')
+
+    def check_update(plan):
+        assert plan.actions("egress_nat_policy.egress") == ["update"]
+
+    acc.step(GATEWAY + policy(rules=changed), check_update)
+    (rule,) = client.get_policy("egress").obj.egress
+    assert [(e.key, e.operator, e.values) for e in rule.pod_selector.match_expressions] == [("role", "In", ["frontend"])]
+    acc.destroy()
+
+
+def test_bad_match_expressions_fail_at_plan_with_kubernetes_rules(acc):
+    config = "".join([
+        policy(name="novalues", address="novalues", depends=False,
+               rules=expressions('key = "role"\n operator = "In"')),
+        policy(name="extravalues", address="extravalues", depends=False,
+               rules=expressions('key = "role"\n operator = "DoesNotExist"\n values = ["x"]')),
+        policy(name="badop", address="badop", depends=False,
+               rules=expressions('key = "role"\n operator = "Gt"\n values = ["1"]')),
+    ])
+    res = acc.expect_failure(config, "Error: Invalid")
+    out = res.output
+    find_diagnostic(out, "Invalid egress.pod_selector.match_expressions.values", "egress_nat_policy.novalues",
+                    "operator In needs at least one value")
+    find_diagnostic(out, "Invalid egress.pod_selector.match_expressions.values", "egress_nat_policy.extravalues",
+                    "operator DoesNotExist takes no values")
+    find_diagnostic(out, "Invalid egress.pod_selector.match_expressions.operator", "egress_nat_policy.badop",
+                    "must be one of In, NotIn, Exists, DoesNotExist")

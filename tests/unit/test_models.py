@@ -352,3 +352,55 @@ def test_pod_and_namespace_names_are_kubernetes_names():
         models.parse("pod", {"name": "p" * 254, "namespace": "a", "node": "w", "ip": "10.244.1.2"})
     with pytest.raises(models.InvalidObject):
         models.parse("namespace", {"name": "n" * 64})
+
+
+# --- match_expressions (Kubernetes LabelSelectorRequirement) -----------------------------------------
+
+
+@pytest.mark.parametrize("op, values, labels, selected", [
+    ("In", ["a", "b"], {"k": "a"}, True),
+    ("In", ["a", "b"], {"k": "c"}, False),
+    ("In", ["a"], {}, False),
+    ("NotIn", ["a"], {"k": "b"}, True),
+    ("NotIn", ["a"], {}, True),  # an unset label is not in any set
+    ("NotIn", ["a"], {"k": "a"}, False),
+    ("Exists", [], {"k": ""}, True),
+    ("Exists", [], {}, False),
+    ("DoesNotExist", [], {}, True),
+    ("DoesNotExist", [], {"k": "x"}, False),
+])
+def test_match_expressions_have_kubernetes_semantics(op, values, labels, selected):
+    sel = models.LabelSelector.model_validate({"match_expressions": [{"key": "k", "operator": op, "values": values}]})
+    assert sel.matches(labels) is selected
+
+
+def test_match_labels_and_every_expression_must_hold_and_the_set_is_canonical():
+    sel = models.LabelSelector.model_validate({"match_labels": {"app": "shop"}, "match_expressions": [
+        {"key": "tier", "operator": "Exists"},
+        {"key": "role", "operator": "NotIn", "values": ["b", "a", "b"]},
+        {"key": "tier", "operator": "Exists"},  # a duplicate says nothing more
+    ]})
+    assert [(e.key, e.operator, e.values) for e in sel.match_expressions] == [
+        ("role", "NotIn", ["a", "b"]), ("tier", "Exists", [])]
+    assert sel.matches({"app": "shop", "tier": "1"}) and not sel.matches({"tier": "1"})
+    assert not sel.matches({"app": "shop", "tier": "1", "role": "a"})
+
+
+def test_manifests_spell_them_as_kubernetes_does():
+    from egress_api import manifest
+
+    text = """
+kind: EgressNATPolicy
+metadata: {name: shop}
+spec:
+  egressSourceIP: 192.0.2.100
+  destinationCIDRs: [198.51.100.0/24]
+  egress:
+  - podSelector:
+      matchExpressions:
+      - {key: role, operator: In, values: [frontend]}
+"""
+    (doc,) = manifest.load(text, "test")
+    (rule,) = doc.obj.egress
+    assert rule.pod_selector.match_expressions[0].values == ["frontend"]
+    assert "matchExpressions" in manifest.render("policy", doc.obj, 1)

@@ -181,7 +181,11 @@ def _describe_gateway(client: EgressClient, name: str) -> str:
 def _selector(sel) -> str:
     if sel is None:
         return "<all>"
-    return ",".join(f"{k}={v}" for k, v in sorted(sel.match_labels.items())) or "<all>"
+    parts = [f"{k}={v}" for k, v in sorted(sel.match_labels.items())]
+    for e in sel.match_expressions:  # kubectl's spelling of LabelSelector requirements
+        parts.append({"In": f"{e.key} in ({','.join(e.values)})", "NotIn": f"{e.key} notin ({','.join(e.values)})",
+                      "Exists": e.key, "DoesNotExist": f"!{e.key}"}[e.operator])
+    return ",".join(parts) or "<all>"
 
 
 def _describe_policy(client: EgressClient, name: str) -> str:

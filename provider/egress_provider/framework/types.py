@@ -96,3 +96,15 @@ class StringMapEmptyIsNull(Map):
 
     def semantically_equal(self, a_decoded, b_decoded) -> bool:
         return (a_decoded or {}) == (b_decoded or {})
+
+
+class StringSetEmptyIsNull(Set):
+    """A set of strings where null and [] mean the same (a LabelSelector requirement's `values`)."""
+
+    def __init__(self):
+        super().__init__(String())
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        if not (is_known(a_decoded) and is_known(b_decoded)):
+            return False
+        return sorted(a_decoded or []) == sorted(b_decoded or [])
