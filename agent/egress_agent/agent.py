@@ -284,7 +284,12 @@ class Agent:
             return
         from egress_agent.metrics.server import MetricsServer
 
-        server = MetricsServer(self.metrics.registry, self.conf.metrics_listen)
+        tls = None
+        if self.conf.tls[0]:  # the API's certificate serves the metrics too (HTTPS; client CA as for the API)
+            from egress_agent.server.tls import ServerTLSFiles
+
+            tls = ServerTLSFiles(*self.conf.tls)
+        server = MetricsServer(self.metrics.registry, self.conf.metrics_listen, tls)
         try:
             server.start()
         except OSError as err:

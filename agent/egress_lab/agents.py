@@ -168,13 +168,20 @@ def log_tail(node: str, lines: int = 15) -> str:
         return ""
 
 
-_SCRAPE = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+# As Prometheus with a `tls_config`: the lab's CA, and a client certificate (the agents ask for one).
+_SCRAPE = """import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5, context=ctx).read().decode())"""
 
 
 def metrics(spec: T.NodeSpec) -> str:
-    """The node agent's Prometheus text, fetched from inside the node's namespace (its only address is there)."""
-    url = f"http://{spec.ip}:{T.METRICS_PORT}/metrics"
-    return netns.run(spec.netns, [sys.executable, "-c", _SCRAPE, url]).stdout
+    """The node agent's Prometheus text, fetched over mutual TLS from inside the node's namespace (its only
+    address is there)."""
+    url = f"https://{spec.ip}:{T.METRICS_PORT}/metrics"
+    pki = pki_dir()
+    return netns.run(spec.netns, [sys.executable, "-c", _SCRAPE, url, str(pki / "ca.pem"),
+                                  str(pki / "client-viewer.pem"), str(pki / "client-viewer-key.pem")]).stdout
 
 
 def endpoint(node: str) -> str:

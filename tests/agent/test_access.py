@@ -282,3 +282,21 @@ def test_the_inventory_socket_feeds_pods_and_nothing_else_even_for_root(tmp_path
                 cni.create_gateway(GATEWAY)
         assert agent.client.list_gateways() == [] and [n.name for n in agent.client.list_namespaces()] == ["team-a"]
     assert not inventory.exists()  # removed at shutdown, like the API socket
+
+
+def test_metrics_are_served_over_mutual_tls_with_the_apis_certificate(tmp_path, pki):
+    import urllib.error
+    import urllib.request
+
+    api, metrics = free_port(), free_port()
+    with start_agent(tmp_path, extra_args=["--listen", f"127.0.0.1:{api}", *mtls_args(pki),
+                                           "--metrics-listen", f"127.0.0.1:{metrics}"]):
+        url = f"https://127.0.0.1:{metrics}/metrics"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        ctx.load_cert_chain(pki / "client-viewer.pem", pki / "client-viewer-key.pem")
+        assert "egress_api_requests_total" in urllib.request.urlopen(url, timeout=5, context=ctx).read().decode()
+        bare = ssl.create_default_context(cafile=str(pki / "ca.pem"))  # no client certificate
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, timeout=5, context=bare).read()
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read()  # no plaintext

@@ -50,7 +50,8 @@ def _read(path: str, flag: str) -> bytes:
         raise TLSFilesError(f"{flag} {path}: {err.strerror}") from None
 
 
-def _stamp(paths: tuple[str, ...]) -> tuple:
+def file_stamp(paths: tuple[str, ...]) -> tuple:
+    """What changes when any of the files is rewritten or replaced (mtime, size, inode)."""
     stamps = []
     for p in paths:
         try:
@@ -89,7 +90,7 @@ class ReloadingCredentials:
         self.files = files
         self._paths = tuple(p for p in (files.cert, files.key, files.client_ca) if p)
         self._lock = threading.Lock()
-        self._stamp = _stamp(self._paths)
+        self._stamp = file_stamp(self._paths)
         self.reloads = 0  # rotations picked up (for tests and the log)
         key, cert, ca = load_pair(files)  # at start a bad file is an error, not a warning
         self.credentials = grpc.dynamic_ssl_server_credentials(
@@ -101,7 +102,7 @@ class ReloadingCredentials:
 
     def _fetch(self) -> Optional[object]:
         """gRPC's per-handshake question: a new configuration, or None to keep the current one."""
-        stamp = _stamp(self._paths)
+        stamp = file_stamp(self._paths)
         with self._lock:
             if stamp == self._stamp:
                 return None
