@@ -53,7 +53,7 @@ class Agent:
     def abort_start(self) -> None:
         """Called from a signal handler: stop waiting for etcd at start."""
         if self.cluster is not None:
-            self.cluster.membership.abort()
+            self.cluster.abort()
 
     # --- the parts, in start order ------------------------------------------------------
 
@@ -101,7 +101,7 @@ class Agent:
         from egress_agent.cluster.runtime import Cluster, ClusterOptions
 
         options = ClusterOptions(lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval,
-                                 probe_misses=conf.probe_misses)
+                                 probe_misses=conf.probe_misses, cluster_key_file=conf.cluster_key_file)
         if conf.lease_keepalive:
             options.keepalive_interval = conf.lease_keepalive
         self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)
@@ -119,6 +119,8 @@ class Agent:
             cluster.start()  # retries with backoff until etcd answers, saying why
         except base.Unavailable as err:
             raise StartError(f"stopped before joining the cluster: {err}") from None
+        except ValueError as err:  # the cluster key (its file changed since the flags were checked, or etcd's)
+            raise StartError(f"cluster key: {err}") from None
         # The leader assigns from its own, fresher node view and writes behind its election guard.
         return cluster.nodes.published, cluster.nodes.decided, cluster, cluster.guard
 

@@ -17,7 +17,7 @@ from egress_api import models, transport
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
-        "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval")
+        "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval", "cluster_key_file")
 DATAPATHS = ("off", "kernel")
 
 
@@ -49,6 +49,7 @@ class AgentConfig:
     inventory_socket: str = ""  # a second unix socket whose callers get the inventory role only (CNI plugin)
     garp_repeats: int = 3  # kernel datapath: gratuitous ARPs after the first one at a takeover
     garp_interval: float = 1.0  # ... this many seconds apart
+    cluster_key_file: str = ""  # etcd store only: key authenticating liveness probes; "" = the one kept in etcd
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,12 +188,14 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
     if bool(tls[1]) != bool(tls[2]):
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
     kubernetes, kubeconfig, label_wait = _kubernetes(settings)
+    cluster_key_file = _cluster_key_file(settings, scheme)
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
         kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
         tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
         inventory_socket=inventory_socket, garp_repeats=garp_repeats, garp_interval=garp_interval,
+        cluster_key_file=cluster_key_file,
     )
 
 
@@ -315,6 +318,23 @@ def _announcements(settings: dict[str, Any]) -> tuple[int, float]:
     except ValueError:
         raise ConfigError(f"--garp-interval {raw}: must be a number of seconds from 0.05 to 60 (default 1)") from None
     return repeats, interval
+
+
+def _cluster_key_file(settings: dict[str, Any], store_scheme: str) -> str:
+    """--cluster-key-file, checked now (exists, private, long enough) so a bad one stops the start with exit 2."""
+    from egress_agent.cluster.probe_key import KeyFileError, read_key_file
+
+    path = settings.get("cluster_key_file") or ""
+    if not path:
+        return ""
+    if store_scheme != "etcd":
+        raise ConfigError("--cluster-key-file needs --store etcd:... (it authenticates the probes between agents)")
+    path = os.path.abspath(path)
+    try:
+        read_key_file(path)
+    except KeyFileError as err:
+        raise ConfigError(f"--cluster-key-file {err}") from None
+    return path
 
 
 def _probe_timing(settings: dict[str, Any]) -> tuple[float, int]:

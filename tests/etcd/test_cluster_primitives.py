@@ -15,6 +15,7 @@ import requests
 from egress_agent.cluster.detector import Detector
 from egress_agent.cluster.election import Election
 from egress_agent.cluster.membership import MEMBERS, Membership
+from egress_agent.cluster.probe_key import Keyring
 from egress_agent.cluster.runtime import Cluster, ClusterOptions
 from egress_agent.store.base import ASSIGNMENT, NODE, Conflict, Put, Unavailable
 from egress_agent.store.etcd import EtcdStore
@@ -212,8 +213,9 @@ def test_election_survives_one_of_three_etcd_members_stopped(etcd3, started):
 
 
 def test_detector_sees_a_dead_peer_within_its_window():
-    a = Detector("a", f"127.0.0.1:{free_port()}")
-    b = Detector("b", f"127.0.0.1:{free_port()}", session_age=lambda: 1.5)
+    key = os.urandom(32)
+    a = Detector("a", f"127.0.0.1:{free_port()}", keyring=Keyring(key, source="test"))
+    b = Detector("b", f"127.0.0.1:{free_port()}", session_age=lambda: 1.5, keyring=Keyring(key, source="test"))
     downs = []
     a.on_change = lambda name, up: downs.append((name, up, time.monotonic()))
     try:

@@ -5,8 +5,16 @@ with a floor of 1.5 x etcd's election timeout, and expiry is checked
 periodically), too slow for sub-second failover. So every agent also answers
 and sends tiny UDP probes: one socket, bound to the agent's probe address
 (by default the API's host:port — UDP and TCP ports are separate spaces),
-sends `PING seq sender` to every other member each `interval` and answers
-each ping with `PONG seq node session_age_ms`.
+sends a probe to every other member each `interval` and answers each probe.
+
+Probes and answers are authenticated (`probe_wire`: HMAC-SHA256 with the
+cluster key, `probe_key`, over sender, receiver, sequence and time). A
+datagram that does not verify, is addressed to another node, is replayed
+(`replay`: per-sender, per-session sequence windows; an answer must echo a
+probe this process sent to that peer within the last window, once) or is
+stale (its time more than `CLOCK_WINDOW` off ours) is ignored and counted
+in `rejected`, and gets no answer: a sender without the key learns nothing,
+and a forged or replayed answer cannot keep a dead node Up.
 
 A peer that has not answered for `misses` intervals is Down *as far as this
 agent can tell*. Only the leader acts on it (it takes the Down node's IPs away
@@ -24,23 +32,39 @@ gets a full window, counted from the moment the loop runs again, before it
 can be judged Down. So a node that resumes never declares healthy peers Down
 (nor deposes a healthy leader) from its stale view.
 
+The clock window (30 s) only has to tolerate skew between nodes' clocks:
+freshness of answers does not depend on clocks (an answer counts only if it
+echoes one of our last `misses` probes, once). The window bounds how long a
+captured probe can be held back and delivered once, or fed to an agent that
+restarted and lost its replay windows; either only yields an answer that
+the prober rejects as stale. So it can be wide enough for nodes without
+working NTP for a while, and a skew beyond it is logged as such.
+
 Defaults (20 ms x 10 misses = 200 ms) are for sub-second failover on loopback or
 one L2 segment; raise them for slow or lossy networks.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
+
+from egress_agent.cluster import probe_wire as wire
+from egress_agent.cluster.probe_key import Keyring
+from egress_agent.cluster.replay import SenderWindows, SeqWindow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 0.02
 DEFAULT_MISSES = 10
+CLOCK_WINDOW = 30.0  # seconds a message's time may differ from ours (see above)
+WARN_EVERY = 60.0  # seconds between two warnings about the same sender and reason
 
 
 def parse_address(addr: str) -> tuple[str, int]:
@@ -57,6 +81,7 @@ class PeerState:
     last_reply: float = 0.0
     renewed_at: float = float("-inf")  # when (our monotonic clock) the peer last renewed its etcd session
     up: Optional[bool] = None  # last reported state (None: not decided yet)
+    answers: SeqWindow = field(default_factory=SeqWindow)  # seqs of our probes it answered (each counts once)
 
 
 class Detector:
@@ -69,6 +94,8 @@ class Detector:
         misses: int = DEFAULT_MISSES,
         session_age: Callable[[], float] = lambda: 0.0,
         on_change: Optional[Callable[[str, bool], None]] = None,
+        keyring: Optional[Keyring] = None,
+        clock_window: float = CLOCK_WINDOW,
     ):
         if interval <= 0 or misses < 1:
             raise ValueError(f"probe interval must be > 0 and misses >= 1 (got {interval}, {misses})")
@@ -77,6 +104,16 @@ class Detector:
         self.misses = misses
         self.session_age = session_age
         self.on_change = on_change
+        #: The cluster key(s); may be given later (from etcd), but before start().
+        self.keyring = keyring
+        self.clock_window = clock_window
+        #: Random per-process id in every message: our restart starts a fresh sequence, never a locked-out one.
+        self.session = os.urandom(8)
+        #: (kind, reason) -> datagrams ignored (metrics: egress_probe_rejected_total).
+        self.rejected: collections.Counter = collections.Counter()
+        self._probe_windows = SenderWindows(forget_after=2 * clock_window)
+        self._last_rejected: dict[tuple[str, int], tuple[str, float]] = {}  # source -> (why, when), for Down lines
+        self._warned: dict[tuple, float] = {}
         #: (seconds of silence when a peer was declared Down) for every Down verdict (metrics).
         self.on_detected: Optional[Callable[[float], None]] = None
         host, port = parse_address(bind)
@@ -101,6 +138,8 @@ class Detector:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.keyring is None:
+            raise RuntimeError("the probe detector needs the cluster key before it starts")
         with self._lock:
             self._last_tick = self._fresh_from = time.monotonic()  # waiting to start is no pause
         for target, name in ((self._receive_loop, "probe-rx"), (self._send_loop, "probe-tx")):
@@ -185,11 +224,18 @@ class Detector:
     def _send_loop(self) -> None:
         next_tick = time.monotonic()
         while not self._stop.is_set():
-            self._seq += 1
-            msg = f"PING {self._seq} {self.node}".encode()
+            try:
+                self.keyring.tick()  # a rotated key file is picked up here
+            except Exception:
+                log.exception("probe: reloading the cluster key failed; keeping the current key")
+            kid, key = self.keyring.signing_key()
             with self._lock:
-                targets = [st.address for st in self._peers.values()]
-            for addr in targets:
+                self._seq += 1
+                seq = self._seq
+                targets = [(name, st.address) for name, st in self._peers.items()]
+            now_ms = time.time_ns() // 1_000_000
+            for name, addr in targets:
+                msg = wire.encode(wire.Message(wire.PROBE, kid, self.session, seq, now_ms, self.node, name), key)
                 try:
                     self.sock.sendto(msg, addr)
                 except OSError:
@@ -206,27 +252,87 @@ class Detector:
     def _receive_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                data, addr = self.sock.recvfrom(512)
+                data, addr = self.sock.recvfrom(2048)
             except socket.timeout:
                 continue
             except OSError:
                 if self._stop.is_set():
                     return
                 continue
-            parts = data.decode(errors="replace").split()
-            if len(parts) == 3 and parts[0] == "PING":
-                age_ms = min(int(self.session_age() * 1000), 10**9)
-                reply = f"PONG {parts[1]} {self.node} {age_ms}".encode()
-                try:
-                    self.sock.sendto(reply, addr)
-                except OSError:
-                    pass
-            elif len(parts) == 4 and parts[0] == "PONG":
-                with self._lock:
-                    st = self._peers.get(parts[2])
-                    if st is not None and st.address == addr and parts[3].isdigit():
-                        st.last_reply = time.monotonic()
-                        st.renewed_at = st.last_reply - int(parts[3]) / 1000
+            try:
+                msg = wire.decode(data, self.keyring.key_for)
+                if msg.kind == wire.PROBE:
+                    self._answer(msg, addr)
+                else:
+                    self._take_answer(msg, addr)
+            except wire.Rejected as why:
+                self._rejected(data, addr, why)
+
+    def _answer(self, probe: wire.Message, addr: tuple[str, int]) -> None:
+        """Answer an authentic, fresh probe (signed with the key it was signed with), to where it came from."""
+        if probe.receiver != self.node:
+            raise wire.Rejected(wire.REPLAYED, f"probe addressed to {probe.receiver!r}")
+        self._check_clock(probe)
+        with self._lock:
+            fresh = self._probe_windows.accept(probe.sender, probe.session, probe.seq, time.monotonic())
+        if not fresh:
+            raise wire.Rejected(wire.REPLAYED, f"probe {probe.seq} from {probe.sender} seen before")
+        key = self.keyring.key_for(probe.key_id)
+        if key is None:  # rotated away this very instant
+            return
+        age_ms = min(int(self.session_age() * 1000), 10**9)
+        reply = wire.encode(wire.Message(wire.ANSWER, probe.key_id, self.session, probe.seq, time.time_ns() // 1_000_000,
+                                         self.node, probe.sender, probe.session, age_ms), key)
+        try:
+            self.sock.sendto(reply, addr)
+        except OSError:
+            pass
+
+    def _take_answer(self, answer: wire.Message, addr: tuple[str, int]) -> None:
+        """An authentic answer counts once, from the peer's registered address, for one of our recent probes."""
+        if answer.receiver != self.node or answer.echo_session != self.session:
+            raise wire.Rejected(wire.REPLAYED, "answer to a probe of another node or of an earlier run of this one")
+        self._check_clock(answer)
+        with self._lock:
+            st = self._peers.get(answer.sender)
+            if st is None or st.address != addr:
+                raise wire.Rejected(wire.UNKNOWN_PEER, f"answer from {answer.sender!r} at {addr[0]}:{addr[1]}, "
+                                    "not a member at that address")
+            if answer.seq > self._seq:
+                raise wire.Rejected(wire.REPLAYED, f"answer to probe {answer.seq}, never sent")
+            if self._seq - answer.seq >= self.misses:
+                raise wire.Rejected(wire.STALE, f"answer to probe {answer.seq}, sent more than a window ago")
+            if not st.answers.accept(answer.seq):
+                raise wire.Rejected(wire.REPLAYED, f"answer to probe {answer.seq} from {answer.sender} seen before")
+            st.last_reply = time.monotonic()
+            st.renewed_at = st.last_reply - answer.session_age_ms / 1000
+
+    def _check_clock(self, msg: wire.Message) -> None:
+        skew = msg.time_ms / 1000 - time.time()
+        if abs(skew) > self.clock_window:
+            raise wire.Rejected(wire.STALE, f"{msg.kind_name} from {msg.sender} is {abs(skew):.1f} s "
+                                f"{'ahead of' if skew > 0 else 'behind'} this node's clock (more than "
+                                f"{self.clock_window:.0f} s: a replay, or the nodes' clocks differ; check NTP)")
+
+    def _rejected(self, data: bytes, addr: tuple[str, int], why: wire.Rejected) -> None:
+        kind = wire.KINDS.get(data[4], "unknown") if len(data) > 4 and data[:4] == wire.MAGIC else "unknown"
+        detail = why.detail or why.reason
+        if why.reason == wire.WRONG_KEY:
+            detail += f", this agent's is {'/'.join(self.keyring.ids())}: the agents have different cluster keys"
+        now = time.monotonic()
+        with self._lock:
+            self.rejected[(kind, why.reason)] += 1
+            if len(self._last_rejected) > 1024:  # spoofed sources must not grow this without bound
+                self._last_rejected.clear()
+                self._warned.clear()
+            self._last_rejected[addr] = (detail, now)
+            warn = why.reason in (wire.WRONG_KEY, wire.STALE) and now - self._warned.get((addr, why.reason), -1e9) > WARN_EVERY
+            if warn:
+                self._warned[(addr, why.reason)] = now
+        if warn:
+            log.warning("probe: ignored a %s from %s:%d: %s", kind, addr[0], addr[1], detail)
+        else:
+            log.debug("probe: ignored a %s from %s:%d (%s): %s", kind, addr[0], addr[1], why.reason, detail)
 
     def _report_changes(self) -> None:
         now = time.monotonic()
@@ -236,10 +342,13 @@ class Detector:
                 silence = self._silence(st, now)
                 up = silence <= self.window
                 if st.up is not None and up != st.up:
-                    changed.append((name, up, silence))
+                    rejected = self._last_rejected.get(st.address)
+                    why = f"; what it sent was ignored: {rejected[0]}" if rejected and now - rejected[1] <= silence else ""
+                    changed.append((name, up, silence, why))
                 st.up = up
-        for name, up, silence in changed:
-            log.info("probe: node %s is %s", name, "Up" if up else f"Down (no answer for {self.window * 1000:.0f} ms)")
+        for name, up, silence, why in changed:
+            log.info("probe: node %s is %s", name,
+                     "Up" if up else f"Down (no valid answer for {self.window * 1000:.0f} ms{why})")
             if not up and self.on_detected:
                 self.on_detected(silence)
             if self.on_change:

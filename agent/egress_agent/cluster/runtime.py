@@ -1,6 +1,7 @@
 """One agent's cluster machinery, assembled: what `egress-agent --store etcd:...` runs.
 
-Start order matters: etcd endpoint health checks first, then the probe socket (its address is registered), then
+Start order matters: etcd endpoint health checks first, then the cluster key for probes (from its file, or
+read/created in etcd), then the probe socket (its address is registered), then
 membership (retries until etcd answers), then the node view, the election and
 fencing. `stop()` resigns and revokes the lease, so a clean shutdown is seen
 at once rather than after the TTL.
@@ -9,6 +10,7 @@ at once rather than after the TTL.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -16,6 +18,7 @@ from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES, Dete
 from egress_agent.cluster.election import Election
 from egress_agent.cluster.fencing import Fencing
 from egress_agent.cluster.membership import DEFAULT_KEEPALIVE, DEFAULT_TTL, Membership
+from egress_agent.cluster.probe_key import DEFAULT_GRACE, Keyring, etcd_key
 from egress_agent.cluster.nodes import ClusterNodes
 from egress_agent.store.etcd import EtcdStore
 
@@ -31,6 +34,8 @@ class ClusterOptions:
     probe_misses: int = DEFAULT_MISSES
     start_timeout: Optional[float] = None  # give up registering after this long (None = retry forever)
     depose_dead_leader: bool = True  # revoke the lease of a leader that stops answering probes (fast takeover)
+    cluster_key_file: str = ""  # the probes' cluster key; "" = the key in etcd (created by the first agent)
+    cluster_key_grace: float = DEFAULT_GRACE  # after the key file changes: old key signs this long, accepted twice as long
 
 
 class Cluster:
@@ -38,6 +43,8 @@ class Cluster:
         self.store = store
         self.options = options
         self._on_change = on_change
+        self._stop = threading.Event()
+        keyring = Keyring.from_file(options.cluster_key_file, options.cluster_key_grace) if options.cluster_key_file else None
         self.detector = Detector(
             node["name"],
             options.probe_address or node.get("api_address", ""),
@@ -45,6 +52,7 @@ class Cluster:
             misses=options.probe_misses,
             session_age=lambda: self.membership.session_age(),
             on_change=self._probe_verdict,
+            keyring=keyring,
         )
         self.membership = Membership(
             store,
@@ -65,11 +73,21 @@ class Cluster:
 
     def start(self) -> None:
         self.store.client.start_health_checks()  # before anything talks to etcd: a hung member is avoided
+        if self.detector.keyring is None:  # before we register: peers probe us as soon as we are a member
+            key = etcd_key(self.store, self.membership.name, stop=self._stop, max_wait=self.options.start_timeout)
+            self.detector.keyring = Keyring(key, source="etcd")
+        log.info("probe: authenticated with the cluster key from %s (key id %s)",
+                 self.detector.keyring.source, self.detector.keyring.ids()[0])
         self.detector.start()
         self.membership.start(max_wait=self.options.start_timeout)
         self.nodes.start()
         self.election.start()
         self.fencing.start()
+
+    def abort(self) -> None:
+        """Stop a `start()` that is still waiting for etcd (e.g. on SIGTERM)."""
+        self._stop.set()
+        self.membership.abort()
 
     # -- what the controller and the API server plug in ---------------------------------
 

@@ -3,7 +3,7 @@
     egress-agent --node NAME --role worker|master --node-ip 192.0.2.11/24 --socket PATH
                  --store sqlite:PATH [--interface IF] [--config FILE] [--listen HOST:PORT] [--datapath off]
     egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S] [--lease-keepalive S]
-                 [--probe-interval S] [--probe-misses N]
+                 [--probe-interval S] [--probe-misses N] [--cluster-key-file PATH]
     egress-agent ... --kubernetes [--kubeconfig PATH] [--kube-label-wait S]
     egress-agent ... --metrics-listen HOST:PORT
 
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-misses", dest="probe_misses", metavar="N",
                    help=f"unanswered probes before a peer is Down (default {DEFAULT_MISSES}); "
                    "failover detection takes about interval x misses")
+    p.add_argument("--cluster-key-file", dest="cluster_key_file", metavar="PATH",
+                   help="key (32+ bytes, not readable by other users) that authenticates the UDP liveness probes; "
+                   "default: a random key the first agent creates in etcd (then protect etcd: whoever reads it can "
+                   "forge probes). Re-read when it changes: replace it on every node within 5 minutes")
     p.add_argument("--etcd-ca", dest="etcd_ca", help="CA file to verify etcd's certificate (https endpoints)")
     p.add_argument("--etcd-cert", dest="etcd_cert", help="client certificate for etcd")
     p.add_argument("--etcd-key", dest="etcd_key", help="client key for etcd")
