@@ -208,6 +208,11 @@ class Detector:
         with self._lock:
             return {n: st.up is not False for n, st in self._peers.items()}
 
+    def rejected_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, reason) -> datagrams ignored so far (a copy)."""
+        with self._lock:
+            return dict(self.rejected)
+
     def peers(self) -> dict[str, tuple[bool, float]]:
         """name -> (reachable, seconds since it last renewed its etcd session, as it last told us)."""
         now = time.monotonic()

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from egress_agent.cluster.probe_wire import REASONS as REJECT_REASONS
+
 #: Why a floating IP left its node (egress_agent.controller.reconcile.move_reason).
 MOVE_REASONS = ("node_down", "node_left", "ineligible")
 
@@ -57,6 +59,7 @@ class FailureDetector(Collector):
 
     egress_peer_up{peer}: this agent's verdict on each peer it probes. egress_probe_pauses_total: times this
     agent noticed it had itself been paused or starved (and re-observed its peers instead of judging them).
+    egress_probe_rejected_total{kind,reason}: probe datagrams ignored (forged, replayed, stale, ...).
     """
 
     # Detection is interval x misses (200 ms by default) plus up to one interval.
@@ -83,5 +86,16 @@ class FailureDetector(Collector):
         pauses = CounterMetricFamily(
             "egress_probe_pauses", "Times this agent noticed it had been paused or starved and re-observed its peers")
         pauses.add_metric([], self.detector.pauses)
+        rejected = CounterMetricFamily(
+            "egress_probe_rejected",
+            "Probe datagrams this agent ignored and did not answer, by kind (probe, answer, unknown) and why",
+            labels=["kind", "reason"])
+        counts = self.detector.rejected_counts()
+        for kind in ("probe", "answer"):
+            for reason in REJECT_REASONS:
+                rejected.add_metric([kind, reason], counts.pop((kind, reason), 0))
+        for (kind, reason), n in sorted(counts.items()):  # e.g. ("unknown", "malformed")
+            rejected.add_metric([kind, reason], n)
         yield up
         yield pauses
+        yield rejected
