@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -185,7 +186,8 @@ def main() -> None:
     args = ap.parse_args()
     results = {"machine": describe_machine(), "params": vars(args)}
     with tempfile.TemporaryDirectory(prefix="egress-failover-") as tmp:
-        lab = AgentLab(Path(tmp) / "run", workers=3, masters=1, prefix="egf-")
+        # Named after EGRESS_TEST_NS_TAG, so two checkouts can run it side by side ("egf-" by default).
+        lab = AgentLab(Path(tmp) / "run", workers=3, masters=1, prefix=os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "f-")
         try:
             lab.label_namespace("alice", user="alice")
             for pod, node in PROBE_PODS.items():

@@ -51,3 +51,36 @@ def test_probe_settings_reach_the_detector(tmp_path, empty_group):
     took = time.monotonic() - t0
     # Default probes would say Down in ~0.2 s; the 5 s lease would take >= 5 s.
     assert 0.8 < took < 3.0, f"Down after {took:.2f}s"
+
+
+def test_a_cluster_key_file_must_be_private_long_enough_and_for_a_cluster(tmp_path, empty_group):
+    def run(*extra, store="etcd:http://127.0.0.1:2379"):
+        return subprocess.run([*agent_command(), "--node", "w1", "--node-ip", "192.0.2.11/24", "--socket",
+                               str(tmp_path / "s"), "--store", store, "--listen", "127.0.0.1:7000", *extra],
+                              capture_output=True, text=True, timeout=30)
+
+    key = tmp_path / "probe.key"
+    key.write_bytes(b"x" * 40)
+    key.chmod(0o644)
+    r = run("--cluster-key-file", str(key))
+    assert r.returncode == 2 and f"--cluster-key-file {key}: mode 0644 lets other users read" in r.stderr, r.stderr
+    assert f"chmod 600 {key}" in r.stderr
+    key.chmod(0o600)
+    key.write_bytes(b"x" * 31)
+    r = run("--cluster-key-file", str(key))
+    assert r.returncode == 2 and "31 bytes; the cluster key must be 32 to 4096 bytes" in r.stderr, r.stderr
+    r = run("--cluster-key-file", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "No such file" in r.stderr, r.stderr
+    key.write_bytes(b"x" * 32)
+    r = run("--cluster-key-file", str(key), store=f"sqlite:{tmp_path / 'db'}")
+    assert r.returncode == 2 and "--cluster-key-file needs --store etcd:" in r.stderr, r.stderr
+
+    # A good file from YAML: the agent says which key it uses (its id, never the key).
+    conf = tmp_path / "w1.yaml"
+    conf.write_text(f"cluster_key_file: {key}\n")
+    agent = empty_group.add("worker1", "worker", "192.0.2.11/24", extra=["--config", str(conf)])
+    assert f"authenticated with the cluster key from file {key} (key id " in agent.log()
+    assert "x" * 32 not in agent.log()
+    # --help documents it.
+    out = subprocess.run([*agent_command(), "--help"], capture_output=True, text=True, timeout=30).stdout
+    assert "--cluster-key-file PATH" in out and "forge probes" in out.replace("\n", " ").replace("  ", " ")

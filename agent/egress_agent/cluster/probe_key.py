@@ -164,7 +164,9 @@ def etcd_key(store, node: str, *, stop: threading.Event, max_wait: Optional[floa
         try:
             # Safe to retry: a put that landed makes the retry read it back instead.
             res = store.client.call("kv/txn", txn, idempotent=True)
-            break
+            if res.get("succeeded") or res["responses"][0]["response_range"].get("kvs"):
+                break
+            raise Unavailable("the key was deleted between the compare and the read")
         except Unavailable as err:
             if stop.is_set() or (deadline is not None and time.monotonic() + delay > deadline):
                 raise
@@ -177,10 +179,12 @@ def etcd_key(store, node: str, *, stop: threading.Event, max_wait: Optional[floa
         log.info("probe: created the cluster key in etcd (%s)", store.key(ETCD_KIND, ETCD_NAME))
         value = mine
     else:
-        kvs = res["responses"][0]["response_range"].get("kvs") or []
-        value = base64.b64decode(kvs[0]["value"]).decode()
-    key = base64.b64decode(json.loads(value)["key"])
+        value = base64.b64decode(res["responses"][0]["response_range"]["kvs"][0]["value"]).decode()
+    try:
+        key = base64.b64decode(json.loads(value)["key"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        key = b""
     if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the cluster key in etcd ({store.key(ETCD_KIND, ETCD_NAME)}) is shorter than "
-                         f"{MIN_KEY_BYTES} bytes: delete it and restart the agents, or use --cluster-key-file")
+        raise ValueError(f"the cluster key in etcd ({store.key(ETCD_KIND, ETCD_NAME)}) is not a base64 key of at "
+                         f"least {MIN_KEY_BYTES} bytes: delete it and restart the agents, or use --cluster-key-file")
     return key
