@@ -87,3 +87,33 @@ def test_a_key_file_rotated_node_by_node_within_the_grace_keeps_everyone_up(tmp_
     finally:
         for d in dets.values():
             d.stop()
+
+
+def test_a_probe_outside_the_clock_window_is_not_answered_and_the_log_says_check_ntp(caplog):
+    """Real UDP to a real detector; the test signs probes with the key, as a node with a wrong clock would."""
+    import socket
+
+    from egress_agent.cluster import probe_wire as wire
+
+    key = os.urandom(32)
+    det = Detector("w2", f"127.0.0.1:{free_port()}", keyring=Keyring(key, source="test"))
+    host, port = det.address.rsplit(":", 1)
+    caplog.set_level(logging.INFO, logger="egress_agent.cluster")
+    det.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(0.5)
+            now_ms = time.time_ns() // 1_000_000
+            for seq, skew_s in ((1, -45), (2, +45), (3, -25), (4, +25)):  # 30 s window: the last two are answered
+                probe = wire.Message(wire.PROBE, key_id(key), b"S" * 8, seq, now_ms + skew_s * 1000, "w1", "w2")
+                s.sendto(wire.encode(probe, key), (host, int(port)))
+                if abs(skew_s) > det.clock_window:
+                    with pytest.raises(socket.timeout):
+                        s.recvfrom(2048)
+                else:
+                    assert wire.decode(s.recvfrom(2048)[0], {key_id(key): key}.get).seq == seq
+        assert det.rejected_counts() == {("probe", "stale"): 2}
+        assert "45.0 s behind this node's clock" in caplog.text and "check NTP" in caplog.text
+    finally:
+        det.stop()

@@ -317,7 +317,8 @@ class Detector:
         if abs(skew) > self.clock_window:
             raise wire.Rejected(wire.STALE, f"{msg.kind_name} from {msg.sender} is {abs(skew):.1f} s "
                                 f"{'ahead of' if skew > 0 else 'behind'} this node's clock (more than "
-                                f"{self.clock_window:.0f} s: a replay, or the nodes' clocks differ; check NTP)")
+                                f"{self.clock_window:.0f} s: a replay, or the nodes' clocks differ; check NTP)",
+                                operator_error=True)
 
     def _rejected(self, data: bytes, addr: tuple[str, int], why: wire.Rejected) -> None:
         kind = wire.KINDS.get(data[4], "unknown") if len(data) > 4 and data[:4] == wire.MAGIC else "unknown"
@@ -331,13 +332,13 @@ class Detector:
                 self._last_rejected.clear()
                 self._warned.clear()
             self._last_rejected[addr] = (detail, now)
-            warn = why.reason in (wire.WRONG_KEY, wire.STALE) and now - self._warned.get((addr, why.reason), -1e9) > WARN_EVERY
+            warn = why.operator_error and now - self._warned.get((addr, why.reason), -1e9) > WARN_EVERY
             if warn:
                 self._warned[(addr, why.reason)] = now
         if warn:
-            log.warning("probe: ignored a %s from %s:%d: %s", kind, addr[0], addr[1], detail)
+            log.warning("probe: ignored a datagram (%s) from %s:%d: %s", kind, addr[0], addr[1], detail)
         else:
-            log.debug("probe: ignored a %s from %s:%d (%s): %s", kind, addr[0], addr[1], why.reason, detail)
+            log.debug("probe: ignored a datagram (%s) from %s:%d (%s): %s", kind, addr[0], addr[1], why.reason, detail)
 
     def _report_changes(self) -> None:
         now = time.monotonic()

@@ -43,10 +43,12 @@ REASONS = (MALFORMED, WRONG_KEY, BAD_MAC, STALE, REPLAYED, UNKNOWN_PEER)
 
 
 class Rejected(Exception):
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", *, operator_error: bool = False):
         super().__init__(detail or reason)
         self.reason = reason
         self.detail = detail
+        #: A configuration to fix (another key, clocks apart), worth a warning; not an attack or a peer's pause.
+        self.operator_error = operator_error or reason == WRONG_KEY
 
 
 @dataclass(frozen=True)
