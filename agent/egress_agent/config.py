@@ -17,7 +17,8 @@ from egress_api import models, transport
 KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
-        "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval", "cluster_key_file")
+        "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval",
+        "cluster_key_file")
 DATAPATHS = ("off", "kernel")
 
 
