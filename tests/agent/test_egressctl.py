@@ -44,7 +44,8 @@ def test_get_tables_and_json(agent_process):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [p["name"] for p in rows] == ["egress", "far"]
-    assert rows[0]["egress"][1] == {"namespace_selector": {"match_labels": {"user": "paul"}}, "pod_selector": None}
+    assert rows[0]["egress"][1] == {"namespace_selector": {"match_labels": {"user": "paul"}, "match_expressions": []},
+                                    "pod_selector": None}
     assert rows[0]["resource_version"] > 0
 
     r = ctl(agent_process, "get", "nodes")
