@@ -19,6 +19,7 @@ class NodeInfo:
     role: str  # "worker" | "master"
     node_ip: str  # uplink address with prefix, e.g. "192.0.2.11/24"
     up: bool = True
+    routers: tuple[str, ...] = ()  # gateways of its uplink routes: never floating IPs (models.reserved_addresses)
 
     def can_hold(self, ip: ipaddress.IPv4Address) -> bool:
         return self.up and ip in ipaddress.ip_interface(self.node_ip).network

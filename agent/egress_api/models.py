@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Iterable, Optional
 
+from egress_api import limits
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -39,14 +40,14 @@ from pydantic import (
 
 # --- Kubernetes naming rules -------------------------------------------------
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 
 
 # What a string that may still grow must look like to be the start of a valid value.
-_DNS1123_LABEL_START = re.compile(r"^[a-z0-9][-a-z0-9]*$")
-_LABEL_VALUE_START = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+_DNS1123_LABEL_START = re.compile(r"^[a-z0-9][-a-z0-9]*\Z")
+_LABEL_VALUE_START = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
 _NAME_RULE = "use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit (e.g. 'default')"
 _LABEL_VALUE_RULE = "must be empty or 1-63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
 
@@ -137,9 +138,9 @@ def parse_ipv4_interface(value: Any) -> str:
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _OCTET_START = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?|0)?"
 _IPV4_START = rf"\s*(?:{_OCTET}\.){{0,3}}{_OCTET_START}"
-_IPV4_START_RE = re.compile(rf"^{_IPV4_START}$|^\s*{_OCTET}(?:\.{_OCTET}){{3}}\s+$")
-_IPV4_CIDR_ADDRESS_START_RE = re.compile(rf"^{_IPV4_START}$")
-_IPV4_FULL_RE = re.compile(rf"^\s*{_OCTET}(?:\.{_OCTET}){{3}}$")
+_IPV4_START_RE = re.compile(rf"^{_IPV4_START}\Z|^\s*{_OCTET}(?:\.{_OCTET}){{3}}\s+\Z")
+_IPV4_CIDR_ADDRESS_START_RE = re.compile(rf"^{_IPV4_START}\Z")
+_IPV4_FULL_RE = re.compile(rf"^\s*{_OCTET}(?:\.{_OCTET}){{3}}\Z")
 # After the "/": a prefix length, or a netmask / hostmask (ipaddress accepts 10.0.0.0/255.0.0.0), whose
 # first octet is one of these.
 _MASK_FIRST_OCTETS = ("0", "128", "192", "224", "240", "248", "252", "254", "255", "1", "3", "7", "15", "31", "63", "127")
@@ -162,6 +163,64 @@ def _check_ipv4_cidr_start(prefix: str) -> None:
         ok = bool(_IPV4_FULL_RE.match(address)) and suffix in _CIDR_SUFFIX_STARTS
     if not ok:
         raise ValueError(f"a value starting with {prefix!r} is not a valid IPv4 CIDR block (e.g. 198.51.100.0/24)")
+
+
+# Addresses that can never be a floating IP, whatever the cluster: a node holding one would answer ARP for
+# something that is not a unicast host address of its subnet (or for its own loopback).
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # RFC 1122 "this host on this network"
+_LIMITED_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+def check_floatable(value: str) -> str:
+    """A floating IP (already canonical IPv4): refuse the address classes that can never float."""
+    ip = ipaddress.ip_address(value)
+    if ip == _LIMITED_BROADCAST:
+        why = "the limited broadcast address"
+    elif ip.is_unspecified or ip in _THIS_NETWORK:
+        why = "an unspecified ('this network', 0.0.0.0/8) address"
+    elif ip.is_loopback:
+        why = "a loopback address"
+    elif ip.is_multicast:
+        why = "a multicast address"
+    elif ip.is_link_local:
+        why = "a link-local address"
+    elif ip.is_reserved:
+        why = "a reserved address (240.0.0.0/4)"
+    else:
+        return value
+    raise ValueError(f"{value} is {why}: it can never be a floating IP")
+
+
+def reserved_addresses(nodes: Iterable[tuple[str, str, Iterable[str]]]) -> dict[str, str]:
+    """Addresses of the cluster that can never float: ip -> why, from (node name, node_ip, routers) triples.
+
+    Each node's own address, its uplink subnet's network and broadcast
+    addresses (for subnets of /30 and larger) and the routers its routes go
+    through (what the node publishes as `routers`). A node holding one of them
+    would take over a neighbour's or the router's traffic (ARP).
+    """
+    nodes = sorted((name, node_ip, tuple(routers)) for name, node_ip, routers in nodes)
+    out: dict[str, str] = {}
+    for name, node_ip, _ in nodes:
+        out.setdefault(str(ipaddress.ip_interface(node_ip).ip), f"the address of node {name!r}")
+    for name, node_ip, _ in nodes:
+        net = ipaddress.ip_interface(node_ip).network
+        if net.prefixlen <= 30:
+            out.setdefault(str(net.network_address), f"the network address of node {name!r}'s subnet {net}")
+            out.setdefault(str(net.broadcast_address), f"the broadcast address of node {name!r}'s subnet {net}")
+    for name, _, routers in nodes:  # last: a route via another node names that node's address instead
+        for r in routers:
+            out.setdefault(r, f"a router of node {name!r} (a gateway of its routes)")
+    return out
+
+
+def cluster_address_violations(gateway: "Gateway", reserved: dict[str, str]) -> list[Violation]:
+    """Floating IPs of `gateway` that are addresses of the cluster (`reserved_addresses`): errors."""
+    return [
+        Violation(("floating_ips",), f"floating IP {ip} is {reserved[ip]}: it can never be a floating IP")
+        for ip in gateway.floating_ips
+        if not isinstance(ip, Pending) and ip in reserved
+    ]
 
 
 def _unique(what: str) -> Callable[[list[str]], list[str]]:
@@ -212,10 +271,12 @@ def _deferred(check_start: Optional[Callable[[str], None]] = None) -> WrapValida
 # Field types of the objects Terraform manages: each checks a known value in full, a pending one by its start.
 ObjectName = Annotated[str, AfterValidator(_check_object_name), _deferred(_check_object_name_start)]
 IPv4 = Annotated[str, AfterValidator(parse_ipv4), _deferred(_check_ipv4_start)]
+FloatingIP = Annotated[str, AfterValidator(parse_ipv4), AfterValidator(check_floatable), _deferred(_check_ipv4_start)]
 IPv4Cidr = Annotated[str, AfterValidator(parse_ipv4_cidr), _deferred(_check_ipv4_cidr_start)]
 LabelKey = Annotated[str, AfterValidator(check_label_key)]  # map keys are always known
 LabelValue = Annotated[str, AfterValidator(check_label_value), _deferred(_check_label_value_start)]
-Labels = Annotated[dict[LabelKey, LabelValue], _deferred()]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=limits.MAX_OBJECT_LABELS), _deferred()]
+SelectorLabels = Annotated[dict[LabelKey, LabelValue], Field(max_length=limits.MAX_SELECTOR_LABELS), _deferred()]
 
 
 # --- Desired state -------------------------------------------------------------------
@@ -281,8 +342,10 @@ class LabelSelector(BaseModel):
     An empty selector matches everything."""
 
     model_config = _strict
-    match_labels: Labels = Field(default_factory=dict)
-    match_expressions: Annotated[list[LabelSelectorRequirement], _deferred()] = Field(default_factory=list)
+    match_labels: SelectorLabels = Field(default_factory=dict)
+    match_expressions: Annotated[
+        list[LabelSelectorRequirement], Field(max_length=limits.MAX_SELECTOR_LABELS), _deferred()
+    ] = Field(default_factory=list)
 
     @field_validator("match_labels", "match_expressions", mode="before")
     @classmethod
@@ -323,7 +386,12 @@ class Gateway(BaseModel):
 
     model_config = _strict
     name: ObjectName = "default"
-    floating_ips: Annotated[list[IPv4], Field(min_length=1), AfterValidator(_unique("floating IP")), _deferred()]
+    floating_ips: Annotated[
+        list[FloatingIP],
+        Field(min_length=1, max_length=limits.MAX_FLOATING_IPS),
+        AfterValidator(_unique("floating IP")),
+        _deferred(),
+    ]
 
 
 class Policy(BaseModel):
@@ -331,11 +399,14 @@ class Policy(BaseModel):
 
     model_config = _strict
     name: ObjectName
-    egress: Annotated[list[EgressRule], Field(min_length=1), _deferred()]
+    egress: Annotated[list[EgressRule], Field(min_length=1, max_length=limits.MAX_EGRESS_RULES), _deferred()]
     destination_cidrs: Annotated[
-        list[IPv4Cidr], Field(min_length=1), AfterValidator(_unique("destination CIDR")), _deferred()
+        list[IPv4Cidr],
+        Field(min_length=1, max_length=limits.MAX_DESTINATION_CIDRS),
+        AfterValidator(_unique("destination CIDR")),
+        _deferred(),
     ]
-    egress_source_ip: IPv4
+    egress_source_ip: FloatingIP
 
     def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
         return any(rule.selects(namespace_labels, pod_labels) for rule in self.egress)
@@ -354,6 +425,9 @@ class Node(BaseModel):
     interface: str = ""
     pod_cidr: str = ""
     api_address: str = ""
+    # Gateways of this node's routes on its uplink (its default router first), found by the agent at start:
+    # addresses that must never float (`reserved_addresses`). Empty without --interface.
+    routers: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -383,8 +457,13 @@ class Node(BaseModel):
     def _pod_cidr(cls, v: str) -> str:
         return parse_ipv4_cidr(v) if v else v
 
+    @field_validator("routers")
+    @classmethod
+    def _routers(cls, v: list[str]) -> list[str]:
+        return [parse_ipv4(r) for r in v]
 
-_IFNAME = re.compile(r"^[^/\s:]{1,15}$")  # Linux: IFNAMSIZ-1 bytes, no '/', whitespace or ':'
+
+_IFNAME = re.compile(r"^[^/\s:]{1,15}\Z")  # Linux: IFNAMSIZ-1 bytes, no '/', whitespace or ':'
 
 
 def check_namespace_name(value: str) -> str:
@@ -512,10 +591,28 @@ def _message(e: dict) -> str:
     if kind == "too_short" and e["loc"]:
         return f"at least one {_singular(_field_of(e['loc']))} is required"
     if kind == "too_long":
-        return f"at most {ctx.get('max_length')} {_singular(_field_of(e['loc']))} values are allowed"
+        field = _field_of(e["loc"])
+        limit = _LIMIT_NAMES.get(field)
+        named = f" (limit {limit}; see docs/limits.md)" if limit else ""
+        actual = ctx.get("actual_length")
+        if actual is None and hasattr(e.get("input"), "__len__"):
+            actual = len(e["input"])
+        got = f", got {actual:,}" if isinstance(actual, int) else ""
+        return f"at most {ctx.get('max_length'):,} {_singular(field)} values are allowed{got}{named}"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters long"
     return _MESSAGES.get(kind, "is not a valid value here")
+
+
+# The limits.py constant behind a field's max_length, named in the message.
+_LIMIT_NAMES = {
+    "floating_ips": "MAX_FLOATING_IPS",
+    "destination_cidrs": "MAX_DESTINATION_CIDRS",
+    "egress": "MAX_EGRESS_RULES",
+    "match_labels": "MAX_SELECTOR_LABELS",
+    "match_expressions": "MAX_SELECTOR_LABELS",
+    "labels": "MAX_OBJECT_LABELS",
+}
 
 
 def _field_of(loc: tuple) -> str:
@@ -538,6 +635,9 @@ def _singular(field: Any) -> str:
         "floating_ips": "floating IP",
         "destination_cidrs": "destination CIDR",
         "egress": "egress rule",
+        "match_labels": "label",
+        "match_expressions": "label expression",
+        "labels": "label",
     }.get(str(field), str(field))
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from egress_agent.controller.assignment import assign
 from egress_agent.node_info import NodeInfo
+from egress_api.models import reserved_addresses
 
 
 def w(name, ip="192.0.2.11/24", up=True):
@@ -127,6 +128,31 @@ def test_unassignable_reason(nodes, reason):
     assert result.reasons == {"192.0.2.100": reason}
 
 
+@pytest.mark.parametrize(
+    "ip, reason",
+    [
+        ("192.0.2.12", "192.0.2.12 is the address of node 'worker2', which can never float"),
+        ("192.0.2.0", "192.0.2.0 is the network address of node 'worker1''s subnet 192.0.2.0/24, which can never float"),
+        ("192.0.2.255", "192.0.2.255 is the broadcast address of node 'worker1''s subnet 192.0.2.0/24, which can never float"),
+        ("192.0.2.1", "192.0.2.1 is a router of node 'worker1' (a gateway of its routes), which can never float"),
+    ],
+)
+def test_cluster_addresses_are_never_assigned(ip, reason):
+    nodes = [NodeInfo("worker1", "worker", "192.0.2.11/24", routers=("192.0.2.1",)), w("worker2", "192.0.2.12/24")]
+    result = assign([ip, "192.0.2.100"], nodes, {})
+    assert result.holders == {ip: "", "192.0.2.100": "worker1"}
+    assert result.reasons == {ip: reason}
+
+
+def test_a_node_joining_with_a_floating_ip_as_its_address_releases_it():
+    """The stored gateway became invalid: its holder lets the IP go (rule 5 does not keep it), with a reason."""
+    held = {"192.0.2.100": "worker1"}
+    joined = [w("worker1", "192.0.2.11/24"), w("worker3", "192.0.2.100/24")]
+    result = assign(["192.0.2.100"], joined, held)
+    assert result.holders == {"192.0.2.100": ""}
+    assert result.reasons["192.0.2.100"] == "192.0.2.100 is the address of node 'worker3', which can never float"
+
+
 def test_duplicate_ips_are_assigned_once():
     result = assign(["192.0.2.100", "192.0.2.100"], [w("worker1")], {})
     assert result.holders == {"192.0.2.100": "worker1"}
@@ -156,6 +182,10 @@ def _eligible(node: NodeInfo, ip: str) -> bool:
     return node.up and ipaddress.ip_address(ip) in ipaddress.ip_interface(node.node_ip).network
 
 
+def _reserved(nodes: list[NodeInfo]) -> dict[str, str]:
+    return reserved_addresses((n.name, n.node_ip, n.routers) for n in nodes)
+
+
 @settings(max_examples=300, deadline=None)
 @given(clusters())
 def test_every_assignable_ip_assigned_exactly_once_to_an_eligible_node(cluster):
@@ -163,8 +193,9 @@ def test_every_assignable_ip_assigned_exactly_once_to_an_eligible_node(cluster):
     result = assign(ips, nodes, previous)
     by_name = {n.name: n for n in nodes}
     assert set(result.holders) == set(ips)  # each IP exactly once (a dict key), none invented
+    reserved = _reserved(nodes)
     for ip, holder in result.holders.items():
-        assignable = any(_eligible(n, ip) for n in nodes)
+        assignable = ip not in reserved and any(_eligible(n, ip) for n in nodes)
         if not assignable:
             assert holder == "" and result.reasons[ip]
             continue
@@ -183,9 +214,10 @@ def test_no_move_while_holder_is_up_and_eligible_and_deterministic(cluster):
     ips, nodes, previous = cluster
     result = assign(ips, nodes, previous)
     by_name = {n.name: n for n in nodes}
+    reserved = _reserved(nodes)
     for ip in ips:
         before = previous.get(ip)
-        if before in by_name and _eligible(by_name[before], ip):
+        if before in by_name and _eligible(by_name[before], ip) and ip not in reserved:
             assert result.holders[ip] == before
     assert assign(ips, list(reversed(nodes)), previous).holders == result.holders
     # Re-running on its own output changes nothing (no flapping).

@@ -114,7 +114,8 @@ class ClusterNodes:
         out = []
         for name, v in sorted(nodes.items()):
             up = name in members and (self.detector is None or self.detector.is_up(name))
-            out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up))
+            out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up,
+                                routers=tuple(v.get("routers") or ())))
         return out
 
     def published(self) -> list[NodeInfo]:
@@ -127,6 +128,7 @@ class ClusterNodes:
                 role=v.get("role", "worker"),
                 node_ip=v["node_ip"],
                 up=(pub[name] == UP) if name in pub else name in members,
+                routers=tuple(v.get("routers") or ()),
             )
             for name, v in sorted(nodes.items())
         ]

@@ -10,7 +10,12 @@ seed's rules in this order:
 5. an IP whose previous node is still Up (and still eligible by subnet) stays
    there, so a node joining never moves traffic (no flapping).
 
-An IP no node can take is left unassigned with a reason.
+An IP no node can take is left unassigned with a reason. So is an IP that is
+an address of the cluster itself (a node's address, its subnet's network or
+broadcast address, a router of its routes: `models.reserved_addresses`): the
+agent refuses such gateways, but a node joining later can make a stored
+floating IP one of them, and then its holder lets it go (Unassignable event)
+rather than answer ARP for a neighbour or the router.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from egress_agent.node_info import NodeInfo
+from egress_api.models import reserved_addresses
 
 
 @dataclass
@@ -41,11 +47,16 @@ def assign(floating_ips: Iterable[str], nodes: Iterable[NodeInfo], previous: Map
     ips = _sorted_ips(floating_ips)
     result = Assignment()
     load: dict[str, int] = {name: 0 for name in by_name}
+    reserved = reserved_addresses((n.name, n.node_ip, n.routers) for n in by_name.values())
+    for ip in ips:
+        if ip in reserved:
+            result.holders[ip] = ""
+            result.reasons[ip] = f"{ip} is {reserved[ip]}, which can never float"
 
     # Rule 5 first: keep every assignment whose node is still Up and eligible.
     for ip in ips:
         holder = by_name.get(previous.get(ip, ""))
-        if holder is not None and holder.can_hold(ipaddress.ip_address(ip)):
+        if holder is not None and ip not in reserved and holder.can_hold(ipaddress.ip_address(ip)):
             result.holders[ip] = holder.name
             load[holder.name] += 1
 

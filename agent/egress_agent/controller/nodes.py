@@ -17,7 +17,7 @@ NodeSource = Callable[[], list[NodeInfo]]
 
 
 def node_info(node: models.Node, up: bool = True) -> NodeInfo:
-    return NodeInfo(name=node.name, role=node.role, node_ip=node.node_ip, up=up)
+    return NodeInfo(name=node.name, role=node.role, node_ip=node.node_ip, up=up, routers=tuple(node.routers))
 
 
 def standalone_nodes(node: models.Node) -> NodeSource:
