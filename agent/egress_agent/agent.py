@@ -58,6 +58,7 @@ class Agent:
     # --- the parts, in start order ------------------------------------------------------
 
     def _start(self) -> None:
+        self._publish_routers()
         if self.conf.metrics_listen:
             from egress_agent.metrics.registry import AgentMetrics
 
@@ -73,6 +74,19 @@ class Agent:
         node = self.conf.node
         log.info("egress-agent %s up: node %s (%s, %s), store %s", self.version, node.name, node.role,
                  node.node_ip, store.url)
+
+    def _publish_routers(self) -> None:
+        """Put this node's uplink routers into its NODE record: addresses no floating IP may take."""
+        node = self.conf.node
+        if node.interface and not node.routers:
+            from dataclasses import replace
+
+            from egress_agent.node.uplink import routers
+
+            found = routers(node.interface, node.node_ip)
+            if found:
+                log.info("routers of %s: %s (never floating IPs)", node.interface, ", ".join(found))
+                self.conf = replace(self.conf, node=node.model_copy(update={"routers": found}))
 
     def _open_store(self) -> base.Store:
         try:

@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 
 import grpc
 
-from egress_api import convert, errors, transport
+from egress_api import convert, errors, limits, transport
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,10 @@ class Caller:
             grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
             grpc.StatusCode.ABORTED: errors.Conflict,
             grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+            grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
         }.get(code, errors.ApiError)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            details = _name_message_limit(details)
         if cls is errors.ApiError:
             details = f"egress-agent at {endpoint} failed ({code.name}): {details}"
         return cls(details, violations), False
@@ -301,3 +304,11 @@ def _resolution(record: CallRecord, endpoint: str) -> str:
     return (f"the write sent to {first_unknown.endpoint} got no answer ({first_unknown.outcome}); "
             f"a retry with the same request id was answered by {endpoint} after "
             f"{len(record.attempts)} attempts, so it is applied exactly once")
+
+
+def _name_message_limit(details: str) -> str:
+    """gRPC's own size refusals ("Sent/Received message larger than max (N vs. M)") with the limits named."""
+    if "message larger than max" not in details.lower():
+        return details  # the agent's own RESOURCE_EXHAUSTED already names its limit
+    return (f"{details}: over a message size limit (MAX_REQUEST_BYTES = {limits.MAX_REQUEST_BYTES:,} bytes per "
+            f"request, MAX_RESPONSE_BYTES = {limits.MAX_RESPONSE_BYTES:,} per response; see docs/limits.md)")

@@ -44,6 +44,10 @@ class FailedPrecondition(ApiError):
     """A referential rule forbids the write (FAILED_PRECONDITION); see `violations`."""
 
 
+class ResourceExhausted(ApiError):
+    """Over a limit of `egress_api.limits` (RESOURCE_EXHAUSTED): a message, list or cluster total; nothing written."""
+
+
 class Unavailable(ApiError):
     """The agent, or its cluster store, cannot be reached (UNAVAILABLE / DEADLINE_EXCEEDED).
 

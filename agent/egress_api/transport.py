@@ -24,11 +24,17 @@ from typing import Optional
 
 import grpc
 
-# Messages are small; this bounds a hostile or buggy peer, not normal use.
-_MAX_MESSAGE = 16 * 1024 * 1024
-_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+from egress_api import limits
+
+# Requests are one object, responses may be lists: each direction has its own bound (egress_api.limits).
+_CLIENT_OPTIONS = [
+    ("grpc.max_send_message_length", limits.MAX_REQUEST_BYTES),
+    ("grpc.max_receive_message_length", limits.MAX_RESPONSE_BYTES),
+]
+_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
+    ("grpc.max_send_message_length", limits.MAX_RESPONSE_BYTES),
+    ("grpc.max_concurrent_streams", limits.MAX_STREAMS_PER_CONNECTION),
 ]
 
 
@@ -151,15 +157,15 @@ def channel(target: str, tls: Optional[ClientTLS] = None) -> grpc.Channel:
     """A channel to `target`; TCP targets use `tls` when given (unix sockets never do: they are local)."""
     t = parse_target(target)
     if tls is None or t.scheme == "unix":
-        return grpc.insecure_channel(t.grpc_target, options=_OPTIONS)
-    return grpc.secure_channel(t.grpc_target, tls.credentials(), options=_OPTIONS)
+        return grpc.insecure_channel(t.grpc_target, options=_CLIENT_OPTIONS)
+    return grpc.secure_channel(t.grpc_target, tls.credentials(), options=_CLIENT_OPTIONS)
 
 
 # --- server side ------------------------------------------------------------------
 
 
 def server_options() -> list[tuple[str, int]]:
-    return list(_OPTIONS)
+    return list(_SERVER_OPTIONS)
 
 
 def bind(server: grpc.Server, target: str, creds: Optional[grpc.ServerCredentials] = None) -> Target:

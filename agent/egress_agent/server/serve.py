@@ -20,9 +20,10 @@ from typing import Optional, Sequence
 
 import grpc
 
+from egress_agent.server import handlers
 from egress_agent.server.local_peers import LocalPeers
 from egress_agent.server.tls import ReloadingCredentials
-from egress_api import transport
+from egress_api import limits, transport
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ class ApiServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api"),
             options=transport.server_options(),
+            maximum_concurrent_rpcs=limits.MAX_CONCURRENT_RPCS,  # beyond it: RESOURCE_EXHAUSTED
             interceptors=list(interceptors),  # access control first, then e.g. metrics.api.ApiMetrics
         )
-        pb_grpc.add_EgressServicer_to_server(servicer, self._server)
+        handlers.add_servicer(servicer, self._server)  # malformed requests: INVALID_ARGUMENT
         self._relays = list(relays)
         self._unix = [transport.bind(self._server, f"unix://{path}") for path in sockets]
         self._unix += [transport.bind(self._server, r.grpc_target) for r in self._relays]

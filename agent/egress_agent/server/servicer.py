@@ -21,7 +21,7 @@ from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
 from egress_agent.server.writes import Expired, StaleVersion, Writes
 from egress_agent.store import base, typed
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
-from egress_api import convert, models
+from egress_api import convert, limits, models
 from egress_api.client import DEADLINE_KEY, ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
 from egress_api.v1 import egress_pb2 as pb
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
@@ -74,6 +74,8 @@ def _rpc(handler):
             _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err), origin=True)
         except Expired as err:
             _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
+        except limits.LimitExceeded as err:
+            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except PodNotProgrammed as err:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
             _abort(context, code, str(err), origin=True)
@@ -85,12 +87,28 @@ def _rpc(handler):
 
 
 def _pod_key(request) -> str:
+    """'namespace/name', each part a valid Kubernetes name (so the key names exactly one pod)."""
     key = _name(request, "pod")
-    if key.count("/") != 1:
+    namespace, slash, name = key.partition("/")
+    if not slash:
         raise models.InvalidObject(
             "pod", key, [models.Violation(("name",), f"{key!r}: a pod is named by 'namespace/name'")]
         )
+    violations = []
+    for path, check, value in (("namespace", models.check_namespace_name, namespace), ("name", models.check_pod_name, name)):
+        try:
+            check(value)
+        except ValueError as err:
+            violations.append(models.Violation((path,), str(err)))
+    if violations:
+        raise models.InvalidObject("pod", key, violations)
     return key
+
+
+def _listed(what: str, records: list) -> list:
+    """`records`, or RESOURCE_EXHAUSTED when they are more than one list response may carry."""
+    limits.check_list(what, len(records))
+    return records
 
 
 def _write_request(context: grpc.ServicerContext) -> dict:
@@ -166,7 +184,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListGateways(self, request, context):
-        return pb.GatewayList(items=[self._gateway(r) for r in self.store.list(GATEWAY)])
+        return pb.GatewayList(items=[self._gateway(r) for r in _listed("gateways", self.store.list(GATEWAY))])
 
     @_rpc
     def ValidateGateway(self, request, context):
@@ -195,7 +213,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListPolicies(self, request, context):
-        return pb.PolicyList(items=[self._policy(r) for r in self.store.list(POLICY)])
+        return pb.PolicyList(items=[self._policy(r) for r in _listed("policies", self.store.list(POLICY))])
 
     @_rpc
     def ValidatePolicy(self, request, context):
@@ -230,11 +248,11 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListNodes(self, request, context):
-        return pb.NodeList(items=reads.node_statuses(self.store, self.nodes))
+        return pb.NodeList(items=_listed("nodes", reads.node_statuses(self.store, self.nodes)))
 
     @_rpc
     def ListEvents(self, request, context):
-        return pb.EventList(items=reads.events(self.store, request.kind, request.name))
+        return pb.EventList(items=_listed("events", reads.events(self.store, request.kind, request.name)))
 
     # --- workload inventory -------------------------------------------------------------------
 
@@ -264,7 +282,7 @@ class EgressServicer(pb_grpc.EgressServicer):
     @_rpc
     def ListPods(self, request, context):
         cache = typed.parsed(self.store)
-        return pb.PodList(items=[convert.pod_to_proto(cache.model(r)) for r in self.store.list(POD)])
+        return pb.PodList(items=[convert.pod_to_proto(cache.model(r)) for r in _listed("pods", self.store.list(POD))])
 
     @_rpc
     def UpsertNamespace(self, request, context):
@@ -275,7 +293,7 @@ class EgressServicer(pb_grpc.EgressServicer):
     @_rpc
     def ListNamespaces(self, request, context):
         cache = typed.parsed(self.store)
-        items = [convert.namespace_to_proto(cache.model(r)) for r in self.store.list(NAMESPACE)]
+        items = [convert.namespace_to_proto(cache.model(r)) for r in _listed("namespaces", self.store.list(NAMESPACE))]
         return pb.NamespaceList(items=items)
 
     # --- health ------------------------------------------------------------------------------

@@ -29,12 +29,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from egress_api import models
+from egress_api import limits, models
 from egress_agent.controller import view
 from egress_agent.controller.assignment import assign
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base, typed
-from egress_agent.store.base import ASSIGNMENT, GATEWAY, META, POLICY, RETAINED, WRITE, Check, Delete, Put, Record, Snapshot
+from egress_agent.store.base import (
+    ASSIGNMENT, GATEWAY, META, NODE, POLICY, RETAINED, WRITE, Check, Delete, Put, Record, Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,37 @@ class Desired:
 
 
 def read_desired(store: base.Store, extra_kinds: tuple[str, ...] = ()) -> Desired:
-    snap = store.snapshot([GATEWAY, POLICY, META, WRITE, RETAINED, *extra_kinds])
+    snap = store.snapshot([GATEWAY, POLICY, META, WRITE, RETAINED, NODE, *extra_kinds])
     cache = typed.parsed(store)
     return Desired(snap, cache.all(snap, GATEWAY), cache.all(snap, POLICY))
+
+
+def cluster_violations(d: Desired, obj: Obj) -> list[models.Violation]:
+    """A gateway's floating IPs that are addresses of the cluster's nodes or routers (errors)."""
+    if not isinstance(obj, models.Gateway):
+        return []
+    nodes = d.snapshot.of(NODE).values()
+    reserved = models.reserved_addresses((r.name, r.value["node_ip"], r.value.get("routers") or ()) for r in nodes)
+    return models.cluster_address_violations(obj, reserved)
+
+
+# (limit name, its value, what is counted, count of (gateways, policies)) for the cluster totals.
+_TOTALS = (
+    ("MAX_GATEWAYS", limits.MAX_GATEWAYS, "gateways", lambda g, p: len(g)),
+    ("MAX_POLICIES", limits.MAX_POLICIES, "policies", lambda g, p: len(p)),
+    ("MAX_TOTAL_FLOATING_IPS", limits.MAX_TOTAL_FLOATING_IPS, "floating IPs over all gateways",
+     lambda g, p: sum(len(x.floating_ips) for x in g.values())),
+    ("MAX_TOTAL_DESTINATION_CIDRS", limits.MAX_TOTAL_DESTINATION_CIDRS, "destination CIDRs over all policies",
+     lambda g, p: sum(len(x.destination_cidrs) for x in p.values())),
+)
+
+
+def check_totals(d: Desired, gateways: dict[str, models.Gateway], policies: dict[str, models.Policy]) -> None:
+    """Refuse a write that takes the cluster over a total of `limits` (a write that shrinks it always passes)."""
+    for name, limit, what, count in _TOTALS:
+        after = count(gateways, policies)
+        if after > limit and after > count(d.gateways, d.policies):
+            raise limits.LimitExceeded(name, limit, f"this write would make {after:,} {what}, over the cluster's limit")
 
 
 def write_key(kind: str, name: str) -> str:
@@ -203,11 +233,14 @@ class Writes:
                     raise base.NotFound(kind, obj.name)
                 _check_version(kind, obj.name, resource_version, current.version)
             violations = models.check_references(obj, d.gateways.values(), d.policies.values())
+            violations += cluster_violations(d, obj)
             if violations:
                 raise models.InvalidObject(kind, obj.name, violations)
+            after = _after(d, obj, kind, obj.name)
+            check_totals(d, *after)
             expect = base.MUST_NOT_EXIST if create else current.version
             value = to_value(obj)
-            retention = retention_ops(d, *_after(d, obj, kind, obj.name))
+            retention = retention_ops(d, *after)
             try:
                 ops = [Put(kind, obj.name, value, expect), *_record_write(d, kind, obj.name, request_id), *retention]
                 rev = self.store.commit(_guarded(d, *ops))
@@ -252,7 +285,7 @@ class Writes:
     def validate(self, obj: Obj, nodes: NodeSource) -> tuple[list[models.Violation], list[models.Violation]]:
         """(errors, warnings) a write of `obj` would get now, writing nothing."""
         d = read_desired(self.store, (ASSIGNMENT,))
-        errors = models.check_references(obj, d.gateways.values(), d.policies.values())
+        errors = models.check_references(obj, d.gateways.values(), d.policies.values()) + cluster_violations(d, obj)
         warnings = models.reference_warnings(obj, d.gateways.values(), d.policies.values(), d.retained)
         if errors or warnings:
             return errors, warnings
