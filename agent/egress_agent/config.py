@@ -188,6 +188,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             raise ConfigError(f"{_flag(key)} {path}: no such file")
     if bool(tls[1]) != bool(tls[2]):
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
+    _check_etcd_tls(store, tls)
     kubernetes, kubeconfig, label_wait = _kubernetes(settings)
     cluster_key_file = _cluster_key_file(settings, scheme)
     return AgentConfig(
@@ -211,6 +212,20 @@ def _socket_path(settings: dict[str, Any], key: str) -> str:
     if len(path.encode()) > 107:
         raise ConfigError(f"{_flag(key)} {path}: a unix socket path must be at most 107 bytes")
     return path
+
+
+def _check_etcd_tls(store: str, tls: tuple[str, ...]) -> None:
+    """TLS flags secure nothing on a plaintext endpoint: refuse rather than silently run without TLS."""
+    given = [key for key, path in zip(("etcd_ca", "etcd_cert", "etcd_key"), tls) if path]
+    if not given:
+        return
+    flag = _flag(given[0])
+    if not store.startswith("etcd:"):
+        raise ConfigError(f"{flag} is for an etcd store; --store {store} does not use etcd")
+    plaintext = [u for u in store[len("etcd:"):].split(",") if not u.startswith("https://")]
+    if plaintext:
+        raise ConfigError(f"{flag} needs https:// etcd endpoints, but {', '.join(plaintext)} is plaintext: "
+                          "use https:// (or drop the TLS flags)")
 
 
 def _host_port(settings: dict[str, Any], key: str, example: str) -> str:
@@ -370,5 +385,11 @@ def open_store(url: str, etcd_prefix: str = "/egress", etcd_tls: tuple[str, str,
         from egress_agent.store.etcd import EtcdStore
 
         ca, cert, key = (v or None for v in etcd_tls)
-        return EtcdStore(rest.split(","), prefix=etcd_prefix, ca_cert=ca, cert_file=cert, key_file=key)
+        store = EtcdStore(rest.split(","), prefix=etcd_prefix, ca_cert=ca, cert_file=cert, key_file=key)
+        try:
+            store.client.check_certificates()  # an untrusted etcd is a start error (exit 1), never waited for
+        except Exception:
+            store.close()
+            raise
+        return store
     raise ConfigError(f"unsupported store {url!r}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 import threading
 from typing import Any, Optional, Sequence
@@ -39,7 +40,12 @@ from urllib.parse import urlsplit
 import requests
 from etcd3gw.client import Etcd3Client
 
-from egress_agent.store.base import Unavailable
+from egress_agent.store.base import StoreError, Unavailable
+
+
+class Untrusted(StoreError):
+    """An https:// etcd endpoint answered with a certificate that does not verify: a misconfiguration (or an
+    impostor), not an outage, so the agent refuses to start instead of waiting for it."""
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +254,25 @@ class EtcdClient:
             # "etcdserver: no leader", "request timed out" ...: this member cannot serve now.
             raise _Unreachable(message, maybe_applied=resp.status_code == 504 or "timed out" in message)
         raise EtcdError(code, message)
+
+    def check_certificates(self, timeout: float = 2.0) -> None:
+        """Raise Untrusted if any reachable https:// endpoint's certificate does not verify.
+
+        An endpoint that does not answer is left alone: the agent waits for it as for any etcd outage.
+        """
+        for client, url in zip(self._clients, self.endpoints):
+            if not url.startswith("https://"):
+                continue
+            try:
+                requests.post(client.get_url("maintenance/status"), json={}, timeout=timeout, **self._tls_kwargs(client))
+            except requests.exceptions.SSLError as err:
+                found = re.search(r"certificate verify failed: ([^(')]+)", str(err))
+                why = found.group(1).strip() if found else str(err)
+                against = f"--etcd-ca {self._tls[0]}" if self._tls[0] else "the system's CA certificates (no --etcd-ca)"
+                raise Untrusted(f"etcd {url}: its TLS certificate does not verify against {against}: {why}; "
+                                "refusing to use it") from None
+            except requests.RequestException:
+                continue
 
     @staticmethod
     def _tls_kwargs(client: Etcd3Client) -> dict:
