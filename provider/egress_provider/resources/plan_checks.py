@@ -189,10 +189,16 @@ def agent_world(view: PlanView, estate: AgentEstate, client, inventory: Optional
 
 
 def assignment_warnings(diags: Diagnostics, client, w: World, model, *, kind: str, at: Optional[Locator] = None) -> None:
-    """What the agent's assignment says about a changed object: IPs no node can take, a source IP nobody holds."""
+    """What the agent's assignment says about a changed object: IPs no node can take, a source IP nobody holds.
+
+    And, as errors, a gateway's floating IPs that are the cluster's own addresses (a node's, its subnet's
+    network or broadcast address, a node's router): only the agent knows them.
+    """
     try:
         if isinstance(model, models.Gateway):
-            found = [v for v in client.validate_gateway(model).warnings if "cannot be assigned to any node" in v.message]
+            result = client.validate_gateway(model)
+            add_violations(diags, result.errors, kind=kind, name=model.name, at=at)
+            found = [v for v in result.warnings if "cannot be assigned to any node" in v.message]
         else:
             # Known only once the gateway listing the IP is stored as planned. Terraform plans each resource
             # again just before applying it, so an apply reports UnknownEgressIP even for a gateway made alongside.
