@@ -307,7 +307,10 @@ def _resolution(record: CallRecord, endpoint: str) -> str:
 
 
 def _name_message_limit(details: str) -> str:
-    """gRPC's own size refusals ("Sent/Received message larger than max (N vs. M)") with the limits named."""
+    """gRPC's own refusals (message sizes, the agent's concurrent-RPC limit) with the limit named."""
+    if "concurrent rpc limit exceeded" in details.lower():
+        return (f"{details}: the agent is handling its limit of RPCs at once (MAX_CONCURRENT_RPCS = "
+                f"{limits.MAX_CONCURRENT_RPCS}; see docs/limits.md); try again")
     if "message larger than max" not in details.lower():
         return details  # the agent's own RESOURCE_EXHAUSTED already names its limit
     return (f"{details}: over a message size limit (MAX_REQUEST_BYTES = {limits.MAX_REQUEST_BYTES:,} bytes per "
