@@ -138,3 +138,14 @@ def test_no_name_may_end_in_a_newline(kind, data):
 def test_label_keys_and_values_may_not_end_in_a_newline():
     assert violations("namespace", {"name": "a", "labels": {"k\n": "v"}})[0].path == ("labels", "k\n")
     assert violations("namespace", {"name": "a", "labels": {"k": "v\n"}})[0].path == ("labels", "k")
+
+
+# --- list responses ------------------------------------------------------------------------------------
+
+
+def test_a_list_over_the_limit_names_it():
+    limits.check_list("pods", limits.MAX_LIST_ITEMS)  # at the limit: fine
+    with pytest.raises(limits.LimitExceeded) as info:
+        limits.check_list("pods", limits.MAX_LIST_ITEMS + 1)
+    assert str(info.value) == ("100,001 pods are more than one list response may carry "
+                               "(limit MAX_LIST_ITEMS = 100,000; see docs/limits.md)")
