@@ -387,7 +387,7 @@ def open_store(url: str, etcd_prefix: str = "/egress", etcd_tls: tuple[str, str,
         ca, cert, key = (v or None for v in etcd_tls)
         store = EtcdStore(rest.split(","), prefix=etcd_prefix, ca_cert=ca, cert_file=cert, key_file=key)
         try:
-            store.client.check_certificates()  # an untrusted etcd is a start error (exit 1), never waited for
+            store.client.check_usable()  # an untrusted etcd is a start error (exit 1), never waited for
         except Exception:
             store.close()
             raise

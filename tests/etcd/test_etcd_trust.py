@@ -1,6 +1,7 @@
-"""The agent and etcd's TLS: TLS flags on a plaintext endpoint, and an etcd whose certificate does not verify.
+"""The agent and etcd's TLS: TLS flags on a plaintext endpoint, an etcd whose certificate does not verify,
+and an etcd with authentication on (which the agent cannot use yet, docs/etcd.md).
 
-Both are refused at start (exit 2 for the flags, exit 1 for the certificate) and nothing is written to
+All are refused at start (exit 2 for the flags, exit 1 for the etcd) and nothing is written to
 etcd: an agent that silently ran plaintext, or sent the cluster's state to a server it cannot trust,
 would be worse than one that does not start.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from helpers.agent import agent_command
-from helpers.etcd import free_port, make_cluster
+from helpers.etcd import free_port, make_cluster, make_tls
 
 pytestmark = pytest.mark.etcd
 
@@ -108,3 +110,37 @@ def test_an_etcd_whose_certificate_does_not_verify_is_refused_at_start(tmp_path,
         assert (f"cannot open store: etcd {url}: its TLS certificate does not verify against {against}: "
                 "self-signed certificate; refusing to use it") in r.stderr
     assert _keys(untrusted_etcd) == 0  # nothing was written
+
+
+@pytest.fixture
+def auth_etcd(tmp_path):
+    """A TLS etcd with authentication on and the docs' prefix-scoped user for its client certificate's CN."""
+    tls = make_tls(tmp_path / "auth-pki")  # certificate CN = egress-test
+    cluster = make_cluster(tmp_path / "etcd", size=1, tls=tls)
+    try:
+        cluster.start()
+        ctl = ["etcdctl", "--endpoints", cluster.endpoints[0], "--cacert", tls["ca"], "--cert", tls["cert"],
+               "--key", tls["key"]]
+        for args in (["user", "add", "root:root-password"], ["role", "add", "egress-test"],
+                     ["role", "grant-permission", "egress-test", "--prefix=true", "readwrite", "/egress/"],
+                     ["user", "add", "egress-test:unused"], ["user", "grant-role", "egress-test", "egress-test"],
+                     ["auth", "enable"]):
+            subprocess.run([*ctl, *args], check=True, capture_output=True, env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]})
+        cluster.ctl = ctl
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_an_etcd_with_authentication_is_refused_at_start_saying_why(tmp_path, auth_etcd):
+    """docs/etcd.md: the user works through etcd's gRPC API, but its JSON gateway (the agent's) refuses it."""
+    env = {"ETCDCTL_API": "3", "PATH": os.environ["PATH"]}
+    assert subprocess.run([*auth_etcd.ctl, "put", "/egress/x", "1"], capture_output=True, env=env).returncode == 0
+    denied = subprocess.run([*auth_etcd.ctl, "put", "/other/x", "1"], capture_output=True, text=True, env=env)
+    assert denied.returncode != 0 and "permission denied" in denied.stderr
+    tls = auth_etcd.tls
+    r = run_agent(tmp_path, auth_etcd.store_url, "--etcd-ca", tls["ca"], "--etcd-cert", tls["cert"], "--etcd-key", tls["key"])
+    assert r.returncode == 1, r.stderr
+    assert (f"cannot open store: etcd {auth_etcd.endpoints[0]} has authentication enabled, and its JSON gateway "
+            "refuses client certificates as users (CommonName of client sending a request against gateway will be "
+            "ignored and not used as expected): the agent cannot log in to it yet; see docs/etcd.md (RBAC)") in r.stderr

@@ -43,9 +43,10 @@ from etcd3gw.client import Etcd3Client
 from egress_agent.store.base import StoreError, Unavailable
 
 
-class Untrusted(StoreError):
-    """An https:// etcd endpoint answered with a certificate that does not verify: a misconfiguration (or an
-    impostor), not an outage, so the agent refuses to start instead of waiting for it."""
+class Unusable(StoreError):
+    """An etcd endpoint that answers but can never be used: its certificate does not verify (a
+    misconfiguration or an impostor), or it requires an authentication the agent cannot give. Not an
+    outage, so the agent refuses to start instead of waiting for it."""
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,9 @@ class EtcdClient:
             raise _Unreachable(message, maybe_applied=resp.status_code == 504 or "timed out" in message)
         raise EtcdError(code, message)
 
-    def check_certificates(self, timeout: float = 2.0) -> None:
-        """Raise Untrusted if any reachable https:// endpoint's certificate does not verify.
+    def check_usable(self, timeout: float = 2.0) -> None:
+        """Raise Unusable if a reachable https:// endpoint's certificate does not verify, or the endpoint
+        refuses the agent's client certificate because etcd authentication is enabled.
 
         An endpoint that does not answer is left alone: the agent waits for it as for any etcd outage.
         """
@@ -264,15 +266,21 @@ class EtcdClient:
             if not url.startswith("https://"):
                 continue
             try:
-                requests.post(client.get_url("maintenance/status"), json={}, timeout=timeout, **self._tls_kwargs(client))
+                resp = requests.post(client.get_url("maintenance/status"), json={}, timeout=timeout,
+                                     **self._tls_kwargs(client))
             except requests.exceptions.SSLError as err:
                 found = re.search(r"certificate verify failed: ([^(')]+)", str(err))
                 why = found.group(1).strip() if found else str(err)
                 against = f"--etcd-ca {self._tls[0]}" if self._tls[0] else "the system's CA certificates (no --etcd-ca)"
-                raise Untrusted(f"etcd {url}: its TLS certificate does not verify against {against}: {why}; "
-                                "refusing to use it") from None
+                raise Unusable(f"etcd {url}: its TLS certificate does not verify against {against}: {why}; "
+                               "refusing to use it") from None
             except requests.RequestException:
                 continue
+            if resp.status_code == 400 and "CommonName of client" in resp.text:
+                # etcd's JSON gateway (what the agent speaks) takes no certificate users: see docs/etcd.md.
+                raise Unusable(f"etcd {url} has authentication enabled, and its JSON gateway refuses client "
+                               f"certificates as users ({resp.text.strip()}): the agent cannot log in to it yet; "
+                               "see docs/etcd.md (RBAC)")
 
     @staticmethod
     def _tls_kwargs(client: Etcd3Client) -> dict:
