@@ -103,6 +103,15 @@ def test_rules_and_selector_labels_per_policy():
     ]
 
 
+def test_label_expressions_per_selector():
+    base = {"name": "p", "destination_cidrs": ["198.51.100.0/24"], "egress_source_ip": "192.0.2.100"}
+    expressions = [{"key": f"k{i}", "operator": "Exists"} for i in range(65)]
+    assert violations("policy", {**base, "egress": [{"namespace_selector": {"match_expressions": expressions}}]}) == [
+        Violation(("egress", 0, "namespace_selector", "match_expressions"),
+                  "at most 64 label expression values are allowed, got 65 (limit MAX_SELECTOR_LABELS; see docs/limits.md)")
+    ]
+
+
 def test_labels_per_pod_and_namespace():
     labels = {f"k{i}": "v" for i in range(limits.MAX_OBJECT_LABELS + 1)}
     message = "at most 256 label values are allowed, got 257 (limit MAX_OBJECT_LABELS; see docs/limits.md)"
