@@ -115,7 +115,8 @@ def test_module_with_templates_count_for_each_and_functions_validates_plans_and_
     late = plan.change("module.edge.egress_nat_policy.late")
     assert late["after_unknown"]["name"] is True and late["after_unknown"]["id"] is True
     assert late["after"]["destination_cidrs"] == ["203.0.113.0/28"]
-    assert late["after"]["egress"] == [{"namespace_selector": None, "pod_selector": {"match_labels": {"app": "edge-batch"}}}]
+    assert late["after"]["egress"] == [{"namespace_selector": None,
+                                        "pod_selector": {"match_labels": {"app": "edge-batch"}, "match_expressions": []}}]
     tf.apply_plan()
     tf.plan_is_empty()
 
