@@ -23,11 +23,12 @@ import json
 import os
 import sys
 import time
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from egress_api import errors, manifest, models, transport
 from egress_api.client import EgressClient, Event
 from egress_agent.cmd import ctl_apply, ctl_audit
+from egress_agent.cmd.tables import format_table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,13 +142,7 @@ def _get(client: EgressClient, args) -> str:
         return json.dumps(rows, indent=2, sort_keys=True)
     if not rows:
         return f"No {args.what} found."
-    return _table(header, table)
-
-
-def _table(header: list[str], rows: Iterable[list[str]]) -> str:
-    rows = [header, *rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return format_table(header, table)
 
 
 # --- describe ------------------------------------------------------------------------------
@@ -228,7 +223,7 @@ def _events(events: list[Event]) -> list[str]:
     if not events:
         return ["Events:  <none>"]
     rows = [[e.type, e.reason, _age(e.timestamp), str(e.count), e.message] for e in events]
-    table = _table(["Type", "Reason", "Age", "Count", "Message"], rows)
+    table = format_table(["Type", "Reason", "Age", "Count", "Message"], rows)
     return ["Events:", *["  " + line for line in table.splitlines()]]
 
 
@@ -255,7 +250,7 @@ def _status(client: EgressClient, args) -> str:
         f"Store:   {h.store} ({'ok' if h.store_ok else 'DOWN: ' + h.detail})",
         f"Leader:  {_leader(h)}",
         "",
-        _table(
+        format_table(
             ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS"],
             [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-"] for n in nodes],
         ),
@@ -267,7 +262,7 @@ def _status(client: EgressClient, args) -> str:
         for ip in gw.obj.floating_ips:
             holder = st.floating_ips.get(ip, "")
             rows.append([ip, gw.obj.name, holder or f"<unassigned: {st.unassigned_reasons.get(ip, '')}>"])
-    lines.append(_table(["FLOATING IP", "GATEWAY", "HOLDER"], rows) if rows else "No gateways found.")
+    lines.append(format_table(["FLOATING IP", "GATEWAY", "HOLDER"], rows) if rows else "No gateways found.")
     return "\n".join(lines)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
+from egress_agent.cmd.tables import format_table
+
 _COLUMNS = ("time", "identity", "role", "method", "object", "outcome", "resource_version")
 
 
@@ -46,7 +48,5 @@ def command(args) -> int:
         sys.stdout.writelines(json.dumps(e, sort_keys=True) + "\n" for e in entries)
         return 0
     rows = [[str(e.get(c) if e.get(c) is not None else "-") for c in _COLUMNS] for e in entries]
-    from egress_agent.cmd.ctl import _table
-
-    print(_table([c.upper().replace("_", " ") for c in _COLUMNS], rows) if rows else "No audit entries.")
+    print(format_table([c.upper().replace("_", " ") for c in _COLUMNS], rows) if rows else "No audit entries.")
     return 0
