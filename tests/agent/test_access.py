@@ -185,10 +185,26 @@ def shared_socket_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+# egressctl as `nobody`: started as root, it imports (and warms up) all it will run, then drops to nobody
+# before it connects. A checkout where nobody cannot read (a clone in /root, as the fresh-machine check
+# makes) could not be exec'd as nobody; the kernel reports the uid at connect, which is what counts.
+AS_NOBODY = f"""
+import os, sys
+from egress_agent.cmd import ctl, ctl_apply
+from egress_api import manifest, models
+models.parse("gateway", {{"name": "warm", "floating_ips": ["192.0.2.100"]}})
+if "-f" in sys.argv:
+    manifest.load(open(sys.argv[sys.argv.index("-f") + 1]).read(), "warm-up")
+os.setgroups([])
+os.setgid({NOBODY})
+os.setuid({NOBODY})
+sys.exit(ctl.main(sys.argv[1:]))
+"""
+
+
 def run_as_nobody(agent, *args) -> subprocess.CompletedProcess:
-    ctl = Path(sys.executable).with_name("egressctl")
-    return subprocess.run([str(ctl), "--endpoint", agent.endpoint, *args], capture_output=True, text=True,
-                          timeout=30, user=NOBODY, group=NOBODY, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run([sys.executable, "-c", AS_NOBODY, "--endpoint", agent.endpoint, *args],
+                          capture_output=True, text=True, timeout=30)
 
 
 def test_unix_socket_callers_get_the_role_of_their_uid(tmp_path, shared_socket_dir):
