@@ -104,21 +104,21 @@ class SocketRoles:
 
 
 def _uid(name: str) -> int:
-    if name.isdigit():
-        return int(name)
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        raise SocketRolesError(f"--socket-roles: no such user {name!r}") from None
+    return _numeric_id(name, lambda n: pwd.getpwnam(n).pw_uid, "user")
 
 
 def _gid(name: str) -> int:
+    return _numeric_id(name, lambda n: grp.getgrnam(n).gr_gid, "group")
+
+
+def _numeric_id(name: str, lookup, what: str) -> int:
+    """A uid/gid given as a number, or looked up by name."""
     if name.isdigit():
         return int(name)
     try:
-        return grp.getgrnam(name).gr_gid
+        return lookup(name)
     except KeyError:
-        raise SocketRolesError(f"--socket-roles: no such group {name!r}") from None
+        raise SocketRolesError(f"--socket-roles: no such {what} {name!r}") from None
 
 
 class LocalPeers:

@@ -42,8 +42,8 @@ class ApiServer:
         )
         handlers.add_servicer(servicer, self._server)  # malformed requests: INVALID_ARGUMENT
         self._relays = list(relays)
-        self._unix = [transport.bind(self._server, f"unix://{path}") for path in sockets]
-        self._unix += [transport.bind(self._server, r.grpc_target) for r in self._relays]
+        self._direct = [transport.bind(self._server, f"unix://{path}") for path in sockets]
+        self._unix = self._direct + [transport.bind(self._server, r.grpc_target) for r in self._relays]
         self._listen = transport.bind(self._server, listen, tls.credentials if tls else None) if listen else None
         self._tls = tls
 
@@ -53,7 +53,7 @@ class ApiServer:
             transport.secure_socket(target)
         for relay in self._relays:
             relay.start()
-        for target in self._unix[:len(self._unix) - len(self._relays)]:
+        for target in self._direct:
             log.info("serving the egress.v1 %s on %s", self.what, target)
         for relay in self._relays:
             log.info("serving the egress.v1 %s on unix://%s (roles by caller uid: %s)", self.what, relay.public_path,
