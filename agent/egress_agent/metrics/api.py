@@ -27,6 +27,11 @@ class ApiMetrics(grpc.ServerInterceptor):
             ["method"], buckets=LATENCY_BUCKETS, registry=registry,
         )
 
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        """One call, by method and status code name (also the CNI plugin's pod socket, server.pod_socket)."""
+        self.requests.labels(method, code).inc()
+        self.latency.labels(method).observe(seconds)
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
@@ -43,8 +48,7 @@ class ApiMetrics(grpc.ServerInterceptor):
                 return response
             finally:
                 code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
-                self.requests.labels(method, code.name).inc()
-                self.latency.labels(method).observe(time.perf_counter() - start)
+                self.observe(method, code.name, time.perf_counter() - start)
 
         return grpc.unary_unary_rpc_method_handler(
             observed, request_deserializer=handler.request_deserializer,

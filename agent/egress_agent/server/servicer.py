@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import grpc
@@ -51,44 +52,63 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, v
     context.abort(code, message)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What a caller is told about a failed call: a gRPC status, a message, the violations, and whether it
+    was the agent that answered (`origin`: tells "the agent says unavailable" from "no agent there")."""
+
+    code: grpc.StatusCode
+    message: str
+    violations: tuple = ()
+    origin: bool = False
+
+
+def failure_of(err: Exception, what: str) -> Failure:
+    """The documented status of every failure a call can end with, in one place for every transport
+    (the gRPC API here, the CNI plugin's pod socket in server.pod_socket). `what`: the call, for logs."""
+    if isinstance(err, models.InvalidObject):
+        return Failure(grpc.StatusCode.INVALID_ARGUMENT, str(err), tuple(err.violations))
+    if isinstance(err, (StaleVersion, base.Conflict)):
+        return Failure(grpc.StatusCode.ABORTED, str(err))
+    if isinstance(err, base.NotFound):
+        return Failure(grpc.StatusCode.NOT_FOUND, str(err))
+    if isinstance(err, base.AlreadyExists):
+        return Failure(grpc.StatusCode.ALREADY_EXISTS, f"{err}: import it, or update it instead of creating it")
+    if isinstance(err, base.Unavailable):
+        return Failure(grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
+    if isinstance(err, LabelsUnknown):
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, str(err), origin=True)
+    if isinstance(err, Expired):
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
+    if isinstance(err, limits.LimitExceeded):
+        return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+    if isinstance(err, PodNotProgrammed):
+        code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
+        return Failure(code, str(err), origin=True)
+    log.error("%s failed", what, exc_info=err)
+    return Failure(grpc.StatusCode.INTERNAL, f"internal error in {what}: {err}")
+
+
 def _rpc(handler):
-    """Map every failure of a handler to the documented gRPC status code."""
+    """Map every failure of a handler to the documented gRPC status code (`failure_of`)."""
 
     @functools.wraps(handler)
     def wrapper(self, request, context):
         try:
             return handler(self, request, context)
-        except models.InvalidObject as err:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err), err.violations)
-        except StaleVersion as err:
-            _abort(context, grpc.StatusCode.ABORTED, str(err))
-        except base.NotFound as err:
-            _abort(context, grpc.StatusCode.NOT_FOUND, str(err))
-        except base.AlreadyExists as err:
-            _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"{err}: import it, or update it instead of creating it")
-        except base.Conflict as err:
-            _abort(context, grpc.StatusCode.ABORTED, str(err))
-        except base.Unavailable as err:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, f"cluster store unavailable: {err}", origin=True)
-        except LabelsUnknown as err:
-            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err), origin=True)
-        except Expired as err:
-            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
-        except limits.LimitExceeded as err:
-            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
-        except PodNotProgrammed as err:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if err.timed_out else grpc.StatusCode.FAILED_PRECONDITION
-            _abort(context, code, str(err), origin=True)
         except Exception as err:
-            log.exception("%s failed", handler.__name__)
-            _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {handler.__name__}: {err}")
+            f = failure_of(err, handler.__name__)
+            _abort(context, f.code, f.message, f.violations, f.origin)
 
     return wrapper
 
 
 def _pod_key(request) -> str:
+    return checked_pod_key(_name(request, "pod"))
+
+
+def checked_pod_key(key: str) -> str:
     """'namespace/name', each part a valid Kubernetes name (so the key names exactly one pod)."""
-    key = _name(request, "pod")
     namespace, slash, name = key.partition("/")
     if not slash:
         raise models.InvalidObject(
@@ -258,26 +278,37 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def UpsertPod(self, request, context):
-        pod, revision = self.pods.upsert(convert.pod_from_proto(request))
-        if self.pod_programmed is not None:
-            # No leak at pod start: wait for the pod's node to program the pod.
-            self.pod_programmed(pod.node, f"{pod.namespace}/{pod.name}", revision)
-        return convert.pod_to_proto(pod)
+        return convert.pod_to_proto(self.upsert_pod(convert.pod_from_proto(request)))
 
     @_rpc
     def GetPod(self, request, context):
-        key = _pod_key(request)
+        return convert.pod_to_proto(self.get_pod(_pod_key(request)))
+
+    @_rpc
+    def DeletePod(self, request, context):
+        self.delete_pod(_pod_key(request))
+        return pb.Empty()
+
+    # The pod calls themselves, for every transport (the gRPC methods above, server.pod_socket).
+
+    def upsert_pod(self, pod: models.Pod) -> models.Pod:
+        """Store `pod`; returns the pod as stored once its node has programmed it."""
+        pod, revision = self.pods.upsert(pod)
+        if self.pod_programmed is not None:
+            # No leak at pod start: wait for the pod's node to program the pod.
+            self.pod_programmed(pod.node, f"{pod.namespace}/{pod.name}", revision)
+        return pod
+
+    def get_pod(self, key: str) -> models.Pod:
+        """The pod `namespace/name`; PodNotProgrammed when its node has not programmed it."""
         rec = self._get(POD, key)
         pod = typed.parsed(self.store).model(rec)
         if self.pod_check is not None:
             self.pod_check(pod, rec.version)
-        return convert.pod_to_proto(pod)
+        return pod
 
-    @_rpc
-    def DeletePod(self, request, context):
-        key = _pod_key(request)
+    def delete_pod(self, key: str) -> None:
         self.store.commit([Delete(POD, key)])
-        return pb.Empty()
 
     @_rpc
     def ListPods(self, request, context):
