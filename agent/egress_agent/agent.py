@@ -143,6 +143,8 @@ class Agent:
 
         node = self.conf.node
         datapath = None
+        # UpsertPod waits for the pod's node to program the pod (no leak at pod start).
+        pod_waiter = dp_status.ProgrammedWaiter(store)
         try:
             if self.conf.datapath == "kernel":
                 from egress_agent.node.service import NodeDatapath
@@ -151,14 +153,13 @@ class Agent:
 
                 datapath = NodeDatapath(store, node, node.interface,
                                         on_apply=self.metrics.apply.observe if self.metrics else None,
+                                        on_published=lambda value: pod_waiter.observe_local(node.name, value),
                                         announcements=Announcements(self.conf.garp_repeats, self.conf.garp_interval))
                 datapath.start(self.cluster.fencing if self.cluster is not None else None)
                 # Releases floating IPs before the lease goes; steering stays (fail static).
                 self._stops.append(datapath.stop)
             else:
                 dp_status.forget(store, node.name)  # nobody waits for a node without a datapath
-            # UpsertPod waits for the pod's node to program the pod (no leak at pod start).
-            pod_waiter = dp_status.ProgrammedWaiter(store)
             pod_waiter.start()
             self._stops.append(pod_waiter.stop)
         except (ValueError, RuntimeError, OSError, base.StoreError) as err:
@@ -216,9 +217,9 @@ class Agent:
             log.warning("the API on %s has no client authentication: %s may call it as admin", self.conf.listen, who)
 
     def _api_servers(self, servicer, tls, interceptors) -> list:
-        """The API (unix socket + TCP listener) and, with --inventory-socket, the CNI plugin's own server.
+        """The API (unix socket + TCP listener) and, with --inventory-socket, the CNI plugin's pod socket.
 
-        Each server's first interceptor decides who may call what (server.access) and writes the audit log.
+        Each gRPC server's first interceptor decides who may call what (server.access) and writes the audit log.
         """
         from egress_agent.server.access import AccessControl
         from egress_agent.server.local_peers import LocalPeers, SocketRoles
@@ -231,10 +232,11 @@ class Agent:
                                audit=self.audit)
         servers = [ApiServer(servicer, sockets=[] if relays else [self.conf.socket], relays=relays,
                              listen=self.conf.listen, tls=tls, interceptors=[access, *interceptors])]
-        if self.conf.inventory_socket:  # the CNI plugin's: it can feed pods and nothing else, even as root
-            inventory = AccessControl([], unix_role="inventory", anonymous_tcp_role="", audit=self.audit)
-            servers.append(ApiServer(servicer, sockets=[self.conf.inventory_socket], workers=4,
-                                     interceptors=[inventory, *interceptors], what="inventory API"))
+        if self.conf.inventory_socket:  # the CNI plugin's: it can feed this node's pods and nothing else, even as root
+            from egress_agent.server.pod_socket import PodSocket
+
+            servers.append(PodSocket(servicer, self.conf.inventory_socket, audit=self.audit,
+                                     metrics=self.metrics.api if self.metrics else None))
         return servers
 
     def _open_audit(self) -> None:

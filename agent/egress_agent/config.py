@@ -47,7 +47,7 @@ class AgentConfig:
     insecure_listen: bool = False  # --listen without mutual TLS off loopback, knowingly
     socket_roles: str = ""  # extra uid/gid -> role entries for the unix socket (server.local_peers)
     audit_log: str = ""  # file (or "-" for stderr) the audit lines go to; "" = none
-    inventory_socket: str = ""  # a second unix socket whose callers get the inventory role only (CNI plugin)
+    inventory_socket: str = ""  # the CNI plugin's socket: this node's pods, JSON over HTTP (server.pod_socket)
     garp_repeats: int = 3  # kernel datapath: gratuitous ARPs after the first one at a takeover
     garp_interval: float = 1.0  # ... this many seconds apart
     cluster_key_file: str = ""  # etcd store only: key authenticating liveness probes; "" = the one kept in etcd

@@ -1,18 +1,19 @@
-"""The plugin's calls to the node's egress-agent: inventory RPCs only, over its unix socket.
+"""The plugin's calls to the node's egress-agent: its pod socket (`egress_agent.server.pod_socket`).
 
-`AgentCalls` turns every gRPC failure into `AgentFailure` with a message a
-cluster operator can act on and whether the agent itself answered (so the
-failure policy can tell "agent down" from "agent says no").
+JSON over HTTP/1.1 on a unix socket, with the standard library's `socket` and `json` only: the
+runtime starts this plugin for every pod, and grpc with protobuf (or even `http.client`, which pulls
+in the `email` package) cost more to import than the whole call. The subset spoken here is small on
+purpose: one request per connection, a Content-Length body, and the agent closes after answering.
+
+`AgentCalls` turns every failure into `AgentFailure` with a message a cluster operator can act on and
+whether the agent itself answered (so the failure policy can tell "agent down" from "agent says no").
 """
 
 from __future__ import annotations
 
-import grpc
-
-from egress_api.v1 import egress_pb2 as pb
-from egress_api.v1 import egress_pb2_grpc as pb_grpc
-
-ORIGIN_KEY = "egress-origin"  # egress_api.client.ORIGIN_KEY; not imported: that module pulls in pydantic
+import json
+import socket
+from typing import Optional
 
 
 class AgentFailure(Exception):
@@ -25,45 +26,78 @@ class AgentFailure(Exception):
 
 
 class AgentCalls:
-    def __init__(self, socket: str, timeout: float):
-        self.socket = socket
+    def __init__(self, socket_path: str, timeout: float):
+        self.socket = socket_path
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(f"unix://{socket}")
-        self._stub = pb_grpc.EgressStub(self._channel)
 
     def close(self) -> None:
-        self._channel.close()
+        """Nothing to close: each call has its own connection (kept for the callers' try/finally)."""
 
-    def _call(self, method, request, what: str, timeout: float | None = None):
-        try:
-            return method(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as err:
-            code = err.code()
-            details = err.details() or code.name
-            from_agent = dict(err.trailing_metadata() or ()).get(ORIGIN_KEY) == "agent"
-            if code == grpc.StatusCode.UNAVAILABLE and not from_agent:
-                raise AgentFailure(
-                    f"{what}: cannot reach the egress-agent on {self.socket} ({details}): "
-                    "is the egress-agent DaemonSet running on this node?",
-                    code.name, reachable=False,
-                ) from None
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED and not from_agent:
-                raise AgentFailure(
-                    f"{what}: the egress-agent on {self.socket} did not answer within {timeout or self.timeout:g}s",
-                    code.name, reachable=True,
-                ) from None
-            raise AgentFailure(f"{what}: {details}", code.name, reachable=True) from None
-
-    def node(self) -> str:
-        """The agent's node name (the pod runs on the node whose agent owns this socket)."""
-        return self._call(self._stub.Health, pb.Empty(), "asking the egress-agent for its node", timeout=5).node
-
-    def upsert_pod(self, pod: pb.Pod) -> pb.Pod:
+    def upsert_pod(self, key: str, pod: dict) -> dict:
         """Returns once the node has programmed the pod (and, with --kubernetes, the pod's labels are known)."""
-        return self._call(self._stub.UpsertPod, pod, f"registering pod {pod.namespace}/{pod.name}")
+        return self._call("PUT", key, pod, f"registering pod {key}")
 
     def delete_pod(self, key: str) -> None:
-        self._call(self._stub.DeletePod, pb.ObjectRef(name=key), f"removing pod {key}", timeout=5)
+        self._call("DELETE", key, None, f"removing pod {key}", timeout=5)
 
-    def get_pod(self, key: str) -> pb.Pod:
-        return self._call(self._stub.GetPod, pb.ObjectRef(name=key), f"checking pod {key}", timeout=5)
+    def get_pod(self, key: str) -> dict:
+        return self._call("GET", key, None, f"checking pod {key}", timeout=5)
+
+    def _call(self, verb: str, key: str, body: Optional[dict], what: str, timeout: Optional[float] = None) -> dict:
+        timeout = timeout or self.timeout
+        data = json.dumps(body).encode() if body is not None else b""
+        request = (f"{verb} /v1/pods/{_quote(key)} HTTP/1.1\r\nHost: egress-agent\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            try:
+                sock.connect(self.socket)
+            except OSError as err:
+                raise AgentFailure(
+                    f"{what}: cannot reach the egress-agent on {self.socket} ({err.strerror or err}): "
+                    "is the egress-agent DaemonSet running on this node?", "UNAVAILABLE", reachable=False,
+                ) from None
+            sock.sendall(request)
+            status, payload = _read_response(sock)
+        except socket.timeout:
+            raise AgentFailure(f"{what}: the egress-agent on {self.socket} did not answer within {timeout:g}s",
+                               "DEADLINE_EXCEEDED", reachable=True) from None
+        except (OSError, ValueError) as err:
+            raise AgentFailure(f"{what}: the egress-agent on {self.socket} broke off the call: {err}",
+                               "UNAVAILABLE", reachable=True) from None
+        finally:
+            sock.close()
+        if status == 200:
+            return payload
+        code = payload.get("code") or "UNKNOWN"
+        message = payload.get("message") or f"HTTP {status}"
+        raise AgentFailure(f"{what}: {message}", code, reachable=True)
+
+
+def _quote(key: str) -> str:
+    """Percent-encode all but a pod key's own characters (the agent checks the name; this keeps the request line
+    one line whatever CNI_ARGS held). urllib.parse would do it too, at a few ms of imports."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-._/") else "".join(f"%{b:02X}" for b in c.encode())
+                   for c in key)
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of the agent's answer: read until the agent closes the connection."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no complete HTTP response")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+        raise ValueError(f"not an HTTP response: {status_line!r}")
+    payload = json.loads(body or b"{}")
+    if not isinstance(payload, dict):
+        raise ValueError("the answer is not a JSON object")
+    return int(status_line[1]), payload

@@ -286,17 +286,40 @@ def test_bad_client_tls_settings_are_named(pki, tmp_path):
     assert transport.ClientTLS.load(pem).ca == pem.strip().encode()  # contents work as well as paths
 
 
-def test_the_inventory_socket_feeds_pods_and_nothing_else_even_for_root(tmp_path):
-    inventory = tmp_path / "inv.sock"
-    with start_agent(tmp_path / "agent", extra_args=["--inventory-socket", str(inventory)]) as agent:
+def test_the_inventory_socket_feeds_this_nodes_pods_and_nothing_else_even_for_root(tmp_path):
+    """--inventory-socket is the CNI plugin's: JSON over HTTP, this node's pods only, every write audited."""
+    from egress_cni.agent import AgentCalls, AgentFailure
+
+    inventory, audit = tmp_path / "inv.sock", tmp_path / "audit.log"
+    with start_agent(tmp_path / "agent", extra_args=["--inventory-socket", str(inventory),
+                                                     "--audit-log", str(audit)]) as agent:
         assert oct(os.stat(inventory).st_mode & 0o777) == "0o600"
-        with EgressClient(f"unix://{inventory}", timeout=5) as cni:
-            cni.upsert_namespace(models.Namespace(name="team-a"))
-            assert cni.health().status == "SERVING"
-            with pytest.raises(errors.PermissionDenied, match=r"unix:uid=0\(root\) has role inventory, "
-                               "which may not call CreateGateway"):
-                cni.create_gateway(GATEWAY)
-        assert agent.client.list_gateways() == [] and [n.name for n in agent.client.list_namespaces()] == ["team-a"]
+        cni = AgentCalls(str(inventory), timeout=5)
+        stored = cni.upsert_pod("team-a/web-1", {"ip": "10.244.1.7", "interface": "veth1", "labels": {"app": "web"}})
+        assert stored["node"] == agent.node and stored["labels"] == {"app": "web"}
+        assert cni.get_pod("team-a/web-1")["ip"] == "10.244.1.7"
+        with pytest.raises(AgentFailure) as refused:  # a pod of another node: not through this socket
+            cni.upsert_pod("team-a/web-2", {"ip": "10.244.1.8", "node": "worker2"})
+        assert refused.value.code == "INVALID_ARGUMENT" and "node: not an attribute" in str(refused.value)
+        with pytest.raises(AgentFailure) as bad:  # every violation, at its attribute
+            cni.upsert_pod("team-a/web-3", {"ip": "10.244.1.300", "labels": {"a/b/c": "x"}})
+        assert bad.value.code == "INVALID_ARGUMENT" and "ip" in str(bad.value) and "labels" in str(bad.value)
+        cni.delete_pod("team-a/web-1")
+        with pytest.raises(AgentFailure) as gone:
+            cni.get_pod("team-a/web-1")
+        assert gone.value.code == "NOT_FOUND"
+        with EgressClient(f"unix://{inventory}", timeout=3) as grpc_caller:  # the API is not served here at all
+            with pytest.raises(errors.ApiError):
+                grpc_caller.create_gateway(GATEWAY)
+        assert agent.client.list_gateways() == [] and agent.client.list_pods() == []
+        lines = [json.loads(line) for line in audit.read_text().splitlines()]
+        assert [(e["method"], e["object"], e["outcome"], e["role"]) for e in lines] == [
+            ("UpsertPod", "pod/team-a/web-1", "OK", "inventory"),
+            ("UpsertPod", "pod/team-a/web-2", "INVALID_ARGUMENT", "inventory"),
+            ("UpsertPod", "pod/team-a/web-3", "INVALID_ARGUMENT", "inventory"),
+            ("DeletePod", "pod/team-a/web-1", "OK", "inventory"),
+        ]
+        assert lines[0]["identity"].startswith("unix:uid=0(root),pid=")
     assert not inventory.exists()  # removed at shutdown, like the API socket
 
 

@@ -12,13 +12,23 @@ import pytest
 
 from egress_api import errors, models
 
+from helpers.agent import short_dir, start_agent
 from helpers.cni import egress_conf, invoke, k8s_args, ptp_result
 
 POD = k8s_args("alice", "fe1", uid="0b1f-uid")
 
 
+@pytest.fixture
+def cni_agent(tmp_path_factory):
+    """A real egress-agent serving the CNI plugin's pod socket (--inventory-socket) beside its API socket."""
+    workdir = tmp_path_factory.mktemp("agent")
+    with start_agent(workdir, extra_args=["--inventory-socket", str(short_dir(workdir) / "pods.sock")]) as agent:
+        assert agent.pod_socket.exists()
+        yield agent
+
+
 def add(agent, ip="10.244.1.5", host_if="veth1a2b3c4d", args=POD, **conf):
-    return invoke("ADD", egress_conf(str(agent.socket), ptp_result(ip, host_if), **conf), args=args)
+    return invoke("ADD", egress_conf(str(agent.pod_socket), ptp_result(ip, host_if), **conf), args=args)
 
 
 def test_version_lists_the_versions_served():
@@ -27,34 +37,34 @@ def test_version_lists_the_versions_served():
     assert res.json == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]}
 
 
-def test_add_registers_the_pod_and_passes_prev_result_through_unchanged(agent_process):
-    conf = egress_conf(str(agent_process.socket), ptp_result("10.244.1.5", "veth1a2b3c4d"),
+def test_add_registers_the_pod_and_passes_prev_result_through_unchanged(cni_agent):
+    conf = egress_conf(str(cni_agent.pod_socket), ptp_result("10.244.1.5", "veth1a2b3c4d"),
                        args={"cni": {"labels": [{"key": "role", "value": "frontend"}]}})
     res = invoke("ADD", conf, args=POD)
     assert res.status == 0, res.stdout + res.stderr
     assert res.json == ptp_result("10.244.1.5", "veth1a2b3c4d")
-    [pod] = agent_process.client.list_pods()
+    [pod] = cni_agent.client.list_pods()
     assert pod == models.Pod(name="fe1", namespace="alice", node="worker1", ip="10.244.1.5",
                              interface="veth1a2b3c4d", uid="0b1f-uid", labels={"role": "frontend"})
 
 
-def test_add_takes_whatever_the_main_plugin_named_the_host_interface(agent_process):
-    assert add(agent_process, host_if="cali12ab34cd56e").status == 0
-    assert agent_process.client.list_pods()[0].interface == "cali12ab34cd56e"
+def test_add_takes_whatever_the_main_plugin_named_the_host_interface(cni_agent):
+    assert add(cni_agent, host_if="cali12ab34cd56e").status == 0
+    assert cni_agent.client.list_pods()[0].interface == "cali12ab34cd56e"
 
 
-def test_add_without_prev_result_is_a_config_error(agent_process):
-    res = invoke("ADD", egress_conf(str(agent_process.socket)), args=POD)
+def test_add_without_prev_result_is_a_config_error(cni_agent):
+    res = invoke("ADD", egress_conf(str(cni_agent.pod_socket)), args=POD)
     assert res.status == 1 and res.error_code == 7
     assert "chained after the main plugin" in res.json["msg"]
-    assert agent_process.client.list_pods() == []
+    assert cni_agent.client.list_pods() == []
 
 
-def test_unknown_cni_version_is_error_1(agent_process):
-    res = add(agent_process, version="9.9.9")
+def test_unknown_cni_version_is_error_1(cni_agent):
+    res = add(cni_agent, version="9.9.9")
     assert res.status == 1 and res.error_code == 1
     assert res.json["cniVersion"] == "1.0.0" and "9.9.9" in res.json["msg"]
-    assert agent_process.client.list_pods() == []
+    assert cni_agent.client.list_pods() == []
 
 
 def test_garbage_on_stdin_is_error_6():
@@ -63,38 +73,38 @@ def test_garbage_on_stdin_is_error_6():
         assert res.status == 1 and res.error_code == 6, (command, res.stdout)
 
 
-def test_missing_runtime_variables_are_error_4(agent_process):
-    res = invoke("ADD", egress_conf(str(agent_process.socket), ptp_result("10.244.1.5", "veth1")), args=POD,
+def test_missing_runtime_variables_are_error_4(cni_agent):
+    res = invoke("ADD", egress_conf(str(cni_agent.pod_socket), ptp_result("10.244.1.5", "veth1")), args=POD,
                  env={"CNI_CONTAINERID": ""})
     assert res.status == 1 and res.error_code == 4 and "CNI_CONTAINERID" in res.json["msg"]
-    res = invoke("ADD", egress_conf(str(agent_process.socket), ptp_result("10.244.1.5", "veth1")), args="")
+    res = invoke("ADD", egress_conf(str(cni_agent.pod_socket), ptp_result("10.244.1.5", "veth1")), args="")
     assert res.status == 1 and res.error_code == 4 and "K8S_POD_NAMESPACE" in res.json["msg"]
     res = invoke("FROB", {"cniVersion": "1.0.0"})
     assert res.status == 1 and res.error_code == 4
-    assert agent_process.client.list_pods() == []
+    assert cni_agent.client.list_pods() == []
 
 
-def test_bad_failure_policy_is_a_config_error(agent_process):
-    res = add(agent_process, failurePolicy="sometimes")
+def test_bad_failure_policy_is_a_config_error(cni_agent):
+    res = add(cni_agent, failurePolicy="sometimes")
     assert res.status == 1 and res.error_code == 7 and "failurePolicy" in res.json["msg"]
 
 
-def test_a_pod_the_agent_rejects_is_not_started_and_not_stored(agent_process):
-    res = add(agent_process, args=k8s_args("Alice_NS", "fe1"))
+def test_a_pod_the_agent_rejects_is_not_started_and_not_stored(cni_agent):
+    res = add(cni_agent, args=k8s_args("Alice_NS", "fe1"))
     assert res.status == 1 and res.error_code == 100
     assert "namespace" in res.json["msg"]
-    assert agent_process.client.list_pods() == []
+    assert cni_agent.client.list_pods() == []
 
 
-def test_del_removes_the_pod_and_is_idempotent(agent_process):
-    assert add(agent_process).status == 0
-    conf = egress_conf(str(agent_process.socket), ptp_result("10.244.1.5", "veth1a2b3c4d"))
+def test_del_removes_the_pod_and_is_idempotent(cni_agent):
+    assert add(cni_agent).status == 0
+    conf = egress_conf(str(cni_agent.pod_socket), ptp_result("10.244.1.5", "veth1a2b3c4d"))
     for _ in range(2):
         res = invoke("DEL", conf, args=POD)
         assert res.status == 0 and res.stdout == "", res.stdout
-        assert agent_process.client.list_pods() == []
+        assert cni_agent.client.list_pods() == []
     # A runtime may DEL with neither prevResult nor Kubernetes args (e.g. after a failed ADD).
-    assert invoke("DEL", egress_conf(str(agent_process.socket)), args="").status == 0
+    assert invoke("DEL", egress_conf(str(cni_agent.pod_socket)), args="").status == 0
 
 
 def test_del_succeeds_when_the_agent_is_down(tmp_path):
@@ -122,9 +132,9 @@ def test_add_with_the_agent_down_starts_the_pod_under_fail_open_and_counts_it(tm
     assert entry["pod"] == "alice/fe1" and entry["container_id"] == "c0ffee"
 
 
-def test_check_verifies_the_pod_is_known_with_the_same_attachment(agent_process):
-    assert add(agent_process).status == 0
-    sock = str(agent_process.socket)
+def test_check_verifies_the_pod_is_known_with_the_same_attachment(cni_agent):
+    assert add(cni_agent).status == 0
+    sock = str(cni_agent.pod_socket)
     ok = invoke("CHECK", egress_conf(sock, ptp_result("10.244.1.5", "veth1a2b3c4d")), args=POD)
     assert ok.status == 0 and ok.stdout == "", ok.stdout
     moved = invoke("CHECK", egress_conf(sock, ptp_result("10.244.1.9", "veth1a2b3c4d")), args=POD)
@@ -136,16 +146,16 @@ def test_check_verifies_the_pod_is_known_with_the_same_attachment(agent_process)
     assert old.status == 1 and old.error_code == 1
 
 
-def test_older_spec_versions_are_served_and_echoed(agent_process):
+def test_older_spec_versions_are_served_and_echoed(cni_agent):
     prev = ptp_result("10.244.1.5", "veth1a2b3c4d", version="0.4.0")
-    res = invoke("ADD", egress_conf(str(agent_process.socket), prev, version="0.4.0"), args=POD)
+    res = invoke("ADD", egress_conf(str(cni_agent.pod_socket), prev, version="0.4.0"), args=POD)
     assert res.status == 0 and res.json["cniVersion"] == "0.4.0"
 
 
-def test_get_pod_is_what_check_asks(agent_process):
-    assert add(agent_process).status == 0
-    assert agent_process.client.get_pod("alice/fe1").interface == "veth1a2b3c4d"
+def test_get_pod_is_what_check_asks(cni_agent):
+    assert add(cni_agent).status == 0
+    assert cni_agent.client.get_pod("alice/fe1").interface == "veth1a2b3c4d"
     with pytest.raises(errors.NotFound):
-        agent_process.client.get_pod("alice/nope")
+        cni_agent.client.get_pod("alice/nope")
     with pytest.raises(errors.InvalidArgument, match="namespace/name"):
-        agent_process.client.get_pod("fe1")
+        cni_agent.client.get_pod("fe1")

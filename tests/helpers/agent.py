@@ -63,6 +63,7 @@ class AgentProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._sockdir = short_dir(self.workdir)
         self.socket = self._sockdir / "agent.sock"
+        self.pod_socket = self._sockdir / "pods.sock"  # the CNI plugin's (--inventory-socket), if in extra_args
         self.store_path = self.workdir / "state.db"
         self.log_path = self.workdir / "agent.log"
         self.node, self.role, self.node_ip = node, role, node_ip

@@ -83,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="roles of local callers on --socket by uid/user or @gid/@group (root and the agent's own "
                    "user are admin; e.g. 1000=viewer,@egress-cni=inventory)")
     p.add_argument("--inventory-socket", dest="inventory_socket", metavar="PATH",
-                   help="a second unix socket for the CNI plugin: its callers get the inventory role only "
-                   "(upsert/delete pods and namespaces), even as root")
+                   help="the CNI plugin's unix socket (mode 0600): this node's pods as JSON over HTTP "
+                   "(put, get, delete; the inventory role's pod calls and nothing else, even for root)")
     p.add_argument("--audit-log", dest="audit_log", metavar="PATH",
                    help="append one JSON line per write (who, role, method, object, outcome) to PATH, or - for stderr")
     p.add_argument("--cleanup", action="store_true",

@@ -60,9 +60,11 @@ class NodeReconciler:
         resync: float = 2.0,
         counters_interval: float = 1.0,
         on_apply: Optional[Callable[[float, bool], None]] = None,
+        on_published: Optional[Callable[[dict], None]] = None,
     ):
         self.store = store
         self.on_apply = on_apply  # (seconds, ok) of every kernel apply (metrics)
+        self.on_published = on_published  # (record value) before each publish: status.ProgrammedWaiter.observe_local
         self.node = node
         self.uplink = uplink
         self.datapath = datapath
@@ -275,6 +277,8 @@ class NodeReconciler:
         value = status.record_value(applied, pending, self.last_error, counters["steered"], counters["translated"])
         if value == prev:
             return
+        if self.on_published is not None:
+            self.on_published(value)  # the kernel has it now: this agent's waiters need not wait for the store
         try:
             status.publish(self.store, self.node.name, value)
         except base.StoreError as err:
