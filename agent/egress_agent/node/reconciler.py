@@ -36,6 +36,7 @@ from egress_agent.node import status
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, Snapshot
+from egress_agent.store.mirror import Mirror
 from egress_api import models
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class NodeReconciler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._cancel_watch: Optional[Callable[[], None]] = None
+        # What the passes read: every watched record, kept by one watch (no store read per pass).
+        self._mirror = Mirror(store, WATCHED, on_change=self._on_watch)
         self.passes = 0
         self.last_error = ""
 
@@ -97,7 +99,6 @@ class NodeReconciler:
         if held is not None:
             self._held = set()
             held.subscribe(self._on_held)
-        self._cancel_watch = self.store.watch(WATCHED, self._on_watch)
         deadline = time.monotonic() + first_pass_timeout
         while not self.reconcile_once():
             if time.monotonic() > deadline:
@@ -114,8 +115,7 @@ class NodeReconciler:
         """Stop following the store. `release`: give up floating IPs (and their SNAT); steering stays (fail static)."""
         self._stop.set()
         self._wake.set()
-        if self._cancel_watch:
-            self._cancel_watch()
+        self._mirror.stop()
         if self._thread:
             self._thread.join(timeout=10)
         with self._apply_lock:
@@ -168,7 +168,7 @@ class NodeReconciler:
     def reconcile_once(self) -> bool:
         """Read the store, apply, publish. True when the kernel now reflects the snapshot."""
         try:
-            snap = self.store.snapshot(WATCHED)
+            snap = self._mirror.snapshot()
         except base.Unavailable as err:
             self.last_error = f"store unavailable: {err}"
             return False
