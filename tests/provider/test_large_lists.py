@@ -1,4 +1,5 @@
-"""`destination_cidrs` is a list with set semantics (Terraform core checks sets quadratically; lists linearly).
+"""`destination_cidrs` and `floating_ips` are lists with set semantics (Terraform core checks sets
+quadratically; lists linearly).
 
 The scale itself is measured in bench/terraform_scale.py; these tests pin the semantics.
 """
@@ -61,6 +62,24 @@ def test_state_written_when_it_was_a_set_upgrades_without_a_change(acc):
             for inst in r["instances"]:
                 assert inst["schema_version"] == 1
                 inst["schema_version"] = 0  # as provider versions with a set-typed destination_cidrs wrote it
+        if r["type"] == "egress_gateway":
+            for inst in r["instances"]:
+                assert inst["schema_version"] == 1
+                inst["schema_version"] = 0  # as provider versions with a set-typed floating_ips wrote it
     state_file.write_text(json.dumps(doc))
     res = acc.tf.plan_is_empty()
     assert "upgrade" not in res.output  # no "Using default upgrade" warning
+
+
+def gateway(ips: list[str]) -> str:
+    return f'resource "egress_gateway" "default" {{\n  floating_ips = {json.dumps(ips)}\n}}\n'
+
+
+def test_floating_ips_keep_their_order_in_state_and_a_duplicate_fails_at_plan(acc):
+    acc.step(gateway(["192.0.2.102", "192.0.2.100", "192.0.2.101"]))
+    stored = acc.client.get_gateway("default")
+    assert stored.obj.floating_ips == ["192.0.2.100", "192.0.2.101", "192.0.2.102"]
+    assert acc.tf.state()["egress_gateway.default"]["floating_ips"] == ["192.0.2.102", "192.0.2.100", "192.0.2.101"]
+    acc.step(gateway(["192.0.2.100", "192.0.2.101", "192.0.2.102"]))  # reordered: nothing written to the agent
+    assert acc.client.get_gateway("default").resource_version == stored.resource_version
+    acc.expect_failure(gateway(["192.0.2.100", "192.0.2.100"]), "Invalid floating_ips")

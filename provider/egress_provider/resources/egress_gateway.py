@@ -9,7 +9,7 @@ from tf.schema import Attribute, Schema
 from tf.types import String
 
 from egress_api import models
-from egress_provider.framework.types import CanonicalStringSet
+from egress_provider.framework.types import CanonicalStringList
 from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.timeouts import timeouts_block
@@ -27,7 +27,7 @@ class EgressGateway(AgentObjectResource):
     @classmethod
     def get_schema(cls) -> Schema:
         return Schema(
-            version=0,
+            version=1,  # 1: floating_ips became a list (see upgrade)
             description=(
                 "A named set of floating IPs for egress (the AnthosNetworkGateway of Anthos clusters on bare metal). "
                 "The agent assigns each floating IP to one Up node whose uplink subnet contains it, workers before "
@@ -48,18 +48,24 @@ class EgressGateway(AgentObjectResource):
                 ),
                 Attribute(
                     "floating_ips",
-                    CanonicalStringSet(models.parse_ipv4),
+                    CanonicalStringList(models.parse_ipv4),
                     required=True,
                     description="IPv4 addresses (at least one) the agent assigns to nodes as egress source "
                     "addresses. Each must be in the subnet of some node's uplink and belong to no other gateway. "
                     "Two or more per L2 domain survive a node failure. Updated in place. A plan that adds an IP "
                     "a policy already uses (its traffic dropped until then) shows which pods start leaving with it "
-                    "in an `Egress impact` warning.",
+                    "in an `Egress impact` warning. A list used as a set: each IP at most once, order and spelling "
+                    "never change anything on the agent (it stores them sorted); reordering plans an in-place "
+                    "update that only rewrites state.",
                 ),
                 resource_version_attribute(),
             ],
             block_types=[timeouts_block()],
         )
+
+    def upgrade(self, ctx, version: int, old: State) -> State:
+        # Version 0 had floating_ips as a set; a set and a list are the same JSON array in state.
+        return old
 
     # A policy whose source IP no gateway lists is dropped (fail-closed); a gateway change that lists it
     # makes its pods leave with it. The plan shows which pods that moves.
