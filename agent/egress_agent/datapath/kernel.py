@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from typing import Iterable, Optional
 
 from .conntrack import Conntrack, SnatUsage
 from .floating_ip import Announcements, FloatingIPs
@@ -49,9 +50,13 @@ class Datapath:
     def garp_repeats_sent(self) -> int:
         return self._fips.announcer.sent
 
-    def reattach_missing(self) -> list[str]:
+    def steered_veths(self) -> dict[str, int]:
+        """veth -> ifindex of every pod interface with our steering filter (as attached)."""
+        return self._steering.attached() if self._steering is not None else {}
+
+    def reattach_missing(self, veths: Optional[Iterable[str]] = None) -> list[str]:
         """Pod veths whose steering filter had been removed and is attached again (see Steering)."""
-        return self._steering.reattach_missing() if self._steering is not None else []
+        return self._steering.reattach_missing(veths) if self._steering is not None else []
 
     def _sysctl(self, settings: dict[str, int]) -> None:
         argv = (["ip", "netns", "exec", self._netns] if self._netns else []) + ["sysctl", "-qw"]

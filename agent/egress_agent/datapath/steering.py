@@ -15,6 +15,7 @@ import ctypes
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Optional
 
 from .state import NodeDatapathState
 
@@ -189,14 +190,20 @@ class Steering:
 
     # --- tc attachment -------------------------------------------------------
 
-    def reattach_missing(self) -> list[str]:
+    def attached(self) -> dict[str, int]:
+        """veth -> ifindex of every pod interface our filter was attached to."""
+        return dict(self._attached)
+
+    def reattach_missing(self, veths: Optional[Iterable[str]] = None) -> list[str]:
         """Attach again wherever our filter was removed behind our back (another tc user, a `tc qdisc del`).
 
         Without it such a pod's traffic would leave unsteered, with its node's IP: a leak the maps cannot
-        see. Returns the veths re-attached.
+        see. `veths`: only these (found missing by a check on another netlink socket; checked again here).
+        Returns the veths re-attached.
         """
         redone = []
-        for veth, idx in sorted(self._attached.items()):
+        wanted = self._attached if veths is None else {v: self._attached[v] for v in veths if v in self._attached}
+        for veth, idx in sorted(wanted.items()):
             if not filter_attached(self._ipr, idx):
                 found = self._ipr.link_lookup(ifname=veth)
                 if found and found[0] == idx:  # a veth that went away is the next apply's business

@@ -31,6 +31,7 @@ from typing import Callable, Optional, Protocol
 from egress_agent.datapath.floating_ip import FloatingIPs
 from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
+from egress_agent.datapath.steering import filter_attached
 from egress_agent.datapath.state import NodeDatapathState
 from egress_agent.node import status
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
@@ -86,6 +87,7 @@ class NodeReconciler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._checker: Optional[threading.Thread] = None
         # What the passes read: every watched record, kept by one watch (no store read per pass).
         self._mirror = Mirror(store, WATCHED, on_change=self._on_watch)
         self.passes = 0
@@ -107,6 +109,8 @@ class NodeReconciler:
             time.sleep(0.2)
         self._thread = threading.Thread(target=self._run, name="datapath", daemon=True)
         self._thread.start()
+        self._checker = threading.Thread(target=self._check_classifiers, name="classifier-check", daemon=True)
+        self._checker.start()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -116,8 +120,9 @@ class NodeReconciler:
         self._stop.set()
         self._wake.set()
         self._mirror.stop()
-        if self._thread:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._checker):
+            if thread:
+                thread.join(timeout=10)
         with self._apply_lock:
             if release and self._last_state is not None:
                 try:
@@ -159,8 +164,6 @@ class NodeReconciler:
                 continue
             last_pass = time.monotonic()
             self.reconcile_once()
-            if not woke:
-                self._reattach_missing()
             if self.last_error:
                 time.sleep(0.2)  # back off a failing apply a little, then retry
                 self._wake.set()
@@ -213,17 +216,31 @@ class NodeReconciler:
             self.last_error = ""
             return pending
 
-    def _reattach_missing(self) -> None:
-        """A resync also checks that every pod veth still has our classifier (an apply skips an unchanged state)."""
-        with self._apply_lock:
-            try:
-                redone = self.datapath.reattach_missing()
-            except Exception as err:
-                log.warning("checking the pods' steering filters failed: %s", err)
-                return
-        for veth in redone:
-            self.reattached += 1
-            log.warning("the egress classifier on %s had been removed (by another tc user?): attached it again", veth)
+    def _check_classifiers(self) -> None:
+        """Every resync interval, check that each pod veth still has our classifier (an apply skips an unchanged
+        state, so nothing else would notice one removed behind our back) and attach it again where it is gone.
+
+        On a thread and a netlink socket of its own: one dump per pod veth is hundreds of netlink calls on a
+        busy node, and a pass (a pod waiting to start) must not wait behind them. Only a re-attach takes
+        the apply lock.
+        """
+        with iproute(self.netns) as ipr:
+            while not self._stop.wait(self.resync):
+                with self._apply_lock:
+                    attached = self.datapath.steered_veths()
+                try:
+                    missing = [veth for veth, idx in attached.items() if not filter_attached(ipr, idx)]
+                    if not missing:
+                        continue
+                    with self._apply_lock:
+                        redone = self.datapath.reattach_missing(missing)
+                except Exception as err:
+                    log.warning("checking the pods' steering filters failed: %s", err)
+                    continue
+                for veth in redone:
+                    self.reattached += 1
+                    log.warning("the egress classifier on %s had been removed (by another tc user?): "
+                                "attached it again", veth)
 
     def _timed_apply(self, state: NodeDatapathState) -> None:
         if self.on_apply is None:
