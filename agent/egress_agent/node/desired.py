@@ -51,13 +51,12 @@ def selections(
     matched once per distinct label set, not once per pod; with a `memo`, a
     label set already matched against the same policies is not matched again.
     """
-    ns_labels = {name: rec.value.get("labels", {}) for name, rec in snapshot.of(NAMESPACE).items()}
+    ns_keys = {name: tuple(sorted(rec.value.get("labels", {}).items())) for name, rec in snapshot.of(NAMESPACE).items()}
     by_labels: dict[tuple, list[str]] = {}
     for rec in snapshot.of(POD).values():
         v = rec.value
-        ns = ns_labels.get(v.get("namespace", ""), {})
-        key = (tuple(sorted(ns.items())), tuple(sorted(v.get("labels", {}).items())))
-        by_labels.setdefault(key, []).append(v["ip"])
+        labels = memo.pod_labels(rec) if memo is not None else tuple(sorted(v.get("labels", {}).items()))
+        by_labels.setdefault((ns_keys.get(v.get("namespace", ""), ()), labels), []).append(v["ip"])
     matched = memo.matches_for(policies) if memo is not None else {}
     out: dict[str, set[str]] = {p.name: set() for p in policies}
     for key, ips in by_labels.items():
@@ -84,6 +83,7 @@ class DesiredMemo:
     _policies: dict[str, tuple[dict, models.Policy]] = field(default_factory=dict)
     _matched_for: tuple = ()
     _matched: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
+    _pod_labels: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # pod key -> (record version, labels)
 
     def policy(self, name: str, value: dict) -> models.Policy:
         hit = self._policies.get(name)
@@ -92,6 +92,20 @@ class DesiredMemo:
         model = models.Policy.model_validate(value)
         self._policies[name] = (value, model)
         return model
+
+    def pod_labels(self, rec) -> tuple:
+        """A pod record's labels as a sorted tuple, kept while the record's version is the same."""
+        hit = self._pod_labels.get(rec.name)
+        if hit is not None and hit[0] == rec.version:
+            return hit[1]
+        labels = tuple(sorted(rec.value.get("labels", {}).items()))
+        self._pod_labels[rec.name] = (rec.version, labels)
+        return labels
+
+    def forget_pods_except(self, names) -> None:
+        if len(self._pod_labels) > len(names):
+            for name in set(self._pod_labels) - set(names):
+                del self._pod_labels[name]
 
     def forget_policies_except(self, names: set[str]) -> None:
         for name in set(self._policies) - names:
@@ -129,6 +143,7 @@ def desired_state(
         policies = [models.Policy.model_validate(r.value) for r in policy_records.values()]
     else:
         memo.forget_policies_except(set(policy_records))
+        memo.forget_pods_except(snapshot.of(POD).keys())
         policies = [memo.policy(name, r.value) for name, r in policy_records.items()]
     policies.sort(key=lambda p: p.name)
     selected = selections(snapshot, policies, memo)
@@ -150,8 +165,8 @@ def desired_state(
         )
 
     local_pods: dict[str, str] = {}
-    for key in sorted(snapshot.of(POD)):
-        v = snapshot.of(POD)[key].value
+    for rec in snapshot.of(POD).values():
+        v = rec.value
         if v.get("node") == node.name:
             local_pods[v["ip"]] = pod_interface(v)
     pod_cidrs = {rec.value["pod_cidr"] for rec in node_records.values() if rec.value.get("pod_cidr")}
