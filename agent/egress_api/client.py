@@ -174,6 +174,12 @@ class EgressClient:
     def list_policies(self) -> list[Versioned[models.Policy]]:
         return [self._policy(m) for m in self._read("ListPolicies", pb.ListRequest()).items]
 
+    def list_policies_with_selection(self) -> list[tuple[Versioned[models.Policy], Optional[pb.PolicySelection]]]:
+        """Every policy with the pods it selects now (as policy_impact's selected_pods and sample), in one call.
+        The selection is None for a policy written while the agent was listing (ask policy_impact)."""
+        return [(self._policy(m), m.selection if m.HasField("selection") else None)
+                for m in self._read("ListPolicies", pb.ListRequest(with_selection=True)).items]
+
     def validate_policy(self, p: models.Policy) -> ValidateResult:
         return self._validate_result(self._read("ValidatePolicy", convert.policy_to_proto(p)))
 

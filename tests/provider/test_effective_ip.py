@@ -64,6 +64,15 @@ def test_plan_shows_impact_and_the_data_source_answers(acc):
     assert state["selected_pods"] == 1 and state["selected_pods_sample"] == ["alice/alice-frontend"]
     wait_for(lambda: acc.client.describe_policy("egress").holder == "worker1", what="the policy's IP held")
 
+    # A refresh sees a pod started since (the policy's selection, from one listing of every policy).
+    acc.client.upsert_pod(models.Pod(name="alice-frontend-2", namespace="alice", node="worker1", ip="10.244.1.4",
+                                     labels={"role": "frontend"}))
+    acc.tf.run("apply", "-refresh-only", "-auto-approve", "-input=false", "-no-color")
+    state = acc.tf.state()["egress_nat_policy.egress"]
+    assert state["selected_pods"] == 2 and state["selected_pods_sample"] == ["alice/alice-frontend",
+                                                                             "alice/alice-frontend-2"]
+    acc.client.delete_pod("alice/alice-frontend-2")
+
     acc.step(RESOURCES % "192.0.2.100" + QUERIES)
     data = acc.tf.state()
     alice, bob = data["data.egress_effective_ip.alice"], data["data.egress_effective_ip.bob"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from egress_agent.controller.effective import effective_ip, impact, world_of
+from egress_agent.controller.effective import effective_ip, impact, selections, world_of
 from egress_api import models
 
 from test_node_desired import SEED_NS, SEED_PODS, SEED_POLICY, snapshot
@@ -80,3 +80,14 @@ def test_gateway_impact_is_empty_when_no_policy_uses_what_it_adds():
     gateways["other"] = models.Gateway(name="other", floating_ips=["192.0.2.103"])
     w = world(policies=({**SEED_POLICY, "egress_source_ip": "192.0.2.103"},))
     assert gateway_impact(w, gateways, models.Gateway(name="default", floating_ips=["192.0.2.100", "192.0.2.103"])).changed_pods == 0
+
+
+def test_selections_of_every_policy_equal_each_policys_impact():
+    other = {**SEED_POLICY, "name": "bob-only", "egress": [{"namespace_selector": {"match_labels": {"user": "bob"}}}],
+             "egress_source_ip": "192.0.2.101"}
+    w = world(policies=(SEED_POLICY, other))
+    got = selections(w)
+    for name, policy in w.policies.items():
+        i = impact(w, policy)
+        assert got[name] == (i.selected_pods, i.sample), name
+    assert got["bob-only"][0] >= 1

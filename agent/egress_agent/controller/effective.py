@@ -129,6 +129,22 @@ def impact(world: World, policy: models.Policy) -> Impact:
     return Impact(len(selected), selected[:SAMPLE], changes, changed)
 
 
+def selections(world: World) -> dict[str, tuple[int, list[str]]]:
+    """policy name -> (how many pods it selects, the first SAMPLE of them by key), for every stored policy.
+
+    Pods are matched once per distinct (namespace, labels): a cluster has far fewer label sets than pods.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for key in sorted(world.pods):
+        pod = world.pods[key]
+        groups.setdefault((pod.namespace, tuple(sorted(pod.labels.items()))), []).append(key)
+    out = {}
+    for name, policy in world.policies.items():
+        selected = sorted(k for keys in groups.values() if selects(world, policy, world.pods[keys[0]]) for k in keys)
+        out[name] = (len(selected), selected[:SAMPLE])
+    return out
+
+
 def gateway_impact(world: World, gateways: dict[str, models.Gateway], gateway: models.Gateway) -> Impact:
     """What writing `gateway` would change: the policies whose source IP it adds start leaving with it.
 

@@ -133,6 +133,12 @@ def _impact_message(i: effective.Impact) -> pb.PolicyImpact:
     )
 
 
+def policy_selections(store: base.Store) -> dict[str, pb.PolicySelection]:
+    """Every stored policy's selection now (ListPolicies with_selection)."""
+    return {name: pb.PolicySelection(selected_pods=n, sample=sample)
+            for name, (n, sample) in effective.selections(_world(store)).items()}
+
+
 def policy_impact(store: base.Store, policy: models.Policy) -> pb.PolicyImpact:
     return _impact_message(effective.impact(_world(store), policy))
 

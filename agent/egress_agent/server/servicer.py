@@ -233,7 +233,13 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def ListPolicies(self, request, context):
-        return pb.PolicyList(items=[self._policy(r) for r in _listed("policies", self.store.list(POLICY))])
+        items = [self._policy(r) for r in _listed("policies", self.store.list(POLICY))]
+        if request.with_selection:
+            chosen = reads.policy_selections(self.store)
+            for item in items:
+                if item.name in chosen:
+                    item.selection.CopyFrom(chosen[item.name])
+        return pb.PolicyList(items=items)
 
     @_rpc
     def ValidatePolicy(self, request, context):

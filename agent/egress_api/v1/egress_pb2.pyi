@@ -49,18 +49,28 @@ class Gateway(_message.Message):
     def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version")
+    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "selection")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CIDRS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_SOURCE_IP_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     egress: _containers.RepeatedCompositeFieldContainer[EgressRule]
     destination_cidrs: _containers.RepeatedScalarFieldContainer[str]
     egress_source_ip: str
     resource_version: int
-    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    selection: PolicySelection
+    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., selection: _Optional[_Union[PolicySelection, _Mapping]] = ...) -> None: ...
+
+class PolicySelection(_message.Message):
+    __slots__ = ("selected_pods", "sample")
+    SELECTED_PODS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    selected_pods: int
+    sample: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, selected_pods: _Optional[int] = ..., sample: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GatewayStatus(_message.Message):
     __slots__ = ("name", "nodes", "floating_ips", "unassigned_reasons")
@@ -200,8 +210,10 @@ class DeleteRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., resource_version: _Optional[int] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("with_selection",)
+    WITH_SELECTION_FIELD_NUMBER: _ClassVar[int]
+    with_selection: bool
+    def __init__(self, with_selection: bool = ...) -> None: ...
 
 class Empty(_message.Message):
     __slots__ = ()

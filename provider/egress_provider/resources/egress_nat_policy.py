@@ -8,7 +8,7 @@ from tf.iface import State
 from tf.schema import Attribute, Block, Schema
 from tf.types import List, Number, String
 
-from egress_api import models
+from egress_api import errors, models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
 from egress_provider.framework.types import (CanonicalString, CanonicalStringList, StringMapEmptyIsNull,
                                              StringSetEmptyIsNull)
@@ -172,6 +172,19 @@ class EgressNatPolicy(AgentObjectResource):
     def observed(self, model: models.Policy) -> dict[str, Any]:
         impact = self.provider.client().policy_impact(model)
         return {"selected_pods": impact.selected_pods, "selected_pods_sample": list(impact.sample)}
+
+    def read(self, ctx, current: State) -> Optional[State]:
+        """A refresh: from the estate's one listing of every policy with its selection when it has this one."""
+        name = current.get("name") or current.get("id")
+        try:
+            hit = self.provider.estate.listed_policy(self.provider.client(), name)
+        except errors.ApiError:
+            hit = None  # the read below reports it, in its words
+        if hit is None:
+            return super().read(ctx, current)
+        versioned, selection = hit
+        return {**self.to_state(versioned), "timeouts": current.get("timeouts"),
+                "selected_pods": selection.selected_pods, "selected_pods_sample": list(selection.sample)}
 
     def plan_notes(self, diags, model: models.Policy) -> None:
         """An `Egress impact` warning: which pods' source IP to the policy's destinations this change moves."""

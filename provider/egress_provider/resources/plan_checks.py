@@ -76,33 +76,55 @@ class AgentEstate:
     A plugin process serves one Terraform command, so the listing is as fresh as the command; writes
     made meanwhile by others (another pipeline, egressctl) are what the plan checks treat as
     "possible" objects anyway, and the agent re-checks every write against its current store.
+
+    The same listing answers a refresh (`listed_policy`): each policy as stored with the pods it
+    selects, so refreshing N policies costs one agent call, not 2N. An object this process wrote
+    since is read from the agent again.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._objects: Optional[dict[str, dict[str, models.BaseModel]]] = None
+        self._policy_reads: dict[str, tuple] = {}  # name -> (Versioned policy, PolicySelection), as listed
+
+    def _list(self, client) -> dict[str, dict[str, models.BaseModel]]:
+        if self._objects is None:
+            policies = client.list_policies_with_selection()
+            self._objects = {
+                "gateway": {v.obj.name: v.obj for v in client.list_gateways()},
+                "policy": {v.obj.name: v.obj for v, _ in policies},
+            }
+            self._policy_reads = {v.obj.name: (v, sel) for v, sel in policies if sel is not None}
+        return self._objects
 
     def snapshot(self, client) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
         """(gateways, policies) by name; lists them from the agent the first time (errors.ApiError propagates)."""
         with self._lock:
-            if self._objects is None:
-                self._objects = {
-                    "gateway": {v.obj.name: v.obj for v in client.list_gateways()},
-                    "policy": {v.obj.name: v.obj for v in client.list_policies()},
-                }
-            return dict(self._objects["gateway"]), dict(self._objects["policy"])
+            objects = self._list(client)
+            return dict(objects["gateway"]), dict(objects["policy"])
+
+    def listed_policy(self, client, name: str) -> Optional[tuple]:
+        """(Versioned policy, PolicySelection) as listed, or None: not listed, or written by this process since
+        (then read it from the agent). Lists the estate the first time (errors.ApiError propagates)."""
+        with self._lock:
+            self._list(client)
+            return self._policy_reads.get(name)
 
     def stored(self, kind: str, model: models.BaseModel) -> None:
         """This process wrote `model` (created, updated or adopted it): the agent now has it as is."""
         with self._lock:
             if self._objects is not None:
                 self._objects[kind][model.name] = model
+            if kind == "policy":
+                self._policy_reads.pop(model.name, None)
 
     def removed(self, kind: str, name: str) -> None:
         """This process deleted the `kind` object `name` (or found it gone)."""
         with self._lock:
             if self._objects is not None:
                 self._objects[kind].pop(name, None)
+            if kind == "policy":
+                self._policy_reads.pop(name, None)
 
 
 @dataclass
