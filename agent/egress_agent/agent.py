@@ -153,7 +153,7 @@ class Agent:
 
                 datapath = NodeDatapath(store, node, node.interface,
                                         on_apply=self.metrics.apply.observe if self.metrics else None,
-                                        on_published=lambda value: pod_waiter.observe_local(node.name, value),
+                                        on_applied=lambda revision, pending: pod_waiter.observe_local(node.name, revision, pending),
                                         announcements=Announcements(self.conf.garp_repeats, self.conf.garp_interval))
                 datapath.start(self.cluster.fencing if self.cluster is not None else None)
                 # Releases floating IPs before the lease goes; steering stays (fail static).

@@ -62,11 +62,11 @@ class NodeReconciler:
         resync: float = 2.0,
         counters_interval: float = 1.0,
         on_apply: Optional[Callable[[float, bool], None]] = None,
-        on_published: Optional[Callable[[dict], None]] = None,
+        on_applied: Optional[Callable[[int, dict], None]] = None,
     ):
         self.store = store
         self.on_apply = on_apply  # (seconds, ok) of every kernel apply (metrics)
-        self.on_published = on_published  # (record value) before each publish: status.ProgrammedWaiter.observe_local
+        self.on_applied = on_applied  # (revision, pending pods) after each applied pass: ProgrammedWaiter.observe_local
         self.node = node
         self.uplink = uplink
         self.datapath = datapath
@@ -180,6 +180,10 @@ class NodeReconciler:
             self._publish(self._published_applied(), {}, force=True)
             return False
         self.passes += 1
+        if self.on_applied is not None:
+            # The kernel has it now: this agent's waiters (a CNI ADD) need not wait for the counters to be
+            # read and the record to go through the store.
+            self.on_applied(snap.revision, pending)
         force = self._seen_revision > self._published_applied() or self._published is None
         self._publish(snap.revision, pending, force=force)
         return True
@@ -294,8 +298,6 @@ class NodeReconciler:
         value = status.record_value(applied, pending, self.last_error, counters["steered"], counters["translated"])
         if value == prev:
             return
-        if self.on_published is not None:
-            self.on_published(value)  # the kernel has it now: this agent's waiters need not wait for the store
         try:
             status.publish(self.store, self.node.name, value)
         except base.StoreError as err:

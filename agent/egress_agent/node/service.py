@@ -26,13 +26,13 @@ class NodeDatapath:
 
     def __init__(self, store: base.Store, node: models.Node, uplink: str, netns: Optional[str] = None,
                  on_apply: Optional[Callable[[float, bool], None]] = None,
-                 on_published: Optional[Callable[[dict], None]] = None,
+                 on_applied: Optional[Callable[[int, dict], None]] = None,
                  announcements: Announcements = Announcements()):
         if not uplink:
             raise ValueError("--datapath kernel needs --interface (the uplink on the node network, e.g. eth0)")
         self.datapath = Datapath(netns, announcements=announcements)
         self.reconciler = NodeReconciler(store, node, uplink, self.datapath, netns=netns, on_apply=on_apply,
-                                         on_published=on_published)
+                                         on_applied=on_applied)
 
     def start(self, held: Optional[HeldSource] = None) -> None:
         self.reconciler.start(held)

@@ -86,10 +86,12 @@ class ProgrammedWaiter:
         with self._cond:
             return dict(self._records)
 
-    def observe_local(self, node: str, value: dict) -> None:
-        """This agent's own node is publishing `value`: its waiters need not wait for the store's round trip
-        (a commit, then the watch), which was most of the time a CNI ADD spent waiting."""
+    def observe_local(self, node: str, revision: int, pending: dict[str, str]) -> None:
+        """This agent's own node has applied `revision` (`pending`: pods it cannot program): its waiters need not
+        wait for the record's round trip through the store (a commit, then the watch), which was most of the
+        time a CNI ADD spent waiting. The record's counters stay as last published."""
         with self._cond:
+            value = {**self._records.get(node, {}), "applied_revision": revision, "pending": dict(pending), "error": ""}
             self._merge(node, value)
             self._cond.notify_all()
 
