@@ -19,8 +19,10 @@ This module uses only the standard library: it runs in an init container before 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ from typing import Optional
 
 PLUGIN_TYPE = "egress"
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")  # libcni's ConfFiles, in this order of preference
-DEFAULT_PLUGIN_BINARY = "/opt/egress/cni/egress"  # where the image puts the one-file build of egress-cni
+DEFAULT_PLUGIN_BINARY = "/opt/egress/cni/egress"  # where the image puts the PyInstaller bundle of egress-cni
 
 
 class InstallError(Exception):
@@ -126,25 +128,73 @@ def uninstall_conflist(conf_dir: Path, conf_file: Optional[str] = None) -> tuple
 
 
 def install_binary(source: Path, bin_dir: Path) -> tuple[Path, bool]:
-    """Copies the plugin executable to BIN_DIR/egress (the conflist's "type"); unchanged bytes are not rewritten."""
+    """Puts the plugin into BIN_DIR as `egress` (the conflist's "type"); an unchanged plugin is not rewritten.
+
+    `source` is an executable file, copied as BIN_DIR/egress, or a bundle directory holding an
+    executable named `egress` (PyInstaller's --onedir output: the image builds that, because a
+    --onefile build unpacks itself at every start, ~300 ms of CPU per pod where the bundle takes
+    ~80 ms; bench numbers in docs/cni.md). A bundle is copied to BIN_DIR/.egress-<digest>/ and
+    BIN_DIR/egress becomes a symlink to its executable, swapped atomically; the previous bundle
+    is kept (a runtime may be running it right now), older ones are removed.
+    """
     target = bin_dir / PLUGIN_TYPE
+    if source.is_dir():
+        return _install_bundle(source, bin_dir, target)
     try:
         data = source.read_bytes()
     except OSError as err:
         raise InstallError(f"plugin executable {source}: {err.strerror}") from None
-    if target.is_file() and target.read_bytes() == data and os.access(target, os.X_OK):
+    if target.is_file() and not target.is_symlink() and target.read_bytes() == data and os.access(target, os.X_OK):
         return target, False
     bin_dir.mkdir(parents=True, exist_ok=True)
     # never written in place: a runtime may be executing the old binary right now
     _write_atomically(target, data, 0o755)
+    _remove_bundles(bin_dir, keep=())
     return target, True
 
 
+def _bundle_digest(source: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _install_bundle(source: Path, bin_dir: Path, target: Path) -> tuple[Path, bool]:
+    if not (source / PLUGIN_TYPE).is_file():
+        raise InstallError(f"plugin bundle {source}: no executable named {PLUGIN_TYPE} in it")
+    try:
+        bundle = bin_dir / f".{PLUGIN_TYPE}-{_bundle_digest(source)}"
+    except OSError as err:
+        raise InstallError(f"plugin bundle {source}: {err.strerror}") from None
+    link = os.path.join(bundle.name, PLUGIN_TYPE)
+    if target.is_symlink() and os.readlink(target) == link and (bundle / PLUGIN_TYPE).is_file():
+        return target, False
+    previous = os.readlink(target).split("/")[0] if target.is_symlink() else None
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    if not bundle.is_dir():
+        staging = Path(tempfile.mkdtemp(dir=bin_dir, prefix=f".{PLUGIN_TYPE}-staging-"))
+        shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        os.replace(staging, bundle)  # a bundle directory is complete or absent
+    tmp = bin_dir / f".{PLUGIN_TYPE}.link.egress-tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(link, tmp)
+    os.replace(tmp, target)  # atomic: a runtime execs the old plugin or the new one
+    _remove_bundles(bin_dir, keep=(bundle.name, previous))
+    return target, True
+
+
+def _remove_bundles(bin_dir: Path, keep) -> None:
+    for d in bin_dir.glob(f".{PLUGIN_TYPE}-*"):
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)
 def uninstall_binary(bin_dir: Path) -> tuple[Path, bool]:
     target = bin_dir / PLUGIN_TYPE
-    if not target.exists():
+    if not (target.exists() or target.is_symlink()):
         return target, False
     target.unlink()
+    _remove_bundles(bin_dir, keep=())
     return target, True
 
 
@@ -171,7 +221,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--conf-dir", default="/etc/cni/net.d", help="the runtime's CNI config dir (default %(default)s)")
     ap.add_argument("--bin-dir", default="/opt/cni/bin", help="the runtime's CNI bin dir (default %(default)s)")
     ap.add_argument("--plugin", default=DEFAULT_PLUGIN_BINARY,
-                    help="the egress-cni executable to copy to BIN_DIR/egress (default %(default)s)")
+                    help="the egress-cni executable, or a bundle directory with an executable named egress, "
+                    "to install as BIN_DIR/egress (default %(default)s)")
     ap.add_argument("--conflist", help="patch this file of --conf-dir (default: the one the runtime uses)")
     ap.add_argument("--agent-socket", default="/run/egress/inventory.sock", help="agentSocket (default %(default)s)")
     ap.add_argument("--failure-policy", choices=("closed", "open"), default="closed",

@@ -137,3 +137,40 @@ def test_every_restores_the_chain_when_the_main_plugin_rewrites_its_file(node):
     finally:
         keeper.terminate()
         keeper.wait(timeout=10)
+
+
+def _bundle(path, version: str):
+    """A PyInstaller --onedir-shaped bundle: an executable `egress` and its `_internal` directory."""
+    (path / "_internal").mkdir(parents=True)
+    (path / "_internal" / "lib.txt").write_text(version)
+    (path / "egress").write_text(f"#!/bin/sh\necho {version}\n")
+    os.chmod(path / "egress", 0o755)
+    return path
+
+
+def test_a_bundle_is_installed_beside_the_chain_and_swapped_atomically(node, tmp_path):
+    conf_dir, bin_dir, args = node
+    args = args[:-1] + [str(_bundle(tmp_path / "v1", "v1"))]
+    assert main(args) == 0
+    target = bin_dir / "egress"
+    assert target.is_symlink() and subprocess.run([str(target)], capture_output=True, text=True).stdout == "v1\n"
+    first = os.readlink(target)
+    assert main(args) == 0 and os.readlink(target) == first  # unchanged: nothing rewritten
+
+    for v in ("v2", "v3"):
+        assert main(args[:-1] + [str(_bundle(tmp_path / v, v))]) == 0
+        assert subprocess.run([str(target)], capture_output=True, text=True).stdout == f"{v}\n"
+    bundles = sorted(p.name for p in bin_dir.glob(".egress-*"))
+    assert len(bundles) == 2  # the current one and the one before it (a runtime may still run it)
+    assert os.readlink(target).split("/")[0] in bundles
+
+    assert main(args + ["--uninstall"]) == 0
+    assert not target.exists() and not target.is_symlink() and list(bin_dir.glob(".egress-*")) == []
+
+
+def test_a_bundle_without_its_executable_is_refused(node, tmp_path, capsys):
+    conf_dir, bin_dir, args = node
+    (tmp_path / "empty").mkdir()
+    assert main(args[:-1] + [str(tmp_path / "empty")]) == 1
+    assert "no executable named egress" in capsys.readouterr().err
+    assert list(bin_dir.iterdir()) == []
