@@ -49,18 +49,22 @@ class Gateway(_message.Message):
     def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version")
+    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "priority", "excluded_cidrs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CIDRS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_SOURCE_IP_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_CIDRS_FIELD_NUMBER: _ClassVar[int]
     name: str
     egress: _containers.RepeatedCompositeFieldContainer[EgressRule]
     destination_cidrs: _containers.RepeatedScalarFieldContainer[str]
     egress_source_ip: str
     resource_version: int
-    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    priority: int
+    excluded_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., priority: _Optional[int] = ..., excluded_cidrs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GatewayStatus(_message.Message):
     __slots__ = ("name", "nodes", "floating_ips", "unassigned_reasons")

@@ -1,0 +1,190 @@
+"""Which policy a (pod, destination) pair belongs to: the one precedence rule, and its resolved forms.
+
+The rule (issue #12), for a destination address and the policies selecting a pod:
+  1. a policy covers the address when the longest of its own prefixes containing it
+     (destination CIDRs and excluded CIDRs together) is a destination CIDR: an
+     exclusion carves a hole, a destination inside that hole fills it again;
+  2. among the covering policies the lowest `priority` wins, then the longest
+     covering destination prefix, then the policy name;
+  3. no covering policy: the traffic is not steered (it leaves with its node's IP).
+Cluster-internal destinations (pod CIDRs, node subnets, service CIDRs) are taken out
+before this rule runs, by the datapath itself.
+
+`winner` is the rule written out per address (the reference); `resolve` turns a
+selection group's policies into LPM entries (prefix -> winner, or None for "not
+steered") that answer exactly like `winner` under longest-prefix match, so the
+classifier's per-packet cost stays one trie lookup; `ranges` flattens those entries
+into disjoint address ranges for the gateway's nftables interval maps.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+Net = ipaddress.IPv4Network
+
+DEFAULT_PRIORITY = 1000
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What precedence needs of one policy."""
+
+    name: str
+    destinations: frozenset[str]
+    excluded: frozenset[str] = field(default_factory=frozenset)
+    priority: int = DEFAULT_PRIORITY
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "destinations", frozenset(self.destinations))
+        object.__setattr__(self, "excluded", frozenset(self.excluded))
+
+    @classmethod
+    def of(cls, policy) -> "Rule":
+        """From anything with name, destination_cidrs, excluded_cidrs, priority (a models.Policy, a PolicyPath)."""
+        return cls(policy.name, frozenset(policy.destination_cidrs),
+                   frozenset(getattr(policy, "excluded_cidrs", ()) or ()),
+                   getattr(policy, "priority", DEFAULT_PRIORITY))
+
+
+def covering_length(rule: Rule, address: ipaddress.IPv4Address) -> Optional[int]:
+    """The prefix length by which `rule` covers `address`, or None (not covered, or excluded)."""
+    best: Optional[tuple[int, bool]] = None
+    for cidr, is_dst in [(c, True) for c in rule.destinations] + [(c, False) for c in rule.excluded]:
+        net = ipaddress.ip_network(cidr)
+        if address in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, is_dst)
+    return best[0] if best and best[1] else None
+
+
+def _key(rule: Rule, length: int) -> tuple:
+    return (rule.priority, -length, rule.name)
+
+
+def winner(rules: Iterable[Rule], address) -> Optional[str]:
+    """The reference: which of `rules` `address` belongs to (None: not steered)."""
+    address = ipaddress.ip_address(address)
+    best = None
+    for rule in rules:
+        length = covering_length(rule, address)
+        if length is not None and (best is None or _key(rule, length) < best):
+            best = _key(rule, length)
+    return best[2] if best else None
+
+
+def resolve(rules: Iterable[Rule]) -> dict[Net, Optional[str]]:
+    """LPM entries (prefix -> winning policy name, None = not steered) equivalent to `winner`.
+
+    The answer for an address depends only on which of the rules' prefixes contain it,
+    and prefixes nest, so it is fixed by the longest one: each prefix gets the answer
+    computed from its chain of enclosing prefixes. An entry that repeats its nearest
+    enclosing entry's answer is left out (the trie falls back to that one anyway), and
+    so is a top-level "not steered".
+    """
+    owners: dict[Net, list[tuple[Rule, bool]]] = {}
+    for rule in rules:
+        for c in rule.destinations:
+            owners.setdefault(ipaddress.ip_network(c), []).append((rule, True))
+        for c in rule.excluded:
+            owners.setdefault(ipaddress.ip_network(c), []).append((rule, False))
+    out: dict[Net, Optional[str]] = {}
+    stack: list[tuple[Net, Optional[str]]] = []  # enclosing prefixes with their answers, outermost first
+    for net in sorted(owners, key=lambda n: (int(n.network_address), n.prefixlen)):
+        while stack and not net.subnet_of(stack[-1][0]):
+            stack.pop()
+        answer = _answer([owners[n] for n, _ in stack] + [owners[net]], [n.prefixlen for n, _ in stack] + [net.prefixlen])
+        enclosing = stack[-1][1] if stack else None
+        if answer != enclosing:
+            out[net] = answer
+        stack.append((net, answer))
+    return out
+
+
+def _answer(chain: list[list[tuple[Rule, bool]]], lengths: list[int]) -> Optional[str]:
+    seen: set[str] = set()
+    best = None
+    for owners, length in zip(reversed(chain), reversed(lengths)):  # longest prefix first
+        for rule, is_dst in owners:
+            if rule.name in seen:
+                continue
+            seen.add(rule.name)
+            if is_dst and (best is None or _key(rule, length) < best):
+                best = _key(rule, length)
+    return best[2] if best else None
+
+
+def lookup(entries: dict[Net, Optional[str]], address) -> Optional[str]:
+    """Longest-prefix match over `entries`, as the kernel's trie does it (for tests and `describe`)."""
+    address = ipaddress.ip_address(address)
+    found = [n for n in entries if address in n]
+    return entries[max(found, key=lambda n: n.prefixlen)] if found else None
+
+
+def ranges(entries: dict[Net, Optional[str]]) -> list[tuple[int, int, str]]:
+    """`entries` flattened: disjoint, sorted (first, last, policy) address ranges; not-steered space omitted."""
+    points: list[tuple[int, int, Optional[str]]] = []  # (first, last, answer), nested intervals
+    for net, answer in entries.items():
+        points.append((int(net.network_address), int(net.broadcast_address), answer))
+    points.sort(key=lambda p: (p[0], -(p[1] - p[0])))
+    out: list[tuple[int, int, str]] = []
+    stack: list[tuple[int, int, Optional[str]]] = []
+    cursor = 0
+
+    def emit(upto: int) -> None:
+        # Addresses [cursor, upto] belong to the innermost open interval.
+        nonlocal cursor
+        if stack and cursor <= upto and stack[-1][2] is not None:
+            first, name = cursor, stack[-1][2]
+            if out and out[-1][2] == name and out[-1][1] + 1 == first:
+                out[-1] = (out[-1][0], upto, name)
+            else:
+                out.append((first, upto, name))
+        cursor = max(cursor, upto + 1)
+
+    for first, last, answer in points:
+        while stack and stack[-1][1] < first:
+            emit(stack[-1][1])
+            stack.pop()
+        if stack:
+            emit(first - 1)
+        cursor = max(cursor, first)
+        stack.append((first, last, answer))
+    while stack:
+        emit(stack[-1][1])
+        stack.pop()
+    return out
+
+
+def shadowed(rules: Iterable[Rule], rule: Rule) -> list[tuple[str, str]]:
+    """(destination CIDR of `rule`, policy) pairs where another of `rules` takes part of the CIDR by precedence.
+
+    Only policies `rule` would otherwise win against (lower priority, or equal priority
+    and a longer prefix or earlier name) count: an exclusion is `rule`'s own choice.
+    """
+    rules = [r for r in rules if r.name != rule.name]
+    entries = resolve([rule, *rules])
+    found = set()
+    for dst in rule.destinations:
+        dnet = ipaddress.ip_network(dst)
+        for net, answer in entries.items():
+            if answer and answer != rule.name and (net.subnet_of(dnet) or dnet.subnet_of(net)):
+                probe = net.network_address if net.subnet_of(dnet) else dnet.network_address
+                if covering_length(rule, probe) is not None:
+                    found.add((dst, answer))
+    return sorted(found)
+
+
+def equal_priority_overlaps(rule: Rule, others: Iterable[Rule]) -> list[tuple[str, str, str]]:
+    """(other policy, CIDR of `rule`, CIDR of other) where both have the same priority and their CIDRs overlap."""
+    out = []
+    for other in others:
+        if other.name == rule.name or other.priority != rule.priority:
+            continue
+        for a in sorted(rule.destinations):
+            na = ipaddress.ip_network(a)
+            for b in sorted(other.destinations):
+                if na.overlaps(ipaddress.ip_network(b)):
+                    out.append((other.name, a, b))
+    return out
