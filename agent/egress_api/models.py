@@ -808,3 +808,30 @@ def released_in_use(
 def check_gateway_removal(gateway: Gateway, policies: Iterable[Policy], others: Iterable[Gateway] = ()) -> list[Violation]:
     """Source IPs still in use that deleting `gateway` would leave in no gateway (warnings: they are retained)."""
     return released_in_use(None, others, policies, before=gateway)
+
+
+def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[Violation]:
+    """Other policies with the same priority whose destinations overlap `policy`'s (warnings).
+
+    Where both select a pod, the longest prefix and then the name decide (`egress_api.precedence`), which is
+    rarely what was meant: a priority says it explicitly.
+    """
+    from egress_api.precedence import Rule, equal_priority_overlaps as overlaps
+
+    others = [Rule.of(p) for p in policies if p.name != policy.name and not _pending_rule(p)]
+    if _pending_rule(policy):
+        return []
+    return [
+        Violation(
+            ("priority",),
+            f"policies {policy.name!r} and {other!r} both have priority {policy.priority} and overlapping "
+            f"destinations ({mine} and {theirs}): for pods both select, the longest prefix and then the name "
+            "decide. Give one of them another priority to say which wins",
+        )
+        for other, mine, theirs in overlaps(Rule.of(policy), others)
+    ]
+
+
+def _pending_rule(p: Policy) -> bool:
+    return isinstance(p.priority, Pending) or isinstance(p.destination_cidrs, Pending) or any(
+        isinstance(c, Pending) for c in p.destination_cidrs)

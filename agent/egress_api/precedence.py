@@ -158,33 +158,53 @@ def ranges(entries: dict[Net, Optional[str]]) -> list[tuple[int, int, str]]:
 
 
 def shadowed(rules: Iterable[Rule], rule: Rule) -> list[tuple[str, str]]:
-    """(destination CIDR of `rule`, policy) pairs where another of `rules` takes part of the CIDR by precedence.
+    """(destination CIDR of `rule`, other policy): where `rule` covers an address but another of `rules` wins it.
 
-    Only policies `rule` would otherwise win against (lower priority, or equal priority
-    and a longer prefix or earlier name) count: an exclusion is `rule`'s own choice.
+    Holes `rule` carves itself are not shadowing; addresses it covers and loses are (to a lower
+    priority number, or at equal priority to a longer prefix or an earlier name).
     """
-    rules = [r for r in rules if r.name != rule.name]
-    entries = resolve([rule, *rules])
+    others = [r for r in rules if r.name != rule.name]
+    own = ranges(resolve([rule]))
+    won = [r for r in ranges(resolve([rule, *others])) if r[2] != rule.name]
     found = set()
-    for dst in rule.destinations:
-        dnet = ipaddress.ip_network(dst)
-        for net, answer in entries.items():
-            if answer and answer != rule.name and (net.subnet_of(dnet) or dnet.subnet_of(net)):
-                probe = net.network_address if net.subnet_of(dnet) else dnet.network_address
-                if covering_length(rule, probe) is not None:
-                    found.add((dst, answer))
+    i = j = 0
+    while i < len(own) and j < len(won):
+        first, last = max(own[i][0], won[j][0]), min(own[i][1], won[j][1])
+        if first <= last:
+            address = ipaddress.IPv4Address(first)
+            dst = max((ipaddress.ip_network(c) for c in rule.destinations if address in ipaddress.ip_network(c)),
+                      key=lambda n: n.prefixlen)
+            found.add((dst.with_prefixlen, won[j][2]))
+        if own[i][1] < won[j][1]:
+            i += 1
+        else:
+            j += 1
     return sorted(found)
 
 
+def _first_overlap(a: Iterable[str], b: Iterable[str]) -> Optional[tuple[str, str]]:
+    """One (CIDR of a, CIDR of b) pair that overlaps, found by a sweep over both sorted lists (not all pairs)."""
+    events = sorted(
+        [(int(n.network_address), int(n.broadcast_address), 0, c) for c in a for n in [ipaddress.ip_network(c)]]
+        + [(int(n.network_address), int(n.broadcast_address), 1, c) for c in b for n in [ipaddress.ip_network(c)]]
+    )
+    open_until = [(-1, ""), (-1, "")]  # per side: the furthest end seen so far, and its CIDR
+    for first, last, side, cidr in events:
+        other_end, other_cidr = open_until[1 - side]
+        if other_end >= first:
+            return (cidr, other_cidr) if side == 0 else (other_cidr, cidr)
+        if last > open_until[side][0]:
+            open_until[side] = (last, cidr)
+    return None
+
+
 def equal_priority_overlaps(rule: Rule, others: Iterable[Rule]) -> list[tuple[str, str, str]]:
-    """(other policy, CIDR of `rule`, CIDR of other) where both have the same priority and their CIDRs overlap."""
+    """(other policy, CIDR of `rule`, CIDR of other): an overlap with a policy of the same priority, one per policy."""
     out = []
-    for other in others:
+    for other in sorted(others, key=lambda r: r.name):
         if other.name == rule.name or other.priority != rule.priority:
             continue
-        for a in sorted(rule.destinations):
-            na = ipaddress.ip_network(a)
-            for b in sorted(other.destinations):
-                if na.overlaps(ipaddress.ip_network(b)):
-                    out.append((other.name, a, b))
+        found = _first_overlap(rule.destinations, other.destinations)
+        if found:
+            out.append((other.name, *found))
     return out

@@ -32,7 +32,7 @@ def rule_sets(draw):
     return rules
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(rule_sets())
 def test_resolved_entries_answer_like_the_reference(rules):
     entries = resolve(rules)
@@ -77,3 +77,27 @@ def test_shadowing_and_equal_priority_overlaps_name_the_other_policy():
     assert shadowed([narrow], wide) == []
     same = Rule("same", frozenset({"198.51.100.128/25"}), priority=10)
     assert equal_priority_overlaps(wide, [narrow, same]) == [("same", "198.51.100.0/24", "198.51.100.128/25")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(cidrs, min_size=1, max_size=5), st.sets(cidrs, min_size=1, max_size=5))
+def test_equal_priority_overlap_is_found_exactly_when_some_pair_overlaps(a, b):
+    found = equal_priority_overlaps(Rule("a", frozenset(a)), [Rule("b", frozenset(b))])
+    any_pair = any(ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y)) for x in a for y in b)
+    assert bool(found) == any_pair
+    if found:
+        _, x, y = found[0]
+        assert x in a and y in b and ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rule_sets())
+def test_shadowed_names_exactly_the_policies_that_win_addresses_a_policy_covers(rules):
+    rule = rules[0]
+    expected = set()
+    for a in range(BASE, BASE + 256):
+        address = ipaddress.IPv4Address(a)
+        w = winner(rules, address)
+        if w not in (None, rule.name) and winner([rule], address) == rule.name:
+            expected.add(w)
+    assert {name for _, name in shadowed(rules, rule)} == expected

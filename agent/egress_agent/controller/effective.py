@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from egress_agent.store import typed
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
 from egress_api import models
-from egress_api.precedence import Rule, winner
+from egress_api.precedence import Rule, shadowed as shadowed_by, winner
 
 SAMPLE = 10  # pods named in an impact's sample
 CHANGES = 20  # source changes listed in an impact
@@ -157,3 +157,48 @@ def gateway_impact(world: World, gateways: dict[str, models.Gateway], gateway: m
     cidrs = {c for p in touched for c in p.destination_cidrs}
     changes, changed = _changes(world, world, selected, cidrs, added)
     return Impact(len(selected), selected[:SAMPLE], changes, changed)
+
+
+def exclusions(policy: models.Policy, node_records) -> list[tuple[str, str]]:
+    """(CIDR, why) the policy never steers inside its destinations: its own holes, and the cluster's own
+    destinations (pod CIDRs, service CIDRs, node subnets, from the NODE records) that overlap them."""
+    dsts = [ipaddress.ip_network(c) for c in policy.destination_cidrs]
+    out: dict[str, str] = {c: "excluded_cidrs" for c in policy.excluded_cidrs}
+    for r in sorted(node_records, key=lambda r: r.value.get("name", "")):
+        v = r.value
+        found = [(c, "service CIDR") for c in v.get("service_cidrs") or ()]
+        if v.get("pod_cidr"):
+            found.append((v["pod_cidr"], f"pod CIDR of {v.get('name', '')}"))
+        if v.get("node_ip"):
+            found.append((str(ipaddress.ip_interface(v["node_ip"]).network), "node subnet"))
+        for cidr, why in found:
+            if cidr not in out and any(ipaddress.ip_network(cidr).overlaps(d) for d in dsts):
+                out[cidr] = why
+    return sorted(out.items(), key=lambda item: ipaddress.ip_network(item[0]))
+
+
+@dataclass(frozen=True)
+class Shadow:
+    pod: str
+    destination: str
+    policy: str
+
+
+def shadowed(world: World, policy: models.Policy) -> tuple[list[Shadow], int]:
+    """(the first CHANGES shadowed (pod, destination, winner), how many pods) for the pods `policy` selects.
+
+    Pods are grouped by the set of policies selecting them: precedence is resolved once per group.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key, pod in sorted(world.pods.items()):
+        if selects(world, policy, pod):
+            names = tuple(sorted(n for n, p in world.policies.items() if n != policy.name and selects(world, p, pod)))
+            groups.setdefault(names, []).append(key)
+    out, pods = [], set()
+    mine = Rule.of(policy)
+    for names, keys in sorted(groups.items()):
+        found = shadowed_by([Rule.of(world.policies[n]) for n in names], mine) if names else []
+        for key in keys if found else ():
+            pods.add(key)
+            out.extend(Shadow(key, dst, other) for dst, other in found)
+    return sorted(out, key=lambda s: (s.pod, s.destination, s.policy))[:CHANGES], len(pods)

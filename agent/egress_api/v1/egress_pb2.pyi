@@ -296,16 +296,40 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., node: _Optional[str] = ..., store: _Optional[str] = ..., store_ok: bool = ..., detail: _Optional[str] = ..., leader: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class DescribePolicyResponse(_message.Message):
-    __slots__ = ("policy", "holder", "events", "counters")
+    __slots__ = ("policy", "holder", "events", "counters", "exclusions", "shadowed", "shadowed_pods")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_PODS_FIELD_NUMBER: _ClassVar[int]
     policy: Policy
     holder: str
     events: _containers.RepeatedCompositeFieldContainer[Event]
     counters: PolicyCounters
-    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ...) -> None: ...
+    exclusions: _containers.RepeatedCompositeFieldContainer[PolicyExclusion]
+    shadowed: _containers.RepeatedCompositeFieldContainer[ShadowedTraffic]
+    shadowed_pods: int
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., exclusions: _Optional[_Iterable[_Union[PolicyExclusion, _Mapping]]] = ..., shadowed: _Optional[_Iterable[_Union[ShadowedTraffic, _Mapping]]] = ..., shadowed_pods: _Optional[int] = ...) -> None: ...
+
+class PolicyExclusion(_message.Message):
+    __slots__ = ("cidr", "reason")
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    cidr: str
+    reason: str
+    def __init__(self, cidr: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ShadowedTraffic(_message.Message):
+    __slots__ = ("pod", "destination", "policy")
+    POD_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    pod: str
+    destination: str
+    policy: str
+    def __init__(self, pod: _Optional[str] = ..., destination: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class EffectiveIPRequest(_message.Message):
     __slots__ = ("namespace", "pod", "destination")
