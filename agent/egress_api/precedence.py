@@ -83,22 +83,24 @@ def resolve(rules: Iterable[Rule]) -> dict[Net, Optional[str]]:
     enclosing entry's answer is left out (the trie falls back to that one anyway), and
     so is a top-level "not steered".
     """
-    owners: dict[Net, list[tuple[Rule, bool]]] = {}
+    # Prefixes as (network as int, length): ipaddress objects cost more than the resolution itself at 10,000s.
+    owners: dict[tuple[int, int], list[tuple[Rule, bool]]] = {}
     for rule in rules:
-        for c in rule.destinations:
-            owners.setdefault(ipaddress.ip_network(c), []).append((rule, True))
-        for c in rule.excluded:
-            owners.setdefault(ipaddress.ip_network(c), []).append((rule, False))
+        for cidrs, is_dst in ((rule.destinations, True), (rule.excluded, False)):
+            for c in cidrs:
+                net = ipaddress.ip_network(c)
+                owners.setdefault((int(net.network_address), net.prefixlen), []).append((rule, is_dst))
     out: dict[Net, Optional[str]] = {}
-    stack: list[tuple[Net, Optional[str]]] = []  # enclosing prefixes with their answers, outermost first
-    for net in sorted(owners, key=lambda n: (int(n.network_address), n.prefixlen)):
-        while stack and not net.subnet_of(stack[-1][0]):
+    stack: list[tuple[int, int, Optional[str]]] = []  # enclosing prefixes with their answers, outermost first
+    for addr, length in sorted(owners):
+        while stack and (length < stack[-1][1] or (addr ^ stack[-1][0]) >> (32 - stack[-1][1])):
             stack.pop()
-        answer = _answer([owners[n] for n, _ in stack] + [owners[net]], [n.prefixlen for n, _ in stack] + [net.prefixlen])
-        enclosing = stack[-1][1] if stack else None
+        answer = _answer([owners[(a, n)] for a, n, _ in stack] + [owners[(addr, length)]],
+                         [n for _, n, _ in stack] + [length])
+        enclosing = stack[-1][2] if stack else None
         if answer != enclosing:
-            out[net] = answer
-        stack.append((net, answer))
+            out[ipaddress.IPv4Network((addr, length))] = answer
+        stack.append((addr, length, answer))
     return out
 
 

@@ -200,6 +200,12 @@ class Nat:
         self._applied_podcidrs = podcidrs
         self._applied_ips = new_ips
 
+    def sizes(self) -> dict[str, int]:
+        """SNAT rules (one per selection group) and their pod and destination-range elements."""
+        held = self._applied or {}
+        return {"snat_rules": len(held), "snat_pod_elements": sum(len(h.pods) for h in held.values()),
+                "snat_range_elements": sum(len(h.snat) for h in held.values())}
+
     def cleanup(self) -> None:
         self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n", "-f", "-")
         self._applied = None

@@ -251,6 +251,11 @@ class Steering:
 
     # --- observability -------------------------------------------------------
 
+    def map_sizes(self) -> dict[str, int]:
+        """Entries written to each classifier map (what bench/datapath.py reports)."""
+        return {"egress_pods": len(self._applied_pods), "egress_dsts": len(self._applied_dsts),
+                "egress_internal": len(self._applied_incluster), "groups": len(self._groups)}
+
     def counters(self) -> dict[str, PolicyCounters]:
         out = {}
         for name, pid in self._policy_ids.items():
