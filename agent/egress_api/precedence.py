@@ -19,6 +19,7 @@ into disjoint address ranges for the gateway's nftables interval maps.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -102,6 +103,14 @@ def resolve(rules: Iterable[Rule]) -> dict[Net, Optional[str]]:
             out[ipaddress.IPv4Network((addr, length))] = answer
         stack.append((addr, length, answer))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve_group(rules: frozenset[Rule]) -> dict[Net, Optional[str]]:
+    """`resolve`, remembered per set of rules: a node re-applies its state on every store change, and a
+    pod start changes no group's policies (at 1,000 policies a group takes ~0.5 s to resolve). Treat the
+    result as read-only."""
+    return resolve(rules)
 
 
 def _answer(chain: list[list[tuple[Rule, bool]]], lengths: list[int]) -> Optional[str]:

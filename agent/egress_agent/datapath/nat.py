@@ -134,7 +134,7 @@ class Nat:
         for tag, policies in self._rules(uplink, held)[1]:
             lines.append(
                 f'add rule {t} postrouting oifname "{uplink}" ip saddr @g_{tag}_pods '
-                f'counter snat ip to ip daddr map @g_{tag}_snat comment "policies {",".join(policies)}"'
+                f'counter snat ip to ip daddr map @g_{tag}_snat comment "{_group_comment(policies)}"'
             )
         lines.append(
             f'add rule {t} postrouting meta mark {STRAY_MARK:#010x} counter drop '
@@ -222,6 +222,14 @@ class Nat:
                 ip = c["name"][len("snat_") :].replace("_", ".")
                 result[ip] = EgressIPCounters(packets=c["packets"], bytes=c["bytes"])
         return result
+
+
+def _group_comment(policies: tuple[str, ...]) -> str:
+    """Which policies a group's rule is for, within nftables' 128-character comment limit."""
+    text = "policies " + ",".join(policies)
+    if len(text) <= 128:
+        return text
+    return f"{len(policies)} policies: {policies[0]},..."[:128]
 
 
 def _element_diff(table: str, set_name: str, old: frozenset[str], new: frozenset[str], is_map: bool = False) -> list[str]:

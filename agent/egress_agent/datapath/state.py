@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from egress_api.precedence import DEFAULT_PRIORITY, Net, Rule, resolve
+from egress_api.precedence import DEFAULT_PRIORITY, Net, Rule, resolve_group
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class NodeDatapathState:
 
     def group_entries(self, group: frozenset[str]) -> dict[Net, Optional[str]]:
         """The resolved LPM entries of the policies in `group` (egress_api.precedence)."""
-        return resolve(p.rule for p in self.policies if p.name in group)
+        return resolve_group(frozenset(p.rule for p in self.policies if p.name in group))
 
     def held_policies(self) -> list[PolicyPath]:
         """Policies whose source IP this node holds: it is their gateway and SNATs for them."""
