@@ -113,6 +113,12 @@ def resolve_group(rules: frozenset[Rule]) -> dict[Net, Optional[str]]:
     return resolve(rules)
 
 
+@functools.lru_cache(maxsize=4096)
+def group_ranges(rules: frozenset[Rule]) -> list[tuple[int, int, str]]:
+    """`ranges` of `resolve_group`, remembered the same way (the gateway's SNAT maps). Read-only."""
+    return ranges(resolve_group(rules))
+
+
 def _answer(chain: list[list[tuple[Rule, bool]]], lengths: list[int]) -> Optional[str]:
     seen: set[str] = set()
     best = None

@@ -30,7 +30,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from egress_api.precedence import ranges
+from egress_api.precedence import group_ranges
 
 from .routing import MARK_BASE
 from .state import NodeDatapathState
@@ -105,7 +105,7 @@ class Nat:
         for group, pods in pods_of.items():
             snat = frozenset(
                 f"{_range(first, last)} : {held[name]}"
-                for first, last, name in ranges(state.group_entries(group)) if name in held
+                for first, last, name in group_ranges(state.group_rules(group)) if name in held
             )
             if snat:
                 tag = group_tag(group)

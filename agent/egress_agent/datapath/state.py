@@ -36,10 +36,8 @@ class PolicyPath:
         object.__setattr__(self, "destination_cidrs", frozenset(self.destination_cidrs))
         object.__setattr__(self, "selected_pod_ips", frozenset(self.selected_pod_ips))
         object.__setattr__(self, "excluded_cidrs", frozenset(self.excluded_cidrs))
-
-    @property
-    def rule(self) -> Rule:
-        return Rule(self.name, self.destination_cidrs, self.excluded_cidrs, self.priority)
+        # Built once: every apply looks it up per selection group (hashing its CIDR sets each time cost seconds).
+        object.__setattr__(self, "rule", Rule(self.name, self.destination_cidrs, self.excluded_cidrs, self.priority))
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,7 @@ class NodeDatapathState:
         names = [p.name for p in self.policies]
         if len(names) != len(set(names)):
             raise ValueError("policy names must be unique")
+        object.__setattr__(self, "_rules", {p.name: p.rule for p in self.policies})
 
     @property
     def node_address(self) -> str:
@@ -89,9 +88,12 @@ class NodeDatapathState:
                 out.setdefault(ip, set()).add(p.name)
         return {ip: frozenset(names) for ip, names in out.items()}
 
+    def group_rules(self, group: frozenset[str]) -> frozenset[Rule]:
+        return frozenset(self._rules[name] for name in group)
+
     def group_entries(self, group: frozenset[str]) -> dict[Net, Optional[str]]:
         """The resolved LPM entries of the policies in `group` (egress_api.precedence)."""
-        return resolve_group(frozenset(p.rule for p in self.policies if p.name in group))
+        return resolve_group(self.group_rules(group))
 
     def held_policies(self) -> list[PolicyPath]:
         """Policies whose source IP this node holds: it is their gateway and SNATs for them."""
