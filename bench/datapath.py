@@ -9,7 +9,12 @@ Measured, side by side in one run, from pods on worker1 to 198.51.100.10:
   * gateway: a selected pod, steered by eBPF to worker2, SNATed there;
   * gateway with 1,000 policies x 10 CIDRs and 10,000 inventory pods (every
     policy also selects the measured pod, so its trie group holds 10,000 CIDRs,
-    and worker2 holds all 1,000 policies: 1,000 SNAT rules, 2,000 sets);
+    and worker2 holds all 1,000 policies). Each policy also excludes a /26 of
+    its first CIDR and has one of three priorities (issue #12), so the group's
+    trie holds resolved answers (hole entries included) and worker2 SNATs per
+    selection group through interval maps of the same resolution. (Label
+    expressions are resolved to pod IPs before the datapath: they cost in
+    node/desired.py, not here.) Map and rule sizes are recorded;
   * naive baseline: the same steering written as one nftables rule per
     (pod, CIDR) on worker1 (`meta mark set`, 100,000 rules, evaluated per
     packet), which is what a user would otherwise write.
@@ -72,7 +77,9 @@ def scale_policies(n_policies: int, cidrs_per: int, pods_per: int, measured_pod:
         name = f"bulk-{i}"
         fake_pods[name] = [next(fake) for _ in range(pods_per)]
         src = str(ipaddress.ip_address("100.127.0.0") + i + 1)  # not in the node subnet: SNAT rule only, no address
-        policies.append(LabPolicy(name, cidrs, src, "worker2", (measured_pod,)))
+        hole = next(ipaddress.ip_network(cidrs[0]).subnets(new_prefix=26)).with_prefixlen
+        policies.append(LabPolicy(name, cidrs, src, "worker2", (measured_pod,), excluded_cidrs=(hole,),
+                                  priority=999 + i % 3))
     measured = LabPolicy("measured", ("198.51.100.0/24",) + tuple(next(nets).with_prefixlen for _ in range(cidrs_per - 1)),
                          "192.0.2.100", "worker2", (measured_pod,))
     return [measured] + policies, fake_pods
@@ -137,6 +144,7 @@ def main() -> None:
 
         policies, fake = scale_policies(args.policies, args.cidrs, args.pods // max(1, args.policies - 1), "steered")
         results["apply_scale_seconds"] = apply_with_inventory(lab, policies, fake)
+        results["sizes_scale"] = {"worker1": lab.datapath("worker1").sizes(), "worker2": lab.datapath("worker2").sizes()}
         assert lab.whoami("steered") == "192.0.2.100"
         results["gateway_scale"] = measure(lab, "steered", args.seconds, args.probes)
         results["direct_during_scale"] = measure(lab, "direct", args.seconds, args.probes)
@@ -183,7 +191,10 @@ def render(r: dict) -> str:
     for name, x in rows:
         lines.append(f"| {name} | {x['gbit_s']} | {x['rtt_avg_us']} | {x['rtt_min_us']} | {x['rtt_max_us']} | {x['loss_pct']} |")
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in r["ratios"].items()),
-              f"Applying the scale state to 4 nodes took {r['apply_scale_seconds']} s; loading the naive chain took {r['naive_load_seconds']} s.", ""]
+              f"Applying the scale state to 4 nodes took {r['apply_scale_seconds']} s; loading the naive chain took {r['naive_load_seconds']} s.",
+              "", "State at scale (entries written): " + "; ".join(
+                  f"{node}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) for node, sizes in r.get("sizes_scale", {}).items()),
+              ""]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from egress_agent.cluster.detector import DEFAULT_INTERVAL, DEFAULT_MISSES  # st
 from egress_api import models, transport
 
 #: YAML keys (flag --node-ip <-> key node_ip).
-KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
+KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "service_cidr", "socket", "listen", "store", "datapath", "etcd_prefix",
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
         "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval",
@@ -77,7 +77,17 @@ def load_file(path: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise ConfigError(f"--config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
+    if isinstance(data.get("service_cidr"), list):  # a YAML list of CIDRs, same as the flag's A,B
+        data["service_cidr"] = ",".join(str(c) for c in data["service_cidr"])
     return {k: (str(v) if v is not None else None) for k, v in data.items()}
+
+
+def _cidr_list(value: Any) -> list[str]:
+    """--service-cidr A,B (or a YAML list): the CIDRs, in the order given."""
+    if not value:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(c).strip() for c in items if str(c).strip()]
 
 
 def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) -> AgentConfig:
@@ -97,11 +107,12 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
                 "node_ip": settings["node_ip"],
                 "interface": settings.get("interface") or "",
                 "pod_cidr": settings.get("pod_cidr") or "",
+                "service_cidrs": _cidr_list(settings.get("service_cidr")),
                 "api_address": settings.get("listen") or "",
             },
         )
     except models.InvalidObject as err:
-        names = {"name": "node"}
+        names = {"name": "node", "service_cidrs": "service_cidr"}
         raise ConfigError(
             "; ".join(f"{_flag(names.get(str(v.path[0]), str(v.path[0])))}: {v.message}" for v in err.violations)
         ) from None

@@ -57,6 +57,9 @@ class PolicyDescription:
     holder: str  # node holding egress_source_ip, "" when none
     events: list[Event]
     counters: dict[str, int]
+    exclusions: list[tuple[str, str]] = field(default_factory=list)  # (CIDR, why) never steered
+    shadowed: list[tuple[str, str, str]] = field(default_factory=list)  # (pod, destination, winning policy)
+    shadowed_pods: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,9 @@ class EgressClient:
                 "translated_packets": c.translated_packets,
                 "translated_bytes": c.translated_bytes,
             },
+            exclusions=[(e.cidr, e.reason) for e in msg.exclusions],
+            shadowed=[(s.pod, s.destination, s.policy) for s in msg.shadowed],
+            shadowed_pods=msg.shadowed_pods,
         )
 
     @staticmethod

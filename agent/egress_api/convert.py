@@ -76,6 +76,8 @@ def policy_to_dict(msg: pb.Policy) -> dict[str, Any]:
         ],
         "destination_cidrs": list(msg.destination_cidrs),
         "egress_source_ip": msg.egress_source_ip,
+        "excluded_cidrs": list(msg.excluded_cidrs),
+        **({"priority": msg.priority} if msg.HasField("priority") else {}),
     }
 
 
@@ -86,6 +88,8 @@ def policy_to_proto(p: models.Policy, resource_version: int = 0) -> pb.Policy:
         destination_cidrs=list(p.destination_cidrs),
         egress_source_ip=p.egress_source_ip,
         resource_version=resource_version,
+        priority=p.priority,
+        excluded_cidrs=list(p.excluded_cidrs),
     )
 
 

@@ -29,6 +29,8 @@ MAX_CONCURRENT_RPCS = 512
 MAX_FLOATING_IPS = 1024  # per gateway (a /22)
 MAX_DESTINATION_CIDRS = 10_000  # per policy
 MAX_EGRESS_RULES = 64  # per policy
+MAX_EXCLUDED_CIDRS = 1_000  # excluded_cidrs per policy
+MAX_PRIORITY = 65_535  # a policy's priority is 0..MAX_PRIORITY (lower wins)
 MAX_SELECTOR_LABELS = 64  # match_labels entries per selector
 MAX_OBJECT_LABELS = 256  # labels per pod or namespace (from Kubernetes)
 

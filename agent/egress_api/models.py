@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Iterable, Optional
 
 from egress_api import limits
+from egress_api.precedence import DEFAULT_PRIORITY
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -407,6 +408,37 @@ class Policy(BaseModel):
         _deferred(),
     ]
     egress_source_ip: FloatingIP
+    # Holes in destination_cidrs (longest prefix wins): each lies inside one of them. Never steered by this policy;
+    # another policy covering the hole may take it.
+    excluded_cidrs: Annotated[
+        list[IPv4Cidr],
+        Field(max_length=limits.MAX_EXCLUDED_CIDRS),
+        AfterValidator(_unique("excluded CIDR")),
+        _deferred(),
+    ] = Field(default_factory=list)
+    # Lower wins where two policies select the same pod and cover the same destination (egress_api.precedence).
+    priority: Annotated[int, Field(ge=0, le=limits.MAX_PRIORITY), _deferred()] = DEFAULT_PRIORITY
+
+    @field_validator("excluded_cidrs")
+    @classmethod
+    def _exclusions_inside_destinations(cls, excluded, info):
+        destinations = info.data.get("destination_cidrs")
+        if isinstance(excluded, Pending) or not isinstance(destinations, list):
+            return excluded  # destination_cidrs invalid (reported on its own) or not known yet
+        if any(isinstance(c, Pending) for c in destinations):
+            return excluded  # a destination still unknown may hold any exclusion
+        dsts = [ipaddress.ip_network(c) for c in destinations]
+        for cidr in excluded:
+            if isinstance(cidr, Pending):
+                continue
+            net = ipaddress.ip_network(cidr)
+            if net in dsts:
+                raise ValueError(f"{cidr} is also a destination CIDR: exclude a part of it, or drop it from "
+                                 "destination_cidrs")
+            if not any(net.subnet_of(d) for d in dsts):
+                raise ValueError(f"{cidr} lies inside no destination CIDR: an exclusion carves a hole in one of "
+                                 "destination_cidrs")
+        return excluded
 
     def selects(self, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
         return any(rule.selects(namespace_labels, pod_labels) for rule in self.egress)
@@ -428,6 +460,8 @@ class Node(BaseModel):
     # Gateways of this node's routes on its uplink (its default router first), found by the agent at start:
     # addresses that must never float (`reserved_addresses`). Empty without --interface.
     routers: list[str] = Field(default_factory=list)
+    # Cluster service CIDRs this node's agent was given (--service-cidr): every node excludes all nodes' ones.
+    service_cidrs: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -461,6 +495,11 @@ class Node(BaseModel):
     @classmethod
     def _routers(cls, v: list[str]) -> list[str]:
         return [parse_ipv4(r) for r in v]
+
+    @field_validator("service_cidrs")
+    @classmethod
+    def _service_cidrs(cls, v: list[str]) -> list[str]:
+        return [parse_ipv4_cidr(c) for c in v]
 
 
 _IFNAME = re.compile(r"^[^/\s:]{1,15}\Z")  # Linux: IFNAMSIZ-1 bytes, no '/', whitespace or ':'
@@ -599,6 +638,8 @@ def _message(e: dict) -> str:
             actual = len(e["input"])
         got = f", got {actual:,}" if isinstance(actual, int) else ""
         return f"at most {ctx.get('max_length'):,} {_singular(field)} values are allowed{got}{named}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"must be between 0 and {limits.MAX_PRIORITY:,} (lower wins), got {e.get('input')!r}"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters long"
     return _MESSAGES.get(kind, "is not a valid value here")
@@ -608,6 +649,7 @@ def _message(e: dict) -> str:
 _LIMIT_NAMES = {
     "floating_ips": "MAX_FLOATING_IPS",
     "destination_cidrs": "MAX_DESTINATION_CIDRS",
+    "excluded_cidrs": "MAX_EXCLUDED_CIDRS",
     "egress": "MAX_EGRESS_RULES",
     "match_labels": "MAX_SELECTOR_LABELS",
     "match_expressions": "MAX_SELECTOR_LABELS",
@@ -634,6 +676,7 @@ def _singular(field: Any) -> str:
     return {
         "floating_ips": "floating IP",
         "destination_cidrs": "destination CIDR",
+        "excluded_cidrs": "excluded CIDR",
         "egress": "egress rule",
         "match_labels": "label",
         "match_expressions": "label expression",
@@ -765,3 +808,30 @@ def released_in_use(
 def check_gateway_removal(gateway: Gateway, policies: Iterable[Policy], others: Iterable[Gateway] = ()) -> list[Violation]:
     """Source IPs still in use that deleting `gateway` would leave in no gateway (warnings: they are retained)."""
     return released_in_use(None, others, policies, before=gateway)
+
+
+def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[Violation]:
+    """Other policies with the same priority whose destinations overlap `policy`'s (warnings).
+
+    Where both select a pod, the longest prefix and then the name decide (`egress_api.precedence`), which is
+    rarely what was meant: a priority says it explicitly.
+    """
+    from egress_api.precedence import Rule, equal_priority_overlaps as overlaps
+
+    others = [Rule.of(p) for p in policies if p.name != policy.name and not _pending_rule(p)]
+    if _pending_rule(policy):
+        return []
+    return [
+        Violation(
+            ("priority",),
+            f"policies {policy.name!r} and {other!r} both have priority {policy.priority} and overlapping "
+            f"destinations ({mine} and {theirs}): for pods both select, the longest prefix and then the name "
+            "decide. Give one of them another priority to say which wins",
+        )
+        for other, mine, theirs in overlaps(Rule.of(policy), others)
+    ]
+
+
+def _pending_rule(p: Policy) -> bool:
+    return isinstance(p.priority, Pending) or isinstance(p.destination_cidrs, Pending) or any(
+        isinstance(c, Pending) for c in p.destination_cidrs)

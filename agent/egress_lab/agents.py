@@ -59,6 +59,7 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--role", spec.role,
         "--node-ip", spec.ip_with_prefix,
         "--pod-cidr", spec.pod_cidr,
+        "--service-cidr", T.SERVICE_CIDR,
         "--interface", T.UPLINK,
         "--socket", str(T.agent_socket(spec.name)),
         "--inventory-socket", str(T.inventory_socket(spec.name)),

@@ -27,6 +27,8 @@ AGENT_PORT = 7443  # each agent's API + probe address, on its node IP (inside th
 METRICS_PORT = 9464  # each agent's Prometheus /metrics, on its node IP (inside the lab only)
 FIRST_NODE_HOST = 11  # worker1 = 192.0.2.11
 CLUSTER_POD_CIDR = "10.244.0.0/16"
+# The lab cluster's service CIDR (every agent's --service-cidr): inside the lab's pod range, no node's pod CIDR.
+SERVICE_CIDR = "10.244.200.0/24"
 POD_GATEWAY = "169.254.1.1"  # pods' default gateway, answered by proxy ARP on the host veth
 
 EXT_HOST_IP = "198.51.100.10"

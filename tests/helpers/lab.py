@@ -15,6 +15,7 @@ from pathlib import Path
 
 from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.state import NodeDatapathState, PolicyPath
+from egress_api.precedence import DEFAULT_PRIORITY
 from egress_lab import build, labstate, pods, topology as T
 
 # EGRESS_TEST_NS_TAG lets two checkouts run the kernel suites side by side.
@@ -40,6 +41,8 @@ class LabPolicy:
     egress_source_ip: str
     holder: str | None  # node holding egress_source_ip
     pods: tuple[str, ...]  # selected pod names
+    excluded_cidrs: tuple[str, ...] = ()
+    priority: int = DEFAULT_PRIORITY
 
 
 class KernelLab:
@@ -50,6 +53,7 @@ class KernelLab:
         build.down()  # whatever a crashed session left behind
         self.state = build.up(workers, masters, agents=False)
         self.datapaths: dict[str, Datapath] = {}
+        self.service_cidrs: tuple[str, ...] = ()  # what the agents' --service-cidr would say
 
     # --- workload ---------------------------------------------------------------
 
@@ -97,6 +101,8 @@ class KernelLab:
                 egress_source_ip=p.egress_source_ip,
                 gateway_node_ip=st.node(p.holder).ip if p.holder else None,
                 selected_pod_ips=frozenset(st.pod(n).ip for n in p.pods),
+                excluded_cidrs=frozenset(p.excluded_cidrs),
+                priority=p.priority,
             )
             for p in policies
         )
@@ -111,6 +117,7 @@ class KernelLab:
             local_pods={p.ip: T.pod_host_veth(p.name, p.namespace) for p in st.pods.values() if p.node == node},
             policies=paths,
             held_floating_ips=frozenset(held),
+            service_cidrs=frozenset(self.service_cidrs),
         )
 
     def apply(self, policies: list[LabPolicy], skip: tuple[str, ...] = ()) -> None:
@@ -125,6 +132,7 @@ class KernelLab:
             dp.cleanup(T.UPLINK, self.node(node).ip_with_prefix)
             dp.close()
         self.datapaths.clear()
+        self.service_cidrs = ()
         for spec in labstate.require().nodes():
             build.node_link(spec.name, "up")
 

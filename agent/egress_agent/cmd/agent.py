@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-ip", dest="node_ip", help="uplink IPv4 address with prefix, e.g. 192.0.2.11/24")
     p.add_argument("--interface", help="uplink interface (e.g. eth0)")
     p.add_argument("--pod-cidr", dest="pod_cidr", help="this node's pod CIDR, e.g. 10.244.1.0/24")
+    p.add_argument("--service-cidr", dest="service_cidr", metavar="CIDR[,CIDR...]",
+                   help="the cluster's service CIDR(s), e.g. 10.96.0.0/12: never steered by any policy (every node "
+                   "excludes every node's)")
     p.add_argument("--socket", help="unix socket path for the API (created with mode 0600)")
     p.add_argument("--listen", help="also serve the API on HOST:PORT (plaintext; keep it on 127.0.0.1)")
     p.add_argument("--store", help="where desired state lives: sqlite:PATH, or etcd:http://HOST:PORT[,...] for a cluster")

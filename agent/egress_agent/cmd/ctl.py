@@ -201,9 +201,18 @@ def _describe_policy(client: EgressClient, name: str) -> str:
     lines += [
         "  Destination CIDRs:",
         *[f"    {c}" for c in p.destination_cidrs],
+        "  Excluded CIDRs:" + ("" if p.excluded_cidrs else "  <none>"),
+        *[f"    {c}" for c in p.excluded_cidrs],
+        f"  Priority:          {p.priority}",
         f"  Egress Source IP:  {p.egress_source_ip}",
         "Status:",
         f"  Holder:  {d.holder or '<none>'}",
+        # What never leaves with the policy's IP although a destination CIDR covers it.
+        "  Effective Exclusions:" + ("" if d.exclusions else "  <none>"),
+        *[f"    {cidr}  ({why})" for cidr, why in d.exclusions],
+        # Selected pods' destinations that a policy with precedence takes.
+        "  Shadowed:" + (f"  {d.shadowed_pods} pod(s)" if d.shadowed_pods else "  <none>"),
+        *[f"    {pod} -> {dst}: taken by policy {other}" for pod, dst, other in d.shadowed],
         "  Counters:",
         *[f"    {k}: {v}" for k, v in d.counters.items()],
     ]

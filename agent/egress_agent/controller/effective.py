@@ -3,9 +3,12 @@
 The answer follows the datapath's own rules (`node/desired.py`, the steering
 classifier and `datapath/nat.py`):
 
-- traffic to a cluster pod CIDR is not NATed: it keeps the pod's IP;
-- among the policies that select the pod and list a CIDR containing the
-  destination, the longest prefix wins, then the policy name;
+- traffic to a cluster pod CIDR, a service CIDR or a node subnet is not
+  NATed: it keeps the pod's IP;
+- among the policies that select the pod and cover the destination (a CIDR
+  contains it and no longer excluded CIDR of the same policy does), the lowest
+  priority wins, then the longest prefix, then the policy name
+  (`egress_api.precedence`);
 - that policy's traffic leaves from the node holding its `egress_source_ip`
   with that address, or is dropped when no node holds it (fail closed);
 - traffic no policy selects leaves from the pod's node with the node's IP.
@@ -15,11 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Optional
 
 from egress_agent.store import typed
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
 from egress_api import models
+from egress_api.precedence import Rule, shadowed as shadowed_by, winner
 
 SAMPLE = 10  # pods named in an impact's sample
 CHANGES = 20  # source changes listed in an impact
@@ -32,7 +35,7 @@ class World:
     policies: dict[str, models.Policy]
     holders: dict[str, str]  # floating IP -> node holding it ("" = nobody)
     node_addresses: dict[str, str]  # node -> uplink address
-    pod_cidrs: tuple[ipaddress.IPv4Network, ...]
+    pod_cidrs: tuple[ipaddress.IPv4Network, ...]  # every in-cluster destination: pod, service and node CIDRs
 
 
 def world_of(snapshot: Snapshot, models_of: typed.ModelsOf = typed.parse_all) -> World:
@@ -46,8 +49,21 @@ def world_of(snapshot: Snapshot, models_of: typed.ModelsOf = typed.parse_all) ->
         policies=dict(models_of(snapshot, POLICY)),
         holders={ip: r.value.get("node", "") for ip, r in snapshot.of(ASSIGNMENT).items()},
         node_addresses={n: str(ipaddress.ip_interface(r.value["node_ip"]).ip) for n, r in nodes.items() if r.value.get("node_ip")},
-        pod_cidrs=tuple(ipaddress.ip_network(r.value["pod_cidr"]) for r in nodes.values() if r.value.get("pod_cidr")),
+        pod_cidrs=in_cluster(nodes.values()),
     )
+
+
+def in_cluster(node_records) -> tuple[ipaddress.IPv4Network, ...]:
+    """Destinations no policy steers, from the NODE records: pod CIDRs, service CIDRs, node subnets."""
+    nets = set()
+    for r in node_records:
+        v = r.value
+        if v.get("pod_cidr"):
+            nets.add(ipaddress.ip_network(v["pod_cidr"]))
+        nets.update(ipaddress.ip_network(c) for c in v.get("service_cidrs") or ())
+        if v.get("node_ip"):
+            nets.add(ipaddress.ip_interface(v["node_ip"]).network)
+    return tuple(ipaddress.collapse_addresses(nets))
 
 
 @dataclass(frozen=True)
@@ -68,16 +84,11 @@ def effective_ip(world: World, pod: models.Pod, destination: str, held_anyway: f
     dst = ipaddress.ip_address(destination)
     if any(dst in net for net in world.pod_cidrs):
         return Effective(pod.ip, "", pod.node, False, pod.node)
-    best: Optional[tuple[int, str, models.Policy]] = None
-    for p in world.policies.values():
-        lengths = [n.prefixlen for n in map(ipaddress.ip_network, p.destination_cidrs) if dst in n]
-        if lengths and selects(world, p, pod):
-            key = (-max(lengths), p.name, p)
-            if best is None or key[:2] < best[:2]:
-                best = key
-    if best is None:
+    candidates = [Rule.of(p) for p in world.policies.values() if selects(world, p, pod)]
+    name = winner(candidates, dst)
+    if name is None:
         return Effective(world.node_addresses.get(pod.node, ""), "", pod.node, False, pod.node)
-    policy = best[2]
+    policy = world.policies[name]
     holder = world.holders.get(policy.egress_source_ip, "")
     if not holder and policy.egress_source_ip in held_anyway:
         holder = "(its gateway node)"
@@ -162,3 +173,48 @@ def gateway_impact(world: World, gateways: dict[str, models.Gateway], gateway: m
     cidrs = {c for p in touched for c in p.destination_cidrs}
     changes, changed = _changes(world, world, selected, cidrs, added)
     return Impact(len(selected), selected[:SAMPLE], changes, changed)
+
+
+def exclusions(policy: models.Policy, node_records) -> list[tuple[str, str]]:
+    """(CIDR, why) the policy never steers inside its destinations: its own holes, and the cluster's own
+    destinations (pod CIDRs, service CIDRs, node subnets, from the NODE records) that overlap them."""
+    dsts = [ipaddress.ip_network(c) for c in policy.destination_cidrs]
+    out: dict[str, str] = {c: "excluded_cidrs" for c in policy.excluded_cidrs}
+    for r in sorted(node_records, key=lambda r: r.value.get("name", "")):
+        v = r.value
+        found = [(c, "service CIDR") for c in v.get("service_cidrs") or ()]
+        if v.get("pod_cidr"):
+            found.append((v["pod_cidr"], f"pod CIDR of {v.get('name', '')}"))
+        if v.get("node_ip"):
+            found.append((str(ipaddress.ip_interface(v["node_ip"]).network), "node subnet"))
+        for cidr, why in found:
+            if cidr not in out and any(ipaddress.ip_network(cidr).overlaps(d) for d in dsts):
+                out[cidr] = why
+    return sorted(out.items(), key=lambda item: ipaddress.ip_network(item[0]))
+
+
+@dataclass(frozen=True)
+class Shadow:
+    pod: str
+    destination: str
+    policy: str
+
+
+def shadowed(world: World, policy: models.Policy) -> tuple[list[Shadow], int]:
+    """(the first CHANGES shadowed (pod, destination, winner), how many pods) for the pods `policy` selects.
+
+    Pods are grouped by the set of policies selecting them: precedence is resolved once per group.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key, pod in sorted(world.pods.items()):
+        if selects(world, policy, pod):
+            names = tuple(sorted(n for n, p in world.policies.items() if n != policy.name and selects(world, p, pod)))
+            groups.setdefault(names, []).append(key)
+    out, pods = [], set()
+    mine = Rule.of(policy)
+    for names, keys in sorted(groups.items()):
+        found = shadowed_by([Rule.of(world.policies[n]) for n in names], mine) if names else []
+        for key in keys if found else ():
+            pods.add(key)
+            out.extend(Shadow(key, dst, other) for dst, other in found)
+    return sorted(out, key=lambda s: (s.pod, s.destination, s.policy))[:CHANGES], len(pods)

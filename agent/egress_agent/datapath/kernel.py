@@ -102,6 +102,10 @@ class Datapath:
         translated = self._nat.counters() if self._last else {}
         return DatapathCounters(steered=steered, translated=translated)
 
+    def sizes(self) -> dict[str, int]:
+        """How much classifier and SNAT state this node holds (entries we wrote)."""
+        return {**(self._steering.map_sizes() if self._steering else {}), **self._nat.sizes()}
+
     def snat_usage(self) -> dict[str, SnatUsage]:
         """Conntrack usage of every floating IP this node holds (one dump of the table)."""
         return self._conntrack.snat_usage(self._last.held_floating_ips if self._last else ())

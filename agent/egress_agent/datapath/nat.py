@@ -4,15 +4,17 @@ On every node:
   * steered packets (fwmark from steering) leave the source node with the
     pod's own address: an identity SNAT binding at `srcnat - 10` stops the
     node's default masquerade (a later NAT chain) from touching them;
-On a gateway node, per policy whose egress_source_ip it holds, and per
-prefix length among its destination CIDRs:
-  * `ip saddr @pods_<policy> ip daddr @dsts_<policy>_<len> snat to <egress_source_ip>`
-    -- sets, not rules, per pod and CIDR, so a pod or CIDR change is a set
-    element change. Rules run longest prefix first, then by policy name: the
-    same precedence as the steering classifier's LPM trie, so when one
-    gateway holds two policies with overlapping CIDRs it translates to the
-    IP of the policy the source node chose. NAT rules run once per
-    connection; conntrack de-NATs the replies.
+On a gateway node, per selection group (a distinct set of policies selecting
+a pod, cluster-wide) in which a policy it holds wins some destination:
+  * `ip saddr @g_<group>_pods snat ip to ip daddr map @g_<group>_snat`
+    -- the map holds the group's destinations resolved by the one precedence
+    rule (`egress_api.precedence`: priority, exclusions, longest prefix,
+    name), as disjoint address ranges -> the winning policy's egress IP, only
+    where that policy is held here. The source node's classifier resolves the
+    same group the same way, so a packet steered for policy A is translated
+    to A's IP, and an excluded destination (a hole) is never translated. A
+    pod or destination change is a set element change. NAT rules run once
+    per connection; conntrack de-NATs the replies.
   * steered traffic that arrives for a policy this node does not hold (the IP
     just moved) is dropped, never masqueraded to the node IP;
   * a filter chain after NAT counts packets/bytes per egress IP (named
@@ -22,10 +24,13 @@ Changes are applied as one nft transaction each (atomic).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import subprocess
 from dataclasses import dataclass
+
+from egress_api.precedence import group_ranges
 
 from .routing import MARK_BASE
 from .state import NodeDatapathState
@@ -33,11 +38,6 @@ from .state import NodeDatapathState
 TABLE = "egress"
 STRAY_MARK = MARK_BASE | 0xFFFFF  # never a gateway mark: those end in the gateway IP's low 16 bits
 FAMILY = "inet"
-
-
-def set_suffix(policy: str) -> str:
-    # Policy names are DNS labels (no '_'), so this is one-to-one.
-    return policy.replace("-", "_")
 
 
 def counter_name(ip: str) -> str:
@@ -48,26 +48,24 @@ def collapse(cidrs) -> list[str]:
     return [n.with_prefixlen for n in ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in cidrs)]
 
 
-def by_prefix_length(cidrs) -> dict[int, frozenset[str]]:
-    """CIDRs grouped by prefix length. Not collapsed: precedence depends on each CIDR's own length,
-    and CIDRs of one length never overlap, as an interval set requires."""
-    out: dict[int, set[str]] = {}
-    for c in cidrs:
-        net = ipaddress.ip_network(c)
-        out.setdefault(net.prefixlen, set()).add(net.with_prefixlen)
-    return {length: frozenset(v) for length, v in out.items()}
+def group_tag(group: frozenset[str]) -> str:
+    """A stable short name for a selection group (the same on every apply and every agent start)."""
+    return hashlib.sha1(",".join(sorted(group)).encode()).hexdigest()[:12]
 
 
-def dsts_set(policy: str, length: int) -> str:
-    return f"dsts_{set_suffix(policy)}_{length}"
+def _range(first: int, last: int) -> str:
+    a, b = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+    return str(a) if first == last else f"{a}-{b}"
 
 
 @dataclass(frozen=True)
-class HeldPolicy:
-    name: str
-    egress_source_ip: str
+class HeldGroup:
+    """One selection group's SNAT: its pods, and its destination ranges -> egress IP of a policy held here."""
+
+    tag: str
+    policies: tuple[str, ...]
     pods: frozenset[str]
-    dsts: dict[int, frozenset[str]]  # prefix length -> CIDRs of that length
+    snat: frozenset[str]  # nft map elements "first-last : egress_ip"
 
 
 @dataclass(frozen=True)
@@ -79,10 +77,11 @@ class EgressIPCounters:
 class Nat:
     def __init__(self, netns: str | None) -> None:
         self._netns = netns
-        self._applied: dict[str, HeldPolicy] | None = None  # None: table not built by us yet
+        self._applied: dict[str, HeldGroup] | None = None  # None: table not built by us yet
         self._applied_rules: tuple | None = None
         self._applied_incluster: frozenset[str] = frozenset()
         self._applied_podcidrs: frozenset[str] = frozenset()
+        self._applied_ips: set[str] = set()  # egress IPs with a counter
 
     def nft(self, script: str, *args: str) -> str:
         argv = (["ip", "netns", "exec", self._netns] if self._netns else []) + ["nft", *args]
@@ -94,25 +93,29 @@ class Nat:
     # --- desired state -------------------------------------------------------
 
     @staticmethod
-    def _held(state: NodeDatapathState) -> dict[str, HeldPolicy]:
-        return {
-            p.name: HeldPolicy(p.name, p.egress_source_ip, frozenset(p.selected_pod_ips),
-                               by_prefix_length(p.destination_cidrs))
-            for p in state.held_policies()
-        }
+    def _held(state: NodeDatapathState) -> dict[str, HeldGroup]:
+        held = {p.name: p.egress_source_ip for p in state.held_policies()}
+        if not held:
+            return {}
+        selected = set().union(*(p.selected_pod_ips for p in state.policies if p.name in held))
+        pods_of: dict[frozenset[str], set[str]] = {}
+        for ip, group in state.selection_groups(selected).items():
+            pods_of.setdefault(group, set()).add(ip)
+        out = {}
+        for group, pods in pods_of.items():
+            snat = frozenset(
+                f"{_range(first, last)} : {held[name]}"
+                for first, last, name in group_ranges(state.group_rules(group)) if name in held
+            )
+            if snat:
+                tag = group_tag(group)
+                out[tag] = HeldGroup(tag, tuple(sorted(group)), frozenset(pods), snat)
+        return out
 
-    @staticmethod
-    def _snat_rules(held: dict[str, HeldPolicy]) -> list[tuple[int, str, str]]:
-        """(prefix length, policy, egress IP) in evaluation order: longest prefix, then policy name."""
-        return sorted(
-            ((length, h.name, h.egress_source_ip) for h in held.values() for length in h.dsts),
-            key=lambda r: (-r[0], r[1]),
-        )
+    def _rules(self, uplink: str, held: dict[str, HeldGroup]) -> tuple:
+        return (uplink, tuple(sorted((h.tag, h.policies) for h in held.values())))
 
-    def _rules(self, uplink: str, held: dict[str, HeldPolicy]) -> tuple:
-        return (uplink, tuple(self._snat_rules(held)))
-
-    def _chains(self, uplink: str, held: dict[str, HeldPolicy]) -> list[str]:
+    def _chains(self, uplink: str, held: dict[str, HeldGroup]) -> list[str]:
         t = f"{FAMILY} {TABLE}"
         lines = [f"flush chain {t} forward", f"flush chain {t} postrouting", f"flush chain {t} count_snat"]
         # Pod traffic that enters and leaves by the uplink towards the outside
@@ -127,10 +130,11 @@ class Nat:
             f"add rule {t} postrouting meta mark & 0xffff0000 == {MARK_BASE:#010x} counter snat ip to ip saddr "
             f'comment "steered to a gateway node: keep the pod source, skip the default masquerade"'
         )
-        for length, name, ip in self._snat_rules(held):
+        # A pod is in one group only, and a group's map ranges are disjoint: at most one rule translates.
+        for tag, policies in self._rules(uplink, held)[1]:
             lines.append(
-                f'add rule {t} postrouting oifname "{uplink}" ip saddr @pods_{set_suffix(name)} '
-                f'ip daddr @{dsts_set(name, length)} counter snat ip to {ip} comment "policy {name} /{length}"'
+                f'add rule {t} postrouting oifname "{uplink}" ip saddr @g_{tag}_pods '
+                f'counter snat ip to ip daddr map @g_{tag}_snat comment "{_group_comment(policies)}"'
             )
         lines.append(
             f'add rule {t} postrouting meta mark {STRAY_MARK:#010x} counter drop '
@@ -160,7 +164,7 @@ class Nat:
                 f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat - 10; policy accept; }}",
                 f"add chain {t} count_snat {{ type filter hook postrouting priority srcnat + 10; policy accept; }}",
             ]
-            old: dict[str, HeldPolicy] = {}
+            old: dict[str, HeldGroup] = {}
             old_rules = None
             old_incluster: frozenset[str] = frozenset()
             old_podcidrs: frozenset[str] = frozenset()
@@ -170,30 +174,23 @@ class Nat:
 
         lines += _element_diff(t, "incluster", old_incluster, incluster)
         lines += _element_diff(t, "podcidrs", old_podcidrs, podcidrs)
-        for name, h in held.items():
-            s = set_suffix(name)
-            prev = old.get(name)
+        for tag, h in held.items():
+            prev = old.get(tag)
             if prev is None:
-                lines.append(f"add set {t} pods_{s} {{ type ipv4_addr; }}")
-            lines += _element_diff(t, f"pods_{s}", prev.pods if prev else frozenset(), h.pods)
-            prev_dsts = prev.dsts if prev else {}
-            for length, cidrs in h.dsts.items():
-                if length not in prev_dsts:
-                    lines.append(f"add set {t} {dsts_set(name, length)} {{ type ipv4_addr; flags interval; }}")
-                lines += _element_diff(t, dsts_set(name, length), prev_dsts.get(length, frozenset()), cidrs)
-        old_ips = {h.egress_source_ip for h in old.values()}
-        new_ips = {h.egress_source_ip for h in held.values()}
+                lines.append(f"add set {t} g_{tag}_pods {{ type ipv4_addr; }}")
+                lines.append(f"add map {t} g_{tag}_snat {{ type ipv4_addr : ipv4_addr; flags interval; }}")
+            lines += _element_diff(t, f"g_{tag}_pods", prev.pods if prev else frozenset(), h.pods)
+            lines += _element_diff(t, f"g_{tag}_snat", prev.snat if prev else frozenset(), h.snat, is_map=True)
+        old_ips = self._applied_ips if self._applied is not None else set()
+        new_ips = {p.egress_source_ip for p in state.held_policies()}
         for ip in sorted(new_ips - old_ips, key=ipaddress.ip_address):
             lines.append(f"add counter {t} {counter_name(ip)}")
             lines.append(f'add element {t} snat_counters {{ {ip} : "{counter_name(ip)}" }}')
         rules = self._rules(state.uplink, held)
         if rules != old_rules:
             lines += self._chains(state.uplink, held)
-        for name, prev in sorted(old.items()):
-            gone = set(prev.dsts) - set(held[name].dsts if name in held else ())
-            lines += [f"delete set {t} {dsts_set(name, length)}" for length in sorted(gone)]
-            if name not in held:
-                lines.append(f"delete set {t} pods_{set_suffix(name)}")
+        for tag in sorted(set(old) - set(held)):
+            lines += [f"delete map {t} g_{tag}_snat", f"delete set {t} g_{tag}_pods"]
         for ip in sorted(old_ips - new_ips, key=ipaddress.ip_address):
             lines.append(f"delete element {t} snat_counters {{ {ip} }}")
             lines.append(f"delete counter {t} {counter_name(ip)}")
@@ -201,6 +198,13 @@ class Nat:
             self.nft("\n".join(lines) + "\n", "-f", "-")
         self._applied, self._applied_rules, self._applied_incluster = held, rules, incluster
         self._applied_podcidrs = podcidrs
+        self._applied_ips = new_ips
+
+    def sizes(self) -> dict[str, int]:
+        """SNAT rules (one per selection group) and their pod and destination-range elements."""
+        held = self._applied or {}
+        return {"snat_rules": len(held), "snat_pod_elements": sum(len(h.pods) for h in held.values()),
+                "snat_range_elements": sum(len(h.snat) for h in held.values())}
 
     def cleanup(self) -> None:
         self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n", "-f", "-")
@@ -220,10 +224,20 @@ class Nat:
         return result
 
 
-def _element_diff(table: str, set_name: str, old: frozenset[str], new: frozenset[str]) -> list[str]:
+def _group_comment(policies: tuple[str, ...]) -> str:
+    """Which policies a group's rule is for, within nftables' 128-character comment limit."""
+    text = "policies " + ",".join(policies)
+    if len(text) <= 128:
+        return text
+    return f"{len(policies)} policies: {policies[0]},..."[:128]
+
+
+def _element_diff(table: str, set_name: str, old: frozenset[str], new: frozenset[str], is_map: bool = False) -> list[str]:
     lines = []
     removed = sorted(old - new)
     added = sorted(new - old)
+    if is_map:  # a map element is deleted by its key alone
+        removed = [e.split(" : ")[0] for e in removed]
     # Delete first: an interval set rejects an overlapping element still present.
     if removed:
         lines.append(f"delete element {table} {set_name} {{ {', '.join(removed)} }}")

@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 from .state import NodeDatapathState
 
 ACTION_LOCAL, ACTION_STEER, ACTION_DROP = 0, 1, 2
+NOT_STEERED = 0  # the policy id of a trie entry that hides a shorter prefix (an exclusion); real ids start at 1
 TC_PRIO = 0xE5  # our filter's priority on each veth's clsact ingress: how `Steering` finds its own filter
 TC_HANDLE = 1
 CLSACT_INGRESS = "ffff:fff2"  # clsact ingress (fff3 is egress)
@@ -91,11 +92,7 @@ class Steering:
             else:
                 policies[ids[p.name]] = (ACTION_STEER, marks[p.gateway_node_ip])
 
-        pod_groups: dict[str, frozenset[str]] = {}
-        for ip in state.local_pods:
-            sel = frozenset(p.name for p in state.policies if ip in p.selected_pod_ips)
-            if sel:
-                pod_groups[ip] = sel
+        pod_groups = state.selection_groups(state.local_pods)
         groups = {g: i for g, i in self._groups.items() if g in pod_groups.values()}
         used = set(groups.values())
         free = (i for i in range(1, 1 << 31) if i not in used)
@@ -103,13 +100,12 @@ class Steering:
             if g not in groups:
                 groups[g] = next(free)
 
-        by_name = {p.name: p for p in state.policies}
         dsts: dict[tuple[int, str], int] = {}
         for g, gid in groups.items():
-            # Longest prefix wins (the trie); on an identical prefix, the policy first by name.
-            for name in sorted(g):
-                for cidr in by_name[name].destination_cidrs:
-                    dsts.setdefault((gid, ipaddress.ip_network(cidr).with_prefixlen), ids[name])
+            # Precedence (priority, longest prefix, name; exclusions as holes) resolved here, once per group:
+            # each entry is the answer for its prefix, NOT_STEERED where a hole must hide a shorter prefix.
+            for net, name in state.group_entries(g).items():
+                dsts[(gid, net.with_prefixlen)] = ids[name] if name else NOT_STEERED
         pods = {ip: groups[g] for ip, g in pod_groups.items()}
         incluster = set(state.in_cluster_cidrs())
 
@@ -254,6 +250,11 @@ class Steering:
         self._bpf.cleanup()
 
     # --- observability -------------------------------------------------------
+
+    def map_sizes(self) -> dict[str, int]:
+        """Entries written to each classifier map (what bench/datapath.py reports)."""
+        return {"egress_pods": len(self._applied_pods), "egress_dsts": len(self._applied_dsts),
+                "egress_internal": len(self._applied_incluster), "groups": len(self._groups)}
 
     def counters(self) -> dict[str, PolicyCounters]:
         out = {}

@@ -161,6 +161,8 @@ def desired_state(
                 egress_source_ip=p.egress_source_ip,
                 gateway_node_ip=gateway,
                 selected_pod_ips=frozenset(selected[p.name]),
+                excluded_cidrs=frozenset(p.excluded_cidrs),
+                priority=p.priority,
             )
         )
 
@@ -179,6 +181,10 @@ def desired_state(
         local_pods=local_pods,
         policies=tuple(paths),
         held_floating_ips=frozenset(held_ips),
+        service_cidrs=frozenset({c for rec in node_records.values() for c in rec.value.get("service_cidrs") or ()}
+                                | set(node.service_cidrs)),
+        node_subnets=frozenset(str(ipaddress.ip_interface(rec.value["node_ip"]).network)
+                               for rec in node_records.values() if rec.value.get("node_ip")),
     )
 
 

@@ -80,12 +80,17 @@ def describe_policy(
     if rec is None:
         raise base.NotFound(POLICY, name)
     policy = typed.parsed(store).model(rec)
+    shadows, shadowed_pods = effective.shadowed(_world(store), policy)
     return pb.DescribePolicyResponse(
         policy=convert.policy_to_proto(policy, rec.version),
         holder=view.holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
         events=events_of(snap.of(EVENT).values(), "policy", name),
         # All zero until a datapath reports its eBPF/nftables counters.
         counters=pb.PolicyCounters(name=name, **counters(name, policy.egress_source_ip)),
+        exclusions=[pb.PolicyExclusion(cidr=c, reason=r)
+                    for c, r in effective.exclusions(policy, store.snapshot([NODE]).of(NODE).values())],
+        shadowed=[pb.ShadowedTraffic(pod=s.pod, destination=s.destination, policy=s.policy) for s in shadows],
+        shadowed_pods=shadowed_pods,
     )
 
 

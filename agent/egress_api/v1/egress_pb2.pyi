@@ -49,20 +49,24 @@ class Gateway(_message.Message):
     def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "selection")
+    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "priority", "excluded_cidrs", "selection")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CIDRS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_SOURCE_IP_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_CIDRS_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     egress: _containers.RepeatedCompositeFieldContainer[EgressRule]
     destination_cidrs: _containers.RepeatedScalarFieldContainer[str]
     egress_source_ip: str
     resource_version: int
+    priority: int
+    excluded_cidrs: _containers.RepeatedScalarFieldContainer[str]
     selection: PolicySelection
-    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., selection: _Optional[_Union[PolicySelection, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., priority: _Optional[int] = ..., excluded_cidrs: _Optional[_Iterable[str]] = ..., selection: _Optional[_Union[PolicySelection, _Mapping]] = ...) -> None: ...
 
 class PolicySelection(_message.Message):
     __slots__ = ("selected_pods", "sample")
@@ -304,16 +308,40 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., node: _Optional[str] = ..., store: _Optional[str] = ..., store_ok: bool = ..., detail: _Optional[str] = ..., leader: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class DescribePolicyResponse(_message.Message):
-    __slots__ = ("policy", "holder", "events", "counters")
+    __slots__ = ("policy", "holder", "events", "counters", "exclusions", "shadowed", "shadowed_pods")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_PODS_FIELD_NUMBER: _ClassVar[int]
     policy: Policy
     holder: str
     events: _containers.RepeatedCompositeFieldContainer[Event]
     counters: PolicyCounters
-    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ...) -> None: ...
+    exclusions: _containers.RepeatedCompositeFieldContainer[PolicyExclusion]
+    shadowed: _containers.RepeatedCompositeFieldContainer[ShadowedTraffic]
+    shadowed_pods: int
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., exclusions: _Optional[_Iterable[_Union[PolicyExclusion, _Mapping]]] = ..., shadowed: _Optional[_Iterable[_Union[ShadowedTraffic, _Mapping]]] = ..., shadowed_pods: _Optional[int] = ...) -> None: ...
+
+class PolicyExclusion(_message.Message):
+    __slots__ = ("cidr", "reason")
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    cidr: str
+    reason: str
+    def __init__(self, cidr: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ShadowedTraffic(_message.Message):
+    __slots__ = ("pod", "destination", "policy")
+    POD_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    pod: str
+    destination: str
+    policy: str
+    def __init__(self, pod: _Optional[str] = ..., destination: _Optional[str] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class EffectiveIPRequest(_message.Message):
     __slots__ = ("namespace", "pod", "destination")

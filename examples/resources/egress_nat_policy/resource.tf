@@ -26,3 +26,24 @@ resource "egress_nat_policy" "egress" {
 
   depends_on = [egress_gateway.default]
 }
+
+# Everything that leaves the cluster, except one partner network, leaves with
+# 192.168.1.101. Cluster-internal traffic (pod CIDRs, the agents' --service-cidr,
+# node subnets) is never steered. Where this overlaps "egress" above for the same
+# pods, the lower priority number wins (default 1000).
+resource "egress_nat_policy" "default_route" {
+  name = "default-route"
+
+  egress {
+    namespace_selector {
+      match_labels = { user = "alice" }
+    }
+  }
+
+  destination_cidrs = ["0.0.0.0/0"]
+  excluded_cidrs    = ["203.0.113.0/24"] # leaves with the node IP
+  egress_source_ip  = "192.168.1.101"
+  priority          = 2000 # "egress" (1000) keeps 8.8.8.0/24 for the frontends
+
+  depends_on = [egress_gateway.default]
+}

@@ -25,8 +25,10 @@ class EgressEffectiveIP(DataSource):
         return Schema(
             version=0,
             description="Which source IP a pod's traffic to a destination leaves the cluster with, as the agents "
-            "would send it now: the floating IP of the policy that applies (longest matching destination CIDR, "
-            "then policy name), or the pod's node IP when no policy applies. A policy whose source IP no node "
+            "would send it now: the floating IP of the policy that applies (among those selecting the pod and covering "
+            "the destination, outside their `excluded_cidrs`: lowest `priority`, then longest matching destination "
+            "CIDR, then policy name), the pod's own IP for a cluster-internal destination (pod CIDRs, service CIDRs, "
+            "node subnets), or the pod's node IP when no policy applies. A policy whose source IP no node "
             "holds drops the traffic (`dropped = true`), never leaks it with the node IP.",
             attributes=[
                 Attribute("namespace", String(), required=True, description="The pod's namespace."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tf.types import Map, Set, String, TfType
+from tf.types import Map, Number, Set, String, TfType
 
 from egress_provider.framework.unknowns import is_unknown
 
@@ -108,3 +108,24 @@ class StringSetEmptyIsNull(Set):
         if not (is_known(a_decoded) and is_known(b_decoded)):
             return False
         return sorted(a_decoded or []) == sorted(b_decoded or [])
+
+
+class CanonicalStringListEmptyIsNull(CanonicalStringList):
+    """A `CanonicalStringList` where null and [] mean the same (an optional list the agent stores as [])."""
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        return super().semantically_equal(a_decoded or [], b_decoded or [])
+
+
+class NumberWithDefault(Number):
+    """A number where null means `default` (an optional attribute the agent stores with its default)."""
+
+    def __init__(self, default: int):
+        self.default = default
+
+    def semantically_equal(self, a_decoded, b_decoded) -> bool:
+        if is_unknown(a_decoded) or is_unknown(b_decoded):
+            return False
+        a = self.default if a_decoded is None else a_decoded
+        b = self.default if b_decoded is None else b_decoded
+        return a == b

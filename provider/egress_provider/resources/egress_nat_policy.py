@@ -10,8 +10,10 @@ from tf.types import List, Number, String
 
 from egress_api import errors, models
 from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
-from egress_provider.framework.types import (CanonicalString, CanonicalStringList, StringMapEmptyIsNull,
-                                             StringSetEmptyIsNull)
+from egress_api import limits
+from egress_api.precedence import DEFAULT_PRIORITY
+from egress_provider.framework.types import (CanonicalString, CanonicalStringList, CanonicalStringListEmptyIsNull,
+                                             NumberWithDefault, StringMapEmptyIsNull, StringSetEmptyIsNull)
 from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.timeouts import timeouts_block
@@ -92,7 +94,7 @@ class EgressNatPolicy(AgentObjectResource):
     @classmethod
     def get_schema(cls) -> Schema:
         return Schema(
-            version=1,  # 1: destination_cidrs became a list (see upgrade)
+            version=2,  # 1: destination_cidrs became a list; 2: excluded_cidrs and priority (see upgrade)
             description=(
                 "Traffic selection for the egress NAT gateway (the EgressNATPolicy of Anthos clusters on bare "
                 "metal). Traffic from a selected pod to one of `destination_cidrs` is steered to the node holding "
@@ -100,7 +102,10 @@ class EgressNatPolicy(AgentObjectResource):
                 "matches **any** `egress` rule; within a rule, `namespace_selector` and `pod_selector` must "
                 "**both** match, and an omitted selector matches everything (Kubernetes LabelSelector semantics). "
                 "If `egress_source_ip` is not currently held by any node, the policy is kept and an "
-                "`UnknownEgressIP` event is recorded (`egressctl describe policy NAME`) until a node takes it."
+                "`UnknownEgressIP` event is recorded (`egressctl describe policy NAME`) until a node takes it. "
+                "Where policies overlap (they select the same pod and cover the same destination) the lowest "
+                "`priority` wins, then the longest destination prefix, then the name. Cluster-internal "
+                "destinations (every node's pod CIDR and subnet, the agents' `--service-cidr`) are never steered."
             ),
             attributes=[
                 Attribute("id", String(), computed=True, description="The policy's name."),
@@ -121,6 +126,24 @@ class EgressNatPolicy(AgentObjectResource):
                     "most once, order and spelling never change anything on the agent (it stores them sorted). "
                     "State keeps your order; reordering the list plans an in-place update that only rewrites "
                     "state, and config written in another order than an imported object's plans one such update.",
+                ),
+                Attribute(
+                    "excluded_cidrs",
+                    CanonicalStringListEmptyIsNull(models.parse_ipv4_cidr),
+                    optional=True,
+                    description="IPv4 CIDR blocks carved out of `destination_cidrs` (each must lie inside one of "
+                    "them, e.g. `10.0.0.0/8` out of `0.0.0.0/0`): traffic to them is not steered by this policy "
+                    "(the longest prefix wins, so a destination CIDR inside an exclusion is steered again). Another "
+                    "policy covering the hole may take it. At most "
+                    f"{limits.MAX_EXCLUDED_CIDRS:,}. A list used as a set, like `destination_cidrs`. Updated in place.",
+                ),
+                Attribute(
+                    "priority",
+                    NumberWithDefault(DEFAULT_PRIORITY),
+                    optional=True,
+                    description=f"Precedence where policies overlap: the lower number wins (0-{limits.MAX_PRIORITY:,}; "
+                    f"default {DEFAULT_PRIORITY}). Overlapping policies of equal priority resolve by the longest "
+                    "destination prefix, then by name, and the plan warns about them. Updated in place.",
                 ),
                 Attribute(
                     "egress_source_ip",
@@ -163,6 +186,10 @@ class EgressNatPolicy(AgentObjectResource):
 
     def upgrade(self, ctx, version: int, old: State) -> State:
         # Version 0 had destination_cidrs as a set; a set and a list are the same JSON array in state.
+        # Version 2 added excluded_cidrs and priority: absent in older state, which null means (none, the default),
+        # so an unchanged configuration plans empty after the upgrade.
+        if version < 2:
+            old = {**old, "excluded_cidrs": old.get("excluded_cidrs"), "priority": old.get("priority")}
         return old
 
     # The selection follows the pods: known once applied (the plan's impact warning shows it before).
@@ -199,6 +226,8 @@ class EgressNatPolicy(AgentObjectResource):
             "egress": values.get("egress"),
             "destination_cidrs": values.get("destination_cidrs"),
             "egress_source_ip": values.get("egress_source_ip"),
+            "excluded_cidrs": values.get("excluded_cidrs") or [],
+            **({} if values.get("priority") is None else {"priority": values.get("priority")}),
         }
 
     @staticmethod
@@ -216,5 +245,8 @@ class EgressNatPolicy(AgentObjectResource):
             ],
             "destination_cidrs": list(p.destination_cidrs),
             "egress_source_ip": p.egress_source_ip,
+            "excluded_cidrs": list(p.excluded_cidrs) or None,
+            # The default as null, like an omitted attribute: an import of an object written without it plans empty.
+            "priority": None if p.priority == DEFAULT_PRIORITY else p.priority,
             "resource_version": versioned.resource_version,
         }

@@ -178,6 +178,9 @@ def check_policy(
     if found:
         (certain if w.all_gateways_known else possible).append(found)
     _report(diags, certain, possible, kind=kind, name=policy.name, warn=warn, at=at)
+    if warn:  # a precedence the configuration leaves to prefix and name: a warning, never an error
+        overlaps = models.equal_priority_overlaps(policy, [*others_certain, *w.possible_policies.values()])
+        add_violations(diags, overlaps, kind=kind, name=policy.name, warning=True, at=at)
 
 
 def check_gateway(

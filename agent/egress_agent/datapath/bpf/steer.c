@@ -6,6 +6,8 @@
 // Cost per packet is constant: one hash lookup (pod -> selection group), one
 // LPM lookup (is the destination in-cluster), one LPM lookup keyed by
 // (group, destination) -> policy, one array lookup (policy -> action).
+// Precedence between a group's policies (priority, exclusions, longest prefix,
+// name) is resolved in user space: each trie entry already holds the answer.
 // A "selection group" is a distinct set of policies selecting a pod, so the
 // trie holds each group's CIDRs once, not once per pod.
 #include <uapi/linux/bpf.h>
@@ -16,6 +18,7 @@
 #define ACTION_LOCAL 0  // this node holds the source IP: leave to routing, SNAT here
 #define ACTION_STEER 1  // set skb->mark = mark: policy routing to the gateway node
 #define ACTION_DROP 2   // no node holds the source IP: fail closed, never leak the node IP
+#define NOT_STEERED 0   // egress_dsts value of a hole; policy ids start at 1
 
 struct group_dst_key {
     u32 prefixlen;  // 32 (group) + destination prefix length
@@ -69,6 +72,8 @@ int egress_steer(struct __sk_buff *skb) {
     if (!policy)
         return TC_ACT_OK;
     u32 id = *policy;
+    if (id == NOT_STEERED)  // a hole: an excluded CIDR, or space a higher-priority policy leaves unsteered
+        return TC_ACT_OK;
     struct policy_action *act = egress_policies.lookup(&id);
     if (!act)
         return TC_ACT_OK;
