@@ -152,3 +152,46 @@ def test_a_memo_between_passes_changes_no_output():
     ]
     for snap in passes:
         assert desired_state(snap, W1, "eth0", memo=memo) == desired_state(snap, W1, "eth0")
+
+
+def test_a_memo_follows_random_pod_and_namespace_changes_exactly():
+    """Pods come, go, change labels or IP (two may share an IP), namespaces are relabelled, policies
+    change: at every pass the memo's answer equals a pass computed from scratch (versions as a store
+    gives them: every write a new one)."""
+    import random
+
+    from egress_agent.store.base import NAMESPACE, POD, POLICY, Record, Snapshot
+
+    rng = random.Random(7)
+    version = iter(range(1, 1_000_000))
+    recs = {k: {} for k in (POD, NAMESPACE, POLICY)}
+    for ns in ("alice", "bob", "paul"):
+        recs[NAMESPACE][ns] = Record(NAMESPACE, ns, {"name": ns, "labels": {"user": ns}}, next(version))
+    policies = [
+        SEED_POLICY,
+        {**SEED_POLICY, "name": "backends", "egress_source_ip": "192.0.2.101",
+         "egress": [{"pod_selector": {"match_labels": {"role": "backend"}}}]},
+        {**SEED_POLICY, "name": "all-of-bob", "egress_source_ip": "192.0.2.102",
+         "egress": [{"namespace_selector": {"match_labels": {"user": "bob"}}}]},
+    ]
+    for p in policies:
+        recs[POLICY][p["name"]] = Record(POLICY, p["name"], p, next(version))
+    memo = DesiredMemo()
+    for step in range(300):
+        action = rng.random()
+        if action < 0.6 or not recs[POD]:  # a pod starts, or is re-created with other labels or IP
+            ns, name = rng.choice(["alice", "bob", "paul"]), f"p{rng.randrange(40)}"
+            value = pod(name, ns, rng.choice(["worker1", "worker2"]), f"10.244.1.{rng.randrange(2, 30)}",
+                        role=rng.choice(["frontend", "backend", "db"]))
+            recs[POD][f"{ns}/{name}"] = Record(POD, f"{ns}/{name}", value, next(version))
+        elif action < 0.85:  # a pod goes
+            del recs[POD][rng.choice(sorted(recs[POD]))]
+        elif action < 0.95:  # a namespace is relabelled
+            ns = rng.choice(["alice", "bob", "paul"])
+            recs[NAMESPACE][ns] = Record(NAMESPACE, ns, {"name": ns, "labels": {"user": rng.choice(["alice", "bob"])}},
+                                         next(version))
+        else:  # a policy changes
+            p = {**rng.choice(policies), "destination_cidrs": [rng.choice(["198.51.100.0/24", "203.0.113.0/24"])]}
+            recs[POLICY][p["name"]] = Record(POLICY, p["name"], p, next(version))
+        snap = Snapshot(revision=step, records={k: dict(v) for k, v in recs.items()})
+        assert desired_state(snap, W1, "eth0", memo=memo) == desired_state(snap, W1, "eth0"), step

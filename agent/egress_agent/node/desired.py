@@ -21,6 +21,7 @@ The rules, from the seed:
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -44,29 +45,29 @@ def assigned_to(snapshot: Snapshot, node: str) -> set[str]:
 
 def selections(
     snapshot: Snapshot, policies: list[models.Policy], memo: Optional["DesiredMemo"] = None
-) -> dict[str, set[str]]:
+) -> dict[str, frozenset[str]]:
     """Policy name -> IPs of every pod (cluster-wide) it selects.
 
     Pods are grouped by their (namespace labels, pod labels): each policy is
-    matched once per distinct label set, not once per pod; with a `memo`, a
-    label set already matched against the same policies is not matched again.
+    matched once per distinct label set, not once per pod. With a `memo` the
+    answer is kept between passes and only the pods whose records changed are
+    regrouped (`DesiredMemo.selections`): a pod start changes one record.
     """
     ns_keys = {name: tuple(sorted(rec.value.get("labels", {}).items())) for name, rec in snapshot.of(NAMESPACE).items()}
+    if memo is not None:
+        return memo.selections(snapshot.of(POD), policies, ns_keys)
     by_labels: dict[tuple, list[str]] = {}
     for rec in snapshot.of(POD).values():
         v = rec.value
-        labels = memo.pod_labels(rec) if memo is not None else tuple(sorted(v.get("labels", {}).items()))
+        labels = tuple(sorted(v.get("labels", {}).items()))
         by_labels.setdefault((ns_keys.get(v.get("namespace", ""), ()), labels), []).append(v["ip"])
-    matched = memo.matches_for(policies) if memo is not None else {}
     out: dict[str, set[str]] = {p.name: set() for p in policies}
     for key, ips in by_labels.items():
-        names = matched.get(key)
-        if names is None:
-            ns_d, labels_d = dict(key[0]), dict(key[1])
-            names = matched[key] = tuple(p.name for p in policies if p.selects(ns_d, labels_d))
-        for name in names:
-            out[name].update(ips)
-    return out
+        ns_d, labels_d = dict(key[0]), dict(key[1])
+        for p in policies:
+            if p.selects(ns_d, labels_d):
+                out[p.name].update(ips)
+    return {name: frozenset(ips) for name, ips in out.items()}
 
 
 @dataclass
@@ -83,7 +84,14 @@ class DesiredMemo:
     _policies: dict[str, tuple[dict, models.Policy]] = field(default_factory=dict)
     _matched_for: tuple = ()
     _matched: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
-    _pod_labels: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # pod key -> (record version, labels)
+    # selections(): pod key -> (record version, its group, its IP); group -> its pods' IPs (counted);
+    # policy -> the groups it matches; policy -> the IPs it selects (the answer, kept between passes)
+    _selected_for: tuple = ()
+    _ns_keys: dict = field(default_factory=dict)
+    _pods: dict[str, tuple] = field(default_factory=dict)
+    _group_ips: dict[tuple, Counter] = field(default_factory=dict)
+    _policy_groups: dict[str, set] = field(default_factory=dict)
+    _selected: dict[str, frozenset] = field(default_factory=dict)
 
     def policy(self, name: str, value: dict) -> models.Policy:
         hit = self._policies.get(name)
@@ -93,19 +101,59 @@ class DesiredMemo:
         self._policies[name] = (value, model)
         return model
 
-    def pod_labels(self, rec) -> tuple:
-        """A pod record's labels as a sorted tuple, kept while the record's version is the same."""
-        hit = self._pod_labels.get(rec.name)
-        if hit is not None and hit[0] == rec.version:
-            return hit[1]
-        labels = tuple(sorted(rec.value.get("labels", {}).items()))
-        self._pod_labels[rec.name] = (rec.version, labels)
-        return labels
+    def selections(self, pods: dict, policies: list[models.Policy], ns_keys: dict[str, tuple]) -> dict[str, frozenset[str]]:
+        """`selections` kept up to date: only pods whose record version changed are regrouped, and only the
+        policies matching a group whose members changed get a new set. Policies or namespace labels that
+        changed start it over."""
+        if ns_keys != self._ns_keys or len(policies) != len(self._selected_for) or any(
+                a is not b for a, b in zip(policies, self._selected_for)):
+            self._selected_for, self._ns_keys = tuple(policies), dict(ns_keys)
+            self._pods, self._group_ips, self._policy_groups = {}, {}, {p.name: set() for p in policies}
+            self._selected = {p.name: frozenset() for p in policies}
+        changed: set[tuple] = set()
+        for key, rec in pods.items():
+            entry = self._pods.get(key)
+            if entry is not None and entry[0] == rec.version:
+                continue
+            if entry is not None:
+                self._leave(entry, changed)
+            v = rec.value
+            group = (ns_keys.get(v.get("namespace", ""), ()), tuple(sorted(v.get("labels", {}).items())))
+            self._pods[key] = (rec.version, group, v["ip"])
+            self._join(group, v["ip"], policies, changed)
+        if len(self._pods) != len(pods):
+            for key in set(self._pods) - set(pods):
+                self._leave(self._pods.pop(key), changed)
+        names = {n for g in changed for n in self._matched.get(g, ())}
+        for n in names:
+            self._selected[n] = frozenset(ip for g in self._policy_groups[n] for ip in self._group_ips.get(g, ()))
+        return self._selected
 
-    def forget_pods_except(self, names) -> None:
-        if len(self._pod_labels) > len(names):
-            for name in set(self._pod_labels) - set(names):
-                del self._pod_labels[name]
+    def _join(self, group: tuple, ip: str, policies: list[models.Policy], changed: set) -> None:
+        ips = self._group_ips.get(group)
+        if ips is None:
+            ips = self._group_ips[group] = Counter()
+            matched = self.matches_for(policies)
+            names = matched.get(group)
+            if names is None:
+                ns_d, labels_d = dict(group[0]), dict(group[1])
+                names = matched[group] = tuple(p.name for p in policies if p.selects(ns_d, labels_d))
+            for n in names:
+                self._policy_groups[n].add(group)
+        ips[ip] += 1  # counted: two pods may share an IP for a moment (one re-created under another name)
+        changed.add(group)
+
+    def _leave(self, entry: tuple, changed: set) -> None:
+        _, group, ip = entry
+        ips = self._group_ips[group]
+        ips[ip] -= 1
+        if ips[ip] <= 0:
+            del ips[ip]
+        if not ips:
+            del self._group_ips[group]
+            for n in self._matched.get(group, ()):
+                self._policy_groups[n].discard(group)
+        changed.add(group)
 
     def forget_policies_except(self, names: set[str]) -> None:
         for name in set(self._policies) - names:
@@ -143,7 +191,6 @@ def desired_state(
         policies = [models.Policy.model_validate(r.value) for r in policy_records.values()]
     else:
         memo.forget_policies_except(set(policy_records))
-        memo.forget_pods_except(snapshot.of(POD).keys())
         policies = [memo.policy(name, r.value) for name, r in policy_records.items()]
     policies.sort(key=lambda p: p.name)
     selected = selections(snapshot, policies, memo)
