@@ -7,7 +7,8 @@ it), so neither layer imports the other for it.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 UP = "Up"
 DOWN = "Down"
@@ -20,6 +21,7 @@ class NodeInfo:
     node_ip: str  # uplink address with prefix, e.g. "192.0.2.11/24"
     up: bool = True
     routers: tuple[str, ...] = ()  # gateways of its uplink routes: never floating IPs (models.reserved_addresses)
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)  # --node-label: what node_selector matches
 
     def can_hold(self, ip: ipaddress.IPv4Address) -> bool:
         return self.up and ip in ipaddress.ip_interface(self.node_ip).network
