@@ -49,7 +49,7 @@ class Placement:
         return cls(gateway.name, gateway.node_selector, gateway.max_ips_per_node)
 
     def selects(self, node: NodeInfo) -> bool:
-        return self.selector is None or self.selector.matches(dict(node.labels))
+        return self.selector is None or self.selector.matches(node.labels)
 
     def selector_text(self) -> str:
         return f"gateway {self.gateway!r}'s node_selector {{{self.selector.text() if self.selector else '<all>'}}}"
@@ -88,6 +88,13 @@ def assign(
     result = Assignment()
     load: dict[str, int] = {name: 0 for name in by_name}
     held_of_gateway: Counter[tuple[str, str]] = Counter()  # (gateway, node) -> IPs held, for max_per_node
+    selected: dict[int, frozenset[str]] = {}  # id(placement) -> names of the nodes its selector matches
+
+    def selects(where: Placement, node: NodeInfo) -> bool:
+        # Matched once per placement (a gateway's IPs share one), not once per IP and node.
+        if id(where) not in selected:
+            selected[id(where)] = frozenset(n.name for n in by_name.values() if where.selects(n))
+        return node.name in selected[id(where)]
     reserved = reserved_addresses((n.name, n.node_ip, n.routers) for n in by_name.values())
     for ip in ips:
         if ip in reserved:
@@ -110,7 +117,7 @@ def assign(
         where = placement.get(ip, ANYWHERE)
         if not holder.can_hold(ipaddress.ip_address(ip)):
             result.released[ip] = "can no longer hold it (its subnet changed)"
-        elif not where.selects(holder):
+        elif not selects(where, holder):
             result.released[ip] = f"no longer matches {where.selector_text()}"
         elif not under_cap(where, holder):
             result.released[ip] = f"holds max_ips_per_node={where.max_per_node} of gateway {where.gateway!r}'s IPs"
@@ -122,7 +129,7 @@ def assign(
             continue
         addr = ipaddress.ip_address(ip)
         where = placement.get(ip, ANYWHERE)
-        candidates = [n for n in by_name.values() if n.can_hold(addr) and where.selects(n) and under_cap(where, n)]
+        candidates = [n for n in by_name.values() if n.can_hold(addr) and selects(where, n) and under_cap(where, n)]
         if not candidates:
             result.holders[ip] = ""
             result.reasons[ip] = _why_unassignable(addr, by_name.values(), where)
