@@ -18,7 +18,7 @@ KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "service_cidr", "soc
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
         "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval",
-        "cluster_key_file")
+        "cluster_key_file", "node_labels")
 DATAPATHS = ("off", "kernel")
 
 
@@ -58,6 +58,26 @@ class AgentConfig:
         return bool(self.tls[0] and self.tls[2])
 
 
+def node_labels(raw: Any) -> dict[str, str]:
+    """--node-label KEY=VALUE (repeatable), or YAML `node_labels` as a mapping or a list of KEY=VALUE.
+    Only the form is checked here; `models.Node` checks keys and values as Kubernetes labels."""
+    if not raw:
+        return {}
+    if isinstance(raw, dict):
+        return {str(k): "" if v is None else str(v) for k, v in raw.items()}
+    if isinstance(raw, str) or not isinstance(raw, list):
+        raise ConfigError(f"node_labels: expected a mapping or a list of KEY=VALUE, got {raw!r}")
+    labels: dict[str, str] = {}
+    for item in raw:
+        key, eq, value = str(item).partition("=")
+        if not eq:
+            raise ConfigError(f"--node-label {item}: expected KEY=VALUE (e.g. egress.example.com/gateway=true)")
+        if labels.get(key, value) != value:
+            raise ConfigError(f"--node-label {key}: given twice with different values ({labels[key]!r}, {value!r})")
+        labels[key] = value
+    return labels
+
+
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -79,7 +99,8 @@ def load_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(KEYS)}")
     if isinstance(data.get("service_cidr"), list):  # a YAML list of CIDRs, same as the flag's A,B
         data["service_cidr"] = ",".join(str(c) for c in data["service_cidr"])
-    return {k: (str(v) if v is not None else None) for k, v in data.items()}
+    # node_labels is the one structured setting (a mapping, or a list of KEY=VALUE); the rest are scalars.
+    return {k: (v if k == "node_labels" or v is None else str(v)) for k, v in data.items()}
 
 
 def _cidr_list(value: Any) -> list[str]:
@@ -109,10 +130,11 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
                 "pod_cidr": settings.get("pod_cidr") or "",
                 "service_cidrs": _cidr_list(settings.get("service_cidr")),
                 "api_address": settings.get("listen") or "",
+                "labels": node_labels(settings.get("node_labels")),
             },
         )
     except models.InvalidObject as err:
-        names = {"name": "node", "service_cidrs": "service_cidr"}
+        names = {"name": "node", "service_cidrs": "service_cidr", "labels": "node_label"}
         raise ConfigError(
             "; ".join(f"{_flag(names.get(str(v.path[0]), str(v.path[0])))}: {v.message}" for v in err.violations)
         ) from None

@@ -7,7 +7,9 @@ it), so neither layer imports the other for it.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
 
 UP = "Up"
 DOWN = "Down"
@@ -20,6 +22,12 @@ class NodeInfo:
     node_ip: str  # uplink address with prefix, e.g. "192.0.2.11/24"
     up: bool = True
     routers: tuple[str, ...] = ()  # gateways of its uplink routes: never floating IPs (models.reserved_addresses)
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)  # --node-label: what node_selector matches
+
+    @cached_property
+    def network(self) -> ipaddress.IPv4Network:
+        # Parsed once per NodeInfo: assign() asks every node about every floating IP.
+        return ipaddress.ip_interface(self.node_ip).network
 
     def can_hold(self, ip: ipaddress.IPv4Address) -> bool:
-        return self.up and ip in ipaddress.ip_interface(self.node_ip).network
+        return self.up and ip in self.network

@@ -234,7 +234,8 @@ class EgressClient:
     @staticmethod
     def _node(msg: pb.NodeStatus) -> NodeStatus:
         return NodeStatus(
-            msg.name, msg.role, msg.state, msg.node_ip, list(msg.floating_ips), msg.pod_cidr, msg.api_address
+            msg.name, msg.role, msg.state, msg.node_ip, list(msg.floating_ips), msg.pod_cidr, msg.api_address,
+            dict(msg.labels),
         )
 
     def get_node(self, name: str) -> NodeStatus:

@@ -19,7 +19,7 @@ from egress_api.v1 import egress_pb2 as pb
 # --- selectors and rules -----------------------------------------------------------
 
 
-def _selector_to_dict(msg: pb.EgressRule, field: str) -> dict[str, Any] | None:
+def _selector_to_dict(msg: pb.EgressRule | pb.Gateway, field: str) -> dict[str, Any] | None:
     if not msg.HasField(field):
         return None
     sel = getattr(msg, field)
@@ -53,11 +53,17 @@ def _rule_to_proto(rule: models.EgressRule) -> pb.EgressRule:
 
 
 def gateway_to_dict(msg: pb.Gateway) -> dict[str, Any]:
-    return {"name": msg.name, "floating_ips": list(msg.floating_ips)}
+    return {"name": msg.name, "floating_ips": list(msg.floating_ips),
+            "node_selector": _selector_to_dict(msg, "node_selector"),
+            "max_ips_per_node": msg.max_ips_per_node or None}  # 0: no cap
 
 
 def gateway_to_proto(gw: models.Gateway, resource_version: int = 0) -> pb.Gateway:
-    return pb.Gateway(name=gw.name, floating_ips=list(gw.floating_ips), resource_version=resource_version)
+    msg = pb.Gateway(name=gw.name, floating_ips=list(gw.floating_ips), resource_version=resource_version,
+                     max_ips_per_node=gw.max_ips_per_node or 0)
+    if gw.node_selector is not None:
+        msg.node_selector.CopyFrom(_selector_to_proto(gw.node_selector))
+    return msg
 
 
 def gateway_from_proto(msg: pb.Gateway) -> models.Gateway:

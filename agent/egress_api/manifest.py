@@ -45,6 +45,8 @@ _CAMEL = {
     "podSelector": "pod_selector",
     "matchLabels": "match_labels",
     "matchExpressions": "match_expressions",
+    "nodeSelector": "node_selector",
+    "maxIPsPerNode": "max_ips_per_node",
 }
 _SNAKE = {v: k for k, v in _CAMEL.items()}
 

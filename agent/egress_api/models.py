@@ -365,6 +365,14 @@ class LabelSelector(BaseModel):
         return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
             e.matches(labels) for e in self.match_expressions)
 
+    def text(self) -> str:
+        """kubectl's spelling, e.g. `egress=yes,zone in (a,b),!spare`; `<all>` when empty."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
+        for e in self.match_expressions:
+            parts.append({"In": f"{e.key} in ({','.join(e.values)})", "NotIn": f"{e.key} notin ({','.join(e.values)})",
+                          "Exists": e.key, "DoesNotExist": f"!{e.key}"}[e.operator])
+        return ",".join(parts) or "<all>"
+
 
 class EgressRule(BaseModel):
     """One selection rule: both selectors must match (AND); an omitted selector matches everything."""
@@ -393,6 +401,14 @@ class Gateway(BaseModel):
         AfterValidator(_unique("floating IP")),
         _deferred(),
     ]
+    # Placement: which nodes may hold this gateway's IPs (None: every node), and how many of them one node
+    # may hold (None: no cap). Per gateway, not per node across gateways: see docs/placement.md.
+    node_selector: Annotated[Optional[LabelSelector], _deferred()] = None
+    max_ips_per_node: Annotated[Optional[int], Field(ge=1, le=limits.MAX_FLOATING_IPS), _deferred()] = None
+
+    def may_hold(self, node_labels: dict[str, str]) -> bool:
+        """Whether a node with these labels is selected to hold this gateway's IPs."""
+        return self.node_selector is None or self.node_selector.matches(node_labels)
 
 
 class Policy(BaseModel):
@@ -462,6 +478,8 @@ class Node(BaseModel):
     routers: list[str] = Field(default_factory=list)
     # Cluster service CIDRs this node's agent was given (--service-cidr): every node excludes all nodes' ones.
     service_cidrs: list[str] = Field(default_factory=list)
+    # Kubernetes-style labels (egress-agent --node-label k=v) that a gateway's node_selector matches.
+    labels: Labels = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -638,8 +656,12 @@ def _message(e: dict) -> str:
             actual = len(e["input"])
         got = f", got {actual:,}" if isinstance(actual, int) else ""
         return f"at most {ctx.get('max_length'):,} {_singular(field)} values are allowed{got}{named}"
-    if kind in ("greater_than_equal", "less_than_equal"):
+    if kind in ("greater_than_equal", "less_than_equal") and _field_of(e["loc"]) == "priority":
         return f"must be between 0 and {limits.MAX_PRIORITY:,} (lower wins), got {e.get('input')!r}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le'):,}"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters long"
     return _MESSAGES.get(kind, "is not a valid value here")

@@ -6,7 +6,7 @@ can build them without pulling in the client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,4 @@ class NodeStatus:
     floating_ips: list[str]
     pod_cidr: str
     api_address: str
+    labels: dict[str, str] = field(default_factory=dict)  # --node-label

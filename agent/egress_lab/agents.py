@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 from egress_api import errors
 from egress_api.client import EgressClient
@@ -51,7 +52,7 @@ def ensure_pki(specs: list[T.NodeSpec]) -> None:
                certs.parse_clients("admin,viewer,inventory"))
 
 
-def agent_argv(spec: T.NodeSpec) -> list[str]:
+def agent_argv(spec: T.NodeSpec, labels: Mapping[str, str] = {}) -> list[str]:
     pki = pki_dir()
     return [
         *agent_command(),
@@ -71,6 +72,7 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--metrics-listen", f"{spec.ip}:{T.METRICS_PORT}",
         "--store", f"etcd:{T.etcd_url()}",
         "--datapath", "kernel",
+        *(f"--node-label={k}={v}" for k, v in sorted(labels.items())),
     ]
 
 
@@ -136,7 +138,7 @@ def start_etcd(st: LabState) -> None:
 
 def start_agent(st: LabState, spec: T.NodeSpec) -> bool:
     T.agent_socket(spec.name).parent.mkdir(parents=True, exist_ok=True)
-    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec))
+    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec, st.node_labels.get(spec.name, {})))
 
 
 def wait_healthy(st: LabState, nodes: list[T.NodeSpec], timeout: float = AGENT_START_TIMEOUT) -> None:

@@ -265,6 +265,25 @@ def agent_restart(node: str, kill: bool = False) -> float:
         return time.monotonic() - began
 
 
+def node_label(node: str, labels: dict[str, str]) -> dict[str, str]:
+    """Merge labels into a node's ('-' removes a key) and restart its agent with them: relabelling a node is
+    a restart (docs/placement.md). Returns the node's labels."""
+    with labstate.locked():
+        st = labstate.require()
+        st.node(node)  # a KeyError naming the lab's nodes
+        cur = dict(st.node_labels.get(node, {}))
+        for k, v in labels.items():
+            if v == "-":
+                cur.pop(k, None)
+            else:
+                cur[k] = v
+        st.node_labels[node] = cur
+        labstate.save(st)
+    if st.agents and A.running(st, A.agent_key(node)):
+        agent_restart(node)
+    return cur
+
+
 def node_link(node: str, state: str) -> None:
     """Plug or unplug a node's cable (the bridge side of its uplink): the node cannot tell a dead network from a dead peer."""
     st = labstate.require()

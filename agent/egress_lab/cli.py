@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     for verb in ("stop", "start"):
         node.add_parser(verb).add_argument("node")
     node.add_parser("metrics", help="print the node agent's Prometheus metrics (docs/metrics.md)").add_argument("node")
+    p = node.add_parser("label", help="merge labels into a node (K=V; K=- removes K) and restart its agent with them "
+                        "(--node-label; what gateways' node_selector matches)")
+    p.add_argument("node")
+    p.add_argument("labels", nargs="+", metavar="K=V")
 
     agent = sub.add_parser("agent").add_subparsers(dest="agent_cmd", required=True)
     p = agent.add_parser("restart", help="restart a node's agent with the same settings (SIGTERM; --kill: kill -9), "
@@ -133,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "agent":
         took = build.agent_restart(args.node, kill=args.kill)
         print(f"agent on {args.node} restarted ({'kill -9' if args.kill else 'SIGTERM'}); healthy after {took:.2f}s")
+    elif args.cmd == "node" and args.node_cmd == "label":
+        labels = build.node_label(args.node, _labels(args.labels))
+        print(f"node {args.node}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     elif args.cmd == "node" and args.node_cmd == "metrics":
         print(agents.metrics(labstate.require().node(args.node)), end="")
     elif args.cmd == "node":

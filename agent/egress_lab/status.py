@@ -69,6 +69,8 @@ def render(st: LabState) -> str:
         for p in sorted(st.pods.values(), key=lambda p: p.name):
             labels = ",".join(f"{k}={v}" for k, v in sorted(p.labels.items())) or "-"
             lines.append(f"{p.name:16} {p.namespace:12} {p.node:10} {p.ip:14} {labels}")
+    for node, labels in sorted(st.node_labels.items()):
+        lines.append(f"node {node}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     for ns, labels in sorted(st.namespaces.items()):
         lines.append(f"namespace {ns}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     for pod, cidr in st.denies:

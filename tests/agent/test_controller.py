@@ -148,3 +148,26 @@ def test_removed_ips_lose_their_assignment(store):
     w.update(models.Gateway(name="default", floating_ips=["192.0.2.101"]), 0)
     ctl.reconcile_once()
     assert holders(store) == {"192.0.2.101": "worker1"}
+
+
+def test_live_relabel_moves_once_with_an_event_naming_the_selector(store):
+    """A node view whose labels change while the node stays Up (what a relabel looks like to the controller)."""
+    w1, w2 = NodeInfo("worker1", "worker", "192.0.2.11/24"), NodeInfo("worker2", "worker", "192.0.2.12/24")
+    cluster = Cluster(NodeInfo(w1.name, w1.role, w1.node_ip, labels={"egress": "yes"}),
+                      NodeInfo(w2.name, w2.role, w2.node_ip, labels={"egress": "yes"}))
+    ctl = Controller(store, cluster, clock=lambda: 1000.0)
+    Writes(store).create(models.parse("gateway", {"name": "edge", "floating_ips": ["192.0.2.100", "192.0.2.101"],
+                                                  "node_selector": {"match_labels": {"egress": "yes"}}}))
+    ctl.reconcile_once()
+    assert holders(store) == {"192.0.2.100": "worker1", "192.0.2.101": "worker2"}
+
+    cluster.nodes["worker1"] = NodeInfo(w1.name, w1.role, w1.node_ip, labels={"egress": "no"})
+    ctl.reconcile_once()
+    assert holders(store) == {"192.0.2.100": "worker2", "192.0.2.101": "worker2"}
+    (moved,) = events(store, "FloatingIPMoved")
+    assert moved["message"] == ("floating IP 192.0.2.100 moved from worker1 to worker2: worker1 no longer matches "
+                                "gateway 'edge''s node_selector {egress=yes}")
+
+    cluster.nodes["worker1"] = NodeInfo(w1.name, w1.role, w1.node_ip, labels={"egress": "yes"})
+    assert not ctl.reconcile_once()  # labelled back: nothing moves back
+    assert holders(store) == {"192.0.2.100": "worker2", "192.0.2.101": "worker2"}

@@ -115,7 +115,7 @@ class ClusterNodes:
         for name, v in sorted(nodes.items()):
             up = name in members and (self.detector is None or self.detector.is_up(name))
             out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up,
-                                routers=tuple(v.get("routers") or ())))
+                                routers=tuple(v.get("routers") or ()), labels=dict(v.get("labels") or {})))
         return out
 
     def published(self) -> list[NodeInfo]:
@@ -129,6 +129,7 @@ class ClusterNodes:
                 node_ip=v["node_ip"],
                 up=(pub[name] == UP) if name in pub else name in members,
                 routers=tuple(v.get("routers") or ()),
+                labels=dict(v.get("labels") or {}),
             )
             for name, v in sorted(nodes.items())
         ]

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["worker", "master"], help="node role (default worker)")
     p.add_argument("--node-ip", dest="node_ip", help="uplink IPv4 address with prefix, e.g. 192.0.2.11/24")
     p.add_argument("--interface", help="uplink interface (e.g. eth0)")
+    p.add_argument("--node-label", dest="node_labels", action="append", metavar="KEY=VALUE",
+                   help="a label of this node (repeatable; Kubernetes label syntax) that gateways' node_selector "
+                   "matches; restart with other labels to relabel (its floating IPs move away once if they no "
+                   "longer match)")
     p.add_argument("--pod-cidr", dest="pod_cidr", help="this node's pod CIDR, e.g. 10.244.1.0/24")
     p.add_argument("--service-cidr", dest="service_cidr", metavar="CIDR[,CIDR...]",
                    help="the cluster's service CIDR(s), e.g. 10.96.0.0/12: never steered by any policy (every node "

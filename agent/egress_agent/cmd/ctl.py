@@ -136,8 +136,9 @@ def _get(client: EgressClient, args) -> str:
     else:
         nodes = client.list_nodes()
         rows = [n.__dict__ for n in nodes]
-        table = [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-"] for n in nodes]
-        header = ["NAME", "ROLE", "STATE", "NODE IP", "FLOATING IPS"]
+        table = [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-", _labels(n.labels)]
+                 for n in nodes]
+        header = ["NAME", "ROLE", "STATE", "NODE IP", "FLOATING IPS", "LABELS"]
     if args.output == "json":
         return json.dumps(rows, indent=2, sort_keys=True)
     if not rows:
@@ -161,6 +162,8 @@ def _describe_gateway(client: EgressClient, name: str) -> str:
         "Spec:",
         "  Floating IPs:",
         *[f"    {ip}" for ip in gw.obj.floating_ips],
+        f"  Node Selector:     {_selector(gw.obj.node_selector)}",
+        f"  Max IPs Per Node:  {gw.obj.max_ips_per_node or '<no cap>'}",
         "Status:",
         "  Nodes:",
         *([f"    {n}: {s}" for n, s in sorted(st.nodes.items())] or ["    <none>"]),
@@ -173,14 +176,12 @@ def _describe_gateway(client: EgressClient, name: str) -> str:
     return "\n".join(lines)
 
 
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
 def _selector(sel) -> str:
-    if sel is None:
-        return "<all>"
-    parts = [f"{k}={v}" for k, v in sorted(sel.match_labels.items())]
-    for e in sel.match_expressions:  # kubectl's spelling of LabelSelector requirements
-        parts.append({"In": f"{e.key} in ({','.join(e.values)})", "NotIn": f"{e.key} notin ({','.join(e.values)})",
-                      "Exists": e.key, "DoesNotExist": f"!{e.key}"}[e.operator])
-    return ",".join(parts) or "<all>"
+    return "<all>" if sel is None else sel.text()  # kubectl's spelling of LabelSelector requirements
 
 
 def _describe_policy(client: EgressClient, name: str) -> str:
@@ -260,8 +261,8 @@ def _status(client: EgressClient, args) -> str:
         f"Leader:  {_leader(h)}",
         "",
         format_table(
-            ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS"],
-            [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-"] for n in nodes],
+            ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS", "LABELS"],
+            [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-", _labels(n.labels)] for n in nodes],
         ),
         "",
     ]

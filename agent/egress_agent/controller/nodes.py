@@ -17,7 +17,8 @@ NodeSource = Callable[[], list[NodeInfo]]
 
 
 def node_info(node: models.Node, up: bool = True) -> NodeInfo:
-    return NodeInfo(name=node.name, role=node.role, node_ip=node.node_ip, up=up, routers=tuple(node.routers))
+    return NodeInfo(name=node.name, role=node.role, node_ip=node.node_ip, up=up, routers=tuple(node.routers),
+                    labels=dict(node.labels))
 
 
 def standalone_nodes(node: models.Node) -> NodeSource:

@@ -28,10 +28,10 @@ import time
 from typing import Callable, Optional, Sequence
 
 from egress_agent.controller import events as ev
-from egress_agent.controller.assignment import Assignment, assign
+from egress_agent.controller.assignment import Assignment, Placement, assign
 from egress_agent.node_info import NodeInfo
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
-from egress_agent.store import base
+from egress_agent.store import base, typed
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, RETAINED, Delete, Put, Snapshot
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ Guard = Callable[[], Sequence[base.Op]]
 MoveObserver = Callable[[str, str], None]
 
 
-def move_reason(before: str, up: dict[str, bool]) -> tuple[str, str]:
-    """Why a floating IP left node `before`: (reason code, the words of the FloatingIPMoved event)."""
+def move_reason(before: str, up: dict[str, bool], released: str = "") -> tuple[str, str]:
+    """Why a floating IP left node `before`: (reason code, the words of the FloatingIPMoved event).
+    `released`: why an Up holder let it go (`Assignment.released`), when known."""
     if up.get(before):
-        return "ineligible", "can no longer hold it"
+        return "ineligible", released or "can no longer hold it"
     if before in up:
         return "node_down", "is Down"
     return "node_left", "left the cluster"
@@ -124,7 +125,7 @@ class Controller:
         gateway_of = claims(snap)
         nodes = list(self.nodes())
         previous = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
-        result = assign(gateway_of, nodes, previous)
+        result = assign(gateway_of, nodes, previous, placements(self.store, snap, gateway_of))
 
         ops: list[base.Op] = self._assignment_ops(snap, gateway_of, result)
         conditions, moves = self._conditions(snap, gateway_of, nodes, previous, result)
@@ -221,7 +222,7 @@ class Controller:
         for ip, holder in sorted(result.holders.items()):
             before = previous.get(ip, "")
             if before and holder and before != holder:
-                reason, why = move_reason(before, up)
+                reason, why = move_reason(before, up, result.released.get(ip, ""))
                 spec = ev.EventSpec(
                     "gateway",
                     gateway_of[ip],
@@ -253,3 +254,11 @@ def claims(snap: Snapshot) -> dict[str, str]:
     for ip, rec in snap.of(RETAINED).items():
         gateway_of.setdefault(ip, rec.value.get("gateway", ""))
     return gateway_of
+
+
+def placements(store: base.Store, snap: Snapshot, gateway_of: dict[str, str]) -> dict[str, Placement]:
+    """Floating IP -> where its gateway lets it be held (node_selector, max_ips_per_node). A retained IP
+    whose gateway is gone goes anywhere."""
+    gateways = typed.parsed(store).all(snap, GATEWAY)
+    by_gateway = {name: Placement.of(gw) for name, gw in gateways.items()}
+    return {ip: by_gateway[gw] for ip, gw in gateway_of.items() if gw in by_gateway}

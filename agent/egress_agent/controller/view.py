@@ -57,6 +57,7 @@ def node_views(node_records: dict[str, Record], assignments: dict[str, Record], 
                 floating_ips=held,
                 pod_cidr=value.get("pod_cidr", ""),
                 api_address=value.get("api_address", ""),
+                labels=dict(value.get("labels") or (info.labels if info else {})),
             )
         )
     return out

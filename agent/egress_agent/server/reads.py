@@ -35,6 +35,7 @@ def node_statuses(store: base.Store, nodes: NodeSource) -> list[pb.NodeStatus]:
             floating_ips=n.floating_ips,
             pod_cidr=n.pod_cidr,
             api_address=n.api_address,
+            labels=n.labels,
         )
         for n in view.node_views(snap.of(NODE), snap.of(ASSIGNMENT), nodes())
     ]

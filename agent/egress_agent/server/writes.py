@@ -31,7 +31,7 @@ from typing import Any
 
 from egress_api import limits, models
 from egress_agent.controller import view
-from egress_agent.controller.assignment import assign
+from egress_agent.controller.assignment import Placement, assign
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base, typed
 from egress_agent.store.base import (
@@ -147,8 +147,16 @@ def kind_of(obj: Obj) -> str:
     return GATEWAY if isinstance(obj, models.Gateway) else POLICY
 
 
+# Gateway fields newer than the first release: stored only when set, so a gateway that does not use them keeps
+# the record an older agent (whose models forbid unknown fields) can still read during a rolling upgrade.
+_STORED_WHEN_SET = {"node_selector", "max_ips_per_node"}
+
+
 def to_value(obj: Obj) -> dict[str, Any]:
-    return obj.model_dump(mode="json")
+    value = obj.model_dump(mode="json")
+    if isinstance(obj, models.Gateway):
+        value = {k: v for k, v in value.items() if v is not None or k not in _STORED_WHEN_SET}
+    return value
 
 
 def retention_ops(d: Desired, gateways: dict[str, models.Gateway], policies: dict[str, models.Policy]) -> list[base.Op]:
@@ -304,7 +312,13 @@ class Writes:
                 )
         else:
             previous = {ip: r.value.get("node", "") for ip, r in assignments.items()}
-            result = assign(obj.floating_ips, nodes(), previous)
+            where, known = Placement.of(obj), nodes()
+            if obj.node_selector is not None and not any(where.selects(n) for n in known):
+                warnings.append(models.Violation(("node_selector",), (
+                    f"NoMatchingNode: {where.selector_text()} matches none of the nodes the agent knows "
+                    f"({', '.join(sorted(n.name for n in known)) or 'none'}); its floating IPs stay unassigned "
+                    "until a node with matching labels (egress-agent --node-label) joins")))
+            result = assign(obj.floating_ips, known, previous, {ip: where for ip in obj.floating_ips})
             for ip, reason in sorted(result.reasons.items()):
                 warnings.append(
                     models.Violation(("floating_ips",), f"floating IP {ip} cannot be assigned to any node: {reason}")

@@ -39,14 +39,18 @@ class EgressRule(_message.Message):
     def __init__(self, namespace_selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., pod_selector: _Optional[_Union[LabelSelector, _Mapping]] = ...) -> None: ...
 
 class Gateway(_message.Message):
-    __slots__ = ("name", "floating_ips", "resource_version")
+    __slots__ = ("name", "floating_ips", "resource_version", "node_selector", "max_ips_per_node")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_IPS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     name: str
     floating_ips: _containers.RepeatedScalarFieldContainer[str]
     resource_version: int
-    def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ...) -> None: ...
+    node_selector: LabelSelector
+    max_ips_per_node: int
+    def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ..., node_selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., max_ips_per_node: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "priority", "excluded_cidrs", "selection")
@@ -110,7 +114,14 @@ class GatewayStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., nodes: _Optional[_Mapping[str, str]] = ..., floating_ips: _Optional[_Mapping[str, str]] = ..., unassigned_reasons: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("name", "role", "state", "node_ip", "floating_ips", "pod_cidr", "api_address")
+    __slots__ = ("name", "role", "state", "node_ip", "floating_ips", "pod_cidr", "api_address", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +129,7 @@ class NodeStatus(_message.Message):
     FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
     POD_CIDR_FIELD_NUMBER: _ClassVar[int]
     API_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: str
     state: str
@@ -125,7 +137,8 @@ class NodeStatus(_message.Message):
     floating_ips: _containers.RepeatedScalarFieldContainer[str]
     pod_cidr: str
     api_address: str
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., node_ip: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., pod_cidr: _Optional[str] = ..., api_address: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., node_ip: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., pod_cidr: _Optional[str] = ..., api_address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "name", "type", "reason", "message", "timestamp", "count")

@@ -6,7 +6,7 @@ from typing import Optional
 
 from tf.iface import Config, DataSource, ReadDataContext, State
 from tf.schema import Attribute, Schema
-from tf.types import List, String
+from tf.types import List, Map, String
 
 from egress_api import errors
 from egress_provider.framework.diagnostics import add_api_error
@@ -32,6 +32,13 @@ class EgressNode(DataSource):
                 Attribute("state", String(), computed=True, description="`Up` or `Down`."),
                 Attribute(
                     "node_ip", String(), computed=True, description="Uplink IPv4 address with prefix, e.g. `192.0.2.11/24`."
+                ),
+                Attribute(
+                    "labels",
+                    Map(String()),
+                    computed=True,
+                    description="The node's labels (egress-agent `--node-label`), which gateways' `node_selector` "
+                    "matches.",
                 ),
                 Attribute(
                     "floating_ips",
@@ -64,4 +71,5 @@ class EgressNode(DataSource):
             "state": node.state,
             "node_ip": node.node_ip,
             "floating_ips": list(node.floating_ips),
+            "labels": dict(node.labels),
         }

@@ -6,12 +6,13 @@ from typing import Any
 
 from tf.iface import State
 from tf.schema import Attribute, Schema
-from tf.types import String
+from tf.types import Number, String
 
 from egress_api import models
 from egress_provider.framework.types import CanonicalStringList
 from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
+from egress_provider.resources.selectors import selector_block, selector_to_state
 from egress_provider.resources.timeouts import timeouts_block
 
 
@@ -32,6 +33,7 @@ class EgressGateway(AgentObjectResource):
                 "A named set of floating IPs for egress (the AnthosNetworkGateway of Anthos clusters on bare metal). "
                 "The agent assigns each floating IP to one Up node whose uplink subnet contains it, workers before "
                 "masters, nodes holding fewest floating IPs first, and moves it when that node goes down. "
+                "`node_selector` and `max_ips_per_node` narrow which nodes may hold this gateway's IPs. "
                 "Where each IP is held is shown by the `egress_gateway_status` data source."
             ),
             attributes=[
@@ -58,9 +60,21 @@ class EgressGateway(AgentObjectResource):
                     "never change anything on the agent (it stores them sorted); reordering plans an in-place "
                     "update that only rewrites state.",
                 ),
+                Attribute(
+                    "max_ips_per_node",
+                    Number(),
+                    optional=True,
+                    description="At most this many of this gateway's floating IPs on one node (a whole number, "
+                    "at least 1); other gateways' IPs do not count. Unset: no cap. An IP no selected node can "
+                    "take under the cap stays unassigned, with a reason naming the cap. Updated in place.",
+                ),
                 resource_version_attribute(),
             ],
-            block_types=[timeouts_block()],
+            block_types=[
+                # Nodes carry labels from egress-agent --node-label; the same block as a policy's selectors.
+                selector_block("node_selector", "nodes", '{ "egress.example.com/gateway" = "true" }'),
+                timeouts_block(),
+            ],
         )
 
     def upgrade(self, ctx, version: int, old: State) -> State:
@@ -77,7 +91,8 @@ class EgressGateway(AgentObjectResource):
     # --- conversion ---
     @staticmethod
     def model_data(values: dict) -> dict[str, Any]:
-        return {"name": values.get("name"), "floating_ips": values.get("floating_ips")}
+        return {"name": values.get("name"), "floating_ips": values.get("floating_ips"),
+                "node_selector": values.get("node_selector"), "max_ips_per_node": values.get("max_ips_per_node")}
 
     @staticmethod
     def to_state(versioned) -> State:
@@ -86,5 +101,7 @@ class EgressGateway(AgentObjectResource):
             "id": gw.name,
             "name": gw.name,
             "floating_ips": list(gw.floating_ips),
+            "node_selector": selector_to_state(gw.node_selector),
+            "max_ips_per_node": gw.max_ips_per_node,
             "resource_version": versioned.resource_version,
         }

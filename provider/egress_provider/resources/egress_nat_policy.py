@@ -2,84 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from tf.iface import State
 from tf.schema import Attribute, Block, Schema
 from tf.types import List, Number, String
 
 from egress_api import errors, models
-from egress_provider.framework.blocks import SetNestedBlock, SingleNestedBlock
+from egress_provider.framework.blocks import SetNestedBlock
 from egress_api import limits
 from egress_api.precedence import DEFAULT_PRIORITY
 from egress_provider.framework.types import (CanonicalString, CanonicalStringList, CanonicalStringListEmptyIsNull,
-                                             NumberWithDefault, StringMapEmptyIsNull, StringSetEmptyIsNull)
+                                             NumberWithDefault)
 from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
+from egress_provider.resources.selectors import selector_block as _selector_block
+from egress_provider.resources.selectors import selector_to_state as _selector_to_state
 from egress_provider.resources.timeouts import timeouts_block
-
-
-def _selector_block(type_name: str, what: str, example: str) -> SingleNestedBlock:
-    return SingleNestedBlock(
-        type_name,
-        Block(
-            description=f"Selects {what} by label (a Kubernetes LabelSelector): `match_labels` and every "
-            "`match_expressions` block must all hold. Omitted, or empty, it selects all of them.",
-            attributes=[
-                Attribute(
-                    "match_labels",
-                    StringMapEmptyIsNull(),
-                    optional=True,
-                    description=f"Labels {what} must all carry (key = value); keys and values follow Kubernetes "
-                    f"label syntax, e.g. `{example}`.",
-                )
-            ],
-            block_types=[_expressions_block(what)],
-        ),
-    )
-
-
-def _expressions_block(what: str) -> SetNestedBlock:
-    return SetNestedBlock(
-        "match_expressions",
-        Block(
-            description=f"A requirement on one label of the {what} (Kubernetes `matchExpressions`); all must hold. "
-            "A set: the order written never matters.",
-            attributes=[
-                Attribute("key", String(), required=True, description="The label key, e.g. `role`."),
-                Attribute(
-                    "operator",
-                    String(),
-                    required=True,
-                    description="`In` (the label is one of `values`), `NotIn` (it is not, or it is unset), `Exists` "
-                    "(it is set, to anything) or `DoesNotExist`.",
-                ),
-                Attribute(
-                    "values",
-                    StringSetEmptyIsNull(),
-                    optional=True,
-                    description="Label values: at least one for `In` and `NotIn`, none for `Exists` and "
-                    "`DoesNotExist`.",
-                ),
-            ],
-        ),
-    )
 
 
 def _required(block):
     # At least one rule is required, but the models say so (with their message), not Terraform's min_items.
     block.doc_required = True
     return block
-
-
-def _selector_to_state(sel: Optional[models.LabelSelector]) -> Optional[dict]:
-    if sel is None:
-        return None
-    return {
-        "match_labels": dict(sel.match_labels) or None,
-        "match_expressions": [{"key": e.key, "operator": e.operator, "values": list(e.values) or None}
-                              for e in sel.match_expressions],
-    }
 
 
 class EgressNatPolicy(AgentObjectResource):

@@ -223,7 +223,8 @@ def assignment_warnings(diags: Diagnostics, client, w: World, model, *, kind: st
         if isinstance(model, models.Gateway):
             result = client.validate_gateway(model)
             add_violations(diags, result.errors, kind=kind, name=model.name, at=at)
-            found = [v for v in result.warnings if "cannot be assigned to any node" in v.message]
+            found = [v for v in result.warnings
+                     if "cannot be assigned to any node" in v.message or v.path[:1] == ("node_selector",)]
         else:
             # Known only once the gateway listing the IP is stored as planned. Terraform plans each resource
             # again just before applying it, so an apply reports UnknownEgressIP even for a gateway made alongside.
