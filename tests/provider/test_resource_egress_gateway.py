@@ -102,7 +102,7 @@ def test_stale_resource_version_is_a_conflict(acc):
 
     # With a refresh, Terraform sees the other change and its plan replaces it knowingly.
     plan = acc.tf.plan()
-    assert '- "192.0.2.110"' in plan.text
+    assert '~ "192.0.2.110" -> "192.0.2.101"' in plan.text  # a list: the element in that place changes
     acc.tf.apply_plan()
     assert acc.client.get_gateway("default").obj.floating_ips == ["192.0.2.100", "192.0.2.101"]
     acc.destroy()
