@@ -47,6 +47,11 @@ def test_get_tables_and_json(agent_process):
     assert rows[0]["egress"][1] == {"namespace_selector": {"match_labels": {"user": "paul"}, "match_expressions": []},
                                     "pod_selector": None}
     assert rows[0]["resource_version"] > 0
+    r = ctl(agent_process, "get", "policies")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "SOURCE", "IP", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
+    assert lines[1].split()[0] == "egress" and lines[1].split()[3] == "1000"  # the default: lower wins
 
     r = ctl(agent_process, "get", "nodes")
     assert r.returncode == 0, r.stderr

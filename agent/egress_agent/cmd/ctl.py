@@ -128,11 +128,11 @@ def _get(client: EgressClient, args) -> str:
         items = client.list_policies()
         rows = [{**v.obj.model_dump(mode="json"), "resource_version": v.resource_version} for v in items]
         table = [
-            [r["name"], r["egress_source_ip"], ",".join(r["destination_cidrs"]), str(len(r["egress"])),
-             str(r["resource_version"])]
+            [r["name"], r["egress_source_ip"], ",".join(r["destination_cidrs"]), str(r["priority"]),
+             str(len(r["egress"])), str(r["resource_version"])]
             for r in rows
         ]
-        header = ["NAME", "SOURCE IP", "DESTINATIONS", "RULES", "VERSION"]
+        header = ["NAME", "SOURCE IP", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
     else:
         nodes = client.list_nodes()
         rows = [n.__dict__ for n in nodes]
