@@ -28,7 +28,6 @@ import socketserver
 import struct
 import threading
 import time
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Optional
 from urllib.parse import unquote
@@ -207,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "")
+        self.send_response(status)  # http.server adds the standard reason phrase
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
