@@ -35,6 +35,7 @@ from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.steering import filter_attached
 from egress_agent.datapath.state import NodeDatapathState
 from egress_agent.node import status
+from egress_agent.node.record import DatapathRecord
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, Snapshot
@@ -83,7 +84,7 @@ class NodeReconciler:
         self._last_state: Optional[NodeDatapathState] = None
         self._ifindex: dict[str, int] = {}
         self._seen_revision = 0  # newest revision a watch delivered
-        self._published: Optional[dict] = None
+        self._published: Optional[DatapathRecord] = None
         self._published_at = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -161,7 +162,7 @@ class NodeReconciler:
             if not woke and time.monotonic() - last_pass < self.resync:
                 # Between resyncs only the counters move: publish them from the last applied state.
                 if self._published is not None and not self.last_error:
-                    self._publish(self._published_applied(), dict(self._published.get("pending", {})), force=False)
+                    self._publish(self._published_applied(), dict(self._published.pending), force=False)
                 continue
             last_pass = time.monotonic()
             self.reconcile_once()
@@ -268,7 +269,7 @@ class NodeReconciler:
     # --- status ------------------------------------------------------------------------
 
     def _published_applied(self) -> int:
-        return self._published["applied_revision"] if self._published else 0
+        return self._published.applied_revision if self._published else 0
 
     def live_counters(self) -> dict:
         """This node's counters now, in the record's shape (for the API; safe from any thread)."""
@@ -292,18 +293,18 @@ class NodeReconciler:
         """
         prev = self._published
         if prev is not None and not force:
-            applied = prev["applied_revision"]
+            applied = prev.applied_revision
         now = time.monotonic()
+        steered, translated = (prev.steered, prev.translated) if prev is not None else ({}, {})
         if prev is None or force or now - self._published_at >= self.counters_interval:
             try:
                 with self._apply_lock:
-                    counters = self.local_counters()
+                    live = self.local_counters()
+                steered, translated = live["steered"], live["translated"]
             except Exception as err:
                 log.debug("reading counters failed: %s", err)
-                counters = {k: (prev or {}).get(k, {}) for k in ("steered", "translated")}
-        else:
-            counters = {k: prev[k] for k in ("steered", "translated")}
-        value = status.record_value(applied, pending, self.last_error, counters["steered"], counters["translated"])
+        value = DatapathRecord(applied, dict(pending), self.last_error,
+                               {k: tuple(v) for k, v in steered.items()}, {k: tuple(v) for k, v in translated.items()})
         if value == prev:
             return
         try:

@@ -1,12 +1,8 @@
 """The per-node `datapath` record, and what the API derives from it.
 
-Each node running the kernel datapath keeps one record, `datapath/<node>`:
-
-    {"applied_revision": R,        # the store revision its kernel reflects
-     "pending": {pod key: why},    # local pods it could not program (e.g. no veth yet)
-     "error": "",                  # the last apply failure, "" when the last apply worked
-     "steered": {policy: [packets, bytes, dropped]},   # eBPF counters on this node
-     "translated": {egress IP: [packets, bytes]}}      # SNAT counters on this node
+Each node running the kernel datapath keeps one record, `datapath/<node>`: a
+`node.record.DatapathRecord` (the revision its kernel reflects, the pods it could not
+program, its last error, its eBPF and SNAT counters).
 
 A node without the record runs no datapath (`--datapath off`): nothing waits for it.
 
@@ -23,9 +19,11 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Optional
 
 from egress_agent.store import base
+from egress_agent.node.record import DatapathRecord
 from egress_agent.store.base import Put
 
 DATAPATH = "datapath"
@@ -40,18 +38,8 @@ class PodNotProgrammed(Exception):
         self.timed_out = timed_out
 
 
-def record_value(applied_revision: int, pending: dict[str, str], error: str, steered: dict, translated: dict) -> dict:
-    return {
-        "applied_revision": applied_revision,
-        "pending": dict(sorted(pending.items())),
-        "error": error,
-        "steered": {k: list(v) for k, v in sorted(steered.items())},
-        "translated": {k: list(v) for k, v in sorted(translated.items())},
-    }
-
-
-def publish(store: base.Store, node: str, value: dict) -> int:
-    return store.commit([Put(DATAPATH, node, value)])
+def publish(store: base.Store, node: str, record: DatapathRecord) -> int:
+    return store.commit([Put(DATAPATH, node, record.to_value())])
 
 
 def forget(store: base.Store, node: str) -> None:
@@ -66,7 +54,7 @@ class ProgrammedWaiter:
     def __init__(self, store: base.Store, timeout: float = DEFAULT_WAIT):
         self.store = store
         self.timeout = timeout
-        self._records: dict[str, dict] = {}
+        self._records: dict[str, DatapathRecord] = {}
         self._cond = threading.Condition()
         self._cancel: Optional[Callable[[], None]] = None
 
@@ -74,14 +62,14 @@ class ProgrammedWaiter:
         snap = self.store.snapshot([DATAPATH])
         with self._cond:
             for n, r in snap.of(DATAPATH).items():
-                self._merge(n, r.value)
+                self._merge(n, DatapathRecord.from_value(r.value))
         self._cancel = self.store.watch([DATAPATH], self._on_change, start_revision=snap.revision)
 
     def stop(self) -> None:
         if self._cancel:
             self._cancel()
 
-    def records(self) -> dict[str, dict]:
+    def records(self) -> dict[str, DatapathRecord]:
         """Every node's datapath record, as last seen by the watch."""
         with self._cond:
             return dict(self._records)
@@ -91,8 +79,8 @@ class ProgrammedWaiter:
         wait for the record's round trip through the store (a commit, then the watch), which was most of the
         time a CNI ADD spent waiting. The record's counters stay as last published."""
         with self._cond:
-            value = {**self._records.get(node, {}), "applied_revision": revision, "pending": dict(pending), "error": ""}
-            self._merge(node, value)
+            held = self._records.get(node, DatapathRecord())
+            self._merge(node, replace(held, applied_revision=revision, pending=dict(pending), error=""))
             self._cond.notify_all()
 
     def _on_change(self, rev: int, changes) -> None:
@@ -101,14 +89,14 @@ class ProgrammedWaiter:
                 if c.deleted:
                     self._records.pop(c.record.name, None)
                 else:
-                    self._merge(c.record.name, c.record.value)
+                    self._merge(c.record.name, DatapathRecord.from_value(c.record.value))
             self._cond.notify_all()
 
-    def _merge(self, node: str, value: dict) -> None:
+    def _merge(self, node: str, record: DatapathRecord) -> None:
         """Keep the newer of two records of `node`: the watch may deliver what observe_local has already seen."""
         held = self._records.get(node)
-        if held is None or value.get("applied_revision", 0) >= held.get("applied_revision", 0):
-            self._records[node] = value
+        if held is None or record.applied_revision >= held.applied_revision:
+            self._records[node] = record
 
     def wait(self, node: str, pod_key: str, revision: int, timeout: Optional[float] = None) -> None:
         """Return once `node` has applied `revision` with `pod_key` programmed; raise PodNotProgrammed otherwise."""
@@ -119,15 +107,15 @@ class ProgrammedWaiter:
                 rec = self._records.get(node)
                 if rec is None:
                     return  # that node runs no datapath: nothing to wait for
-                applied = rec.get("applied_revision", 0)
+                applied = rec.applied_revision
                 if applied >= revision:
-                    why = rec.get("pending", {}).get(pod_key)
+                    why = rec.pending.get(pod_key)
                     if why:
                         raise PodNotProgrammed(f"node {node} cannot program pod {pod_key}: {why}", timed_out=False)
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    detail = f"; its last error: {rec['error']}" if rec.get("error") else ""
+                    detail = f"; its last error: {rec.error}" if rec.error else ""
                     raise PodNotProgrammed(
                         f"node {node} has not programmed pod {pod_key} within {timeout:g}s "
                         f"(it has applied store revision {applied}, the pod was written at {revision}){detail}: "
@@ -147,7 +135,8 @@ class ClusterCounters:
     ({"steered": ..., "translated": ...}); they replace this node's published ones.
     """
 
-    def __init__(self, records: Callable[[], dict[str, dict]], node: str, local: Optional[Callable[[], dict]] = None):
+    def __init__(self, records: Callable[[], dict[str, DatapathRecord]], node: str,
+                 local: Optional[Callable[[], dict]] = None):
         self.records = records  # node -> published datapath record (ProgrammedWaiter.records)
         self.node = node
         self.local = local
@@ -157,16 +146,16 @@ class ClusterCounters:
         per_node = self.records()
         if self.local is not None:
             try:
-                per_node[self.node] = self.local()
+                per_node[self.node] = DatapathRecord.from_value(self.local())
             except Exception:
                 pass  # the published copy is a fine fallback
         out = {"steered_packets": 0, "steered_bytes": 0, "translated_packets": 0, "translated_bytes": 0}
         for value in per_node.values():
-            s = value.get("steered", {}).get(policy)
+            s = value.steered.get(policy)
             if s:
                 out["steered_packets"] += int(s[0])
                 out["steered_bytes"] += int(s[1])
-            t = value.get("translated", {}).get(ip)
+            t = value.translated.get(ip)
             if t:
                 out["translated_packets"] += int(t[0])
                 out["translated_bytes"] += int(t[1])
