@@ -17,6 +17,7 @@ def apiserver():
 def kube_agent(tmp_path, apiserver: KubeApiServerDouble, *extra: str, start: bool = True) -> AgentProcess:
     kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
     agent = AgentProcess(tmp_path / "agent", extra_args=["--kubernetes", "--kubeconfig", str(kubeconfig), *extra])
+    agent.extra_args += ["--inventory-socket", str(agent.pod_socket)]  # the CNI plugin's socket
     return agent.start() if start else agent
 
 

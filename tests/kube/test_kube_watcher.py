@@ -141,7 +141,7 @@ def test_apiserver_down_at_start_agent_serves_and_says_so(apiserver, make_kube_a
 
 
 def _cni_add(agent, name="starting", ip="10.244.1.9", uid="", **conf):
-    return invoke("ADD", egress_conf(str(agent.socket), ptp_result(ip, "veth0starting"), **conf),
+    return invoke("ADD", egress_conf(str(agent.pod_socket), ptp_result(ip, "veth0starting"), **conf),
                   args=k8s_args("alice", name, uid))
 
 
