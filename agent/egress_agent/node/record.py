@@ -37,8 +37,3 @@ class DatapathRecord:
             "steered": {k: list(v) for k, v in sorted(self.steered.items())},
             "translated": {k: list(v) for k, v in sorted(self.translated.items())},
         }
-
-    def counters(self) -> dict[str, dict]:
-        """The counters in the shape of the API's and the metrics' (see Reconciler.local_counters)."""
-        return {"steered": {k: list(v) for k, v in self.steered.items()},
-                "translated": {k: list(v) for k, v in self.translated.items()}}
