@@ -37,6 +37,7 @@ class Agent:
         self.cluster = None
         self.metrics = None  # egress_agent.metrics.registry.AgentMetrics with --metrics-listen
         self.audit = None  # egress_agent.server.audit.AuditLog with --audit-log
+        self.labels = None  # egress_agent.relabel.NodeLabels once the node is registered
         self._stops: list[Callable[[], None]] = []
 
     def start(self) -> None:
@@ -54,6 +55,18 @@ class Agent:
         """Called from a signal handler: stop waiting for etcd at start."""
         if self.cluster is not None:
             self.cluster.abort()
+
+    def relabel(self, labels: dict[str, str], source: str) -> bool:
+        """Give this running node other labels (egress_agent.relabel); False when refused or not written."""
+        if self.labels is None:
+            log.error("relabel from %s ignored: the node is not registered yet", source)
+            return False
+        if not self.labels.apply(labels, source):
+            return False
+        from dataclasses import replace
+
+        self.conf = replace(self.conf, node=self.labels.node)
+        return True
 
     # --- the parts, in start order ------------------------------------------------------
 
@@ -102,11 +115,13 @@ class Agent:
         """(nodes for status, nodes the controller assigns from, leadership, commit guard)."""
         conf, node = self.conf, self.conf.node
         if not conf.store.startswith("etcd:"):
-            from egress_agent.controller.nodes import Standalone, standalone_nodes
+            from egress_agent.controller.nodes import Standalone, StandaloneNodes
+            from egress_agent.relabel import NodeLabels, standalone_writer
 
             # Registering our NODE record is how status learns we exist.
             store.commit([base.Put(base.NODE, node.name, {**node.model_dump(mode="json"), "state": "Up"})])
-            nodes = standalone_nodes(node)
+            nodes = StandaloneNodes(node)
+            self.labels = NodeLabels(node, standalone_writer(store, nodes), self.audit)
             if self.metrics:
                 self.metrics.watch_leadership(Standalone().is_leader)
             return nodes, nodes, Standalone(), _no_guard
@@ -135,6 +150,9 @@ class Agent:
             raise StartError(f"stopped before joining the cluster: {err}") from None
         except ValueError as err:  # the cluster key (its file changed since the flags were checked, or etcd's)
             raise StartError(f"cluster key: {err}") from None
+        from egress_agent.relabel import NodeLabels, cluster_writer
+
+        self.labels = NodeLabels(node, cluster_writer(cluster.membership), self.audit)
         # The leader assigns from its own, fresher node view and writes behind its election guard.
         return cluster.nodes.published, cluster.nodes.decided, cluster, cluster.guard
 

@@ -1,7 +1,12 @@
 """The agent's settings: command-line flags, optionally a YAML file with the same keys.
 
-Flags override the file. The node's own fields are validated by `models.Node`
+Flags override the file; node labels merge key by key (a `--node-label` wins over the
+file's value for its key). The node's own fields are validated by `models.Node`
 (the one place validation lives); errors name the flag/key to fix.
+
+On SIGHUP the agent builds its settings again from the same flags and the file as it
+is now (`live_changes`): the node labels apply live, anything else that changed is
+named in a log line and waits for a restart.
 """
 
 from __future__ import annotations
@@ -78,6 +83,34 @@ def node_labels(raw: Any) -> dict[str, str]:
     return labels
 
 
+def merged_labels(file_raw: Any, flag_raw: Any) -> dict[str, str]:
+    """The file's `node_labels` with the `--node-label` flags over them, key by key.
+
+    Flags win: they are the node's fixed settings (a unit file's ExecStart), the file is what
+    operators edit and reload, so a flag pins a label that no edit of the file can drop.
+    """
+    return {**node_labels(file_raw), **node_labels(flag_raw)}
+
+
+#: AgentConfig fields a reload may change without a restart (the node's labels live inside `node`).
+LIVE = ("labels",)
+
+
+def live_changes(running: "AgentConfig", fresh: "AgentConfig") -> tuple[dict[str, str], list[str]]:
+    """(the labels `fresh` gives, the settings that differ but only apply at a restart), by flag name.
+
+    `routers` are found by the agent at start (never configured), so they are not compared.
+    """
+    from dataclasses import fields
+
+    restart = [_flag(f.name) for f in fields(AgentConfig)
+               if f.name != "node" and getattr(running, f.name) != getattr(fresh, f.name)]
+    names = {"name": "node", "service_cidrs": "service_cidr", "api_address": "listen"}
+    old, new = running.node.model_dump(), fresh.node.model_dump()
+    restart += [_flag(names.get(k, k)) for k in old if k not in (*LIVE, "routers") and old[k] != new[k]]
+    return dict(fresh.node.labels), sorted(restart)
+
+
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -113,6 +146,7 @@ def _cidr_list(value: Any) -> list[str]:
 
 def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) -> AgentConfig:
     settings: dict[str, Any] = load_file(config_file) if config_file else {}
+    labels = merged_labels(settings.get("node_labels"), flags.get("node_labels"))
     settings.update({k: v for k, v in flags.items() if v is not None})
     where = f" (in --config {config_file} or as a flag)" if config_file else ""
 
@@ -130,7 +164,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
                 "pod_cidr": settings.get("pod_cidr") or "",
                 "service_cidrs": _cidr_list(settings.get("service_cidr")),
                 "api_address": settings.get("listen") or "",
-                "labels": node_labels(settings.get("node_labels")),
+                "labels": labels,
             },
         )
     except models.InvalidObject as err:

@@ -52,7 +52,27 @@ def ensure_pki(specs: list[T.NodeSpec]) -> None:
                certs.parse_clients("admin,viewer,inventory"))
 
 
-def agent_argv(spec: T.NodeSpec, labels: Mapping[str, str] = {}) -> list[str]:
+def write_agent_config(node: str, labels: Mapping[str, str]) -> None:
+    """The agent's --config file (its node labels; every other setting is a flag), replaced atomically so a
+    SIGHUP never reads half a file."""
+    import yaml
+
+    path = T.agent_config(node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump({"node_labels": dict(sorted(labels.items()))}))
+    os.replace(tmp, path)
+
+
+def reload_agent(st: LabState, node: str) -> bool:
+    """SIGHUP the node's agent (it re-reads its --config); False when it is not running."""
+    if not running(st, agent_key(node)):
+        return False
+    os.kill(st.processes[agent_key(node)], signal.SIGHUP)
+    return True
+
+
+def agent_argv(spec: T.NodeSpec) -> list[str]:
     pki = pki_dir()
     return [
         *agent_command(),
@@ -72,7 +92,7 @@ def agent_argv(spec: T.NodeSpec, labels: Mapping[str, str] = {}) -> list[str]:
         "--metrics-listen", f"{spec.ip}:{T.METRICS_PORT}",
         "--store", f"etcd:{T.etcd_url()}",
         "--datapath", "kernel",
-        *(f"--node-label={k}={v}" for k, v in sorted(labels.items())),
+        "--config", str(T.agent_config(spec.name)),  # node_labels: `egress-lab node label` edits it and sends SIGHUP
     ]
 
 
@@ -138,7 +158,8 @@ def start_etcd(st: LabState) -> None:
 
 def start_agent(st: LabState, spec: T.NodeSpec) -> bool:
     T.agent_socket(spec.name).parent.mkdir(parents=True, exist_ok=True)
-    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec, st.node_labels.get(spec.name, {})))
+    write_agent_config(spec.name, st.node_labels.get(spec.name, {}))
+    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec))
 
 
 def wait_healthy(st: LabState, nodes: list[T.NodeSpec], timeout: float = AGENT_START_TIMEOUT) -> None:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from egress_api import models
+
 from . import agents as A, labstate, netns, pods, topology as T
 from .labstate import LabState
 
@@ -265,22 +267,37 @@ def agent_restart(node: str, kill: bool = False) -> float:
         return time.monotonic() - began
 
 
-def node_label(node: str, labels: dict[str, str]) -> dict[str, str]:
-    """Merge labels into a node's ('-' removes a key) and restart its agent with them: relabelling a node is
-    a restart (docs/placement.md). Returns the node's labels."""
+def node_label(node: str, labels: dict[str, str], timeout: float = 15.0) -> dict[str, str]:
+    """Merge labels into a node's ('-' removes a key), write them to its agent's --config file and send
+    SIGHUP: the agent relabels its node live, as `systemctl reload` would (docs/placement.md). Waits until
+    the node's record shows them. Returns the node's labels."""
     with labstate.locked():
         st = labstate.require()
-        st.node(node)  # a KeyError naming the lab's nodes
+        spec = st.node(node)  # a KeyError naming the lab's nodes
         cur = dict(st.node_labels.get(node, {}))
         for k, v in labels.items():
             if v == "-":
                 cur.pop(k, None)
             else:
                 cur[k] = v
+        try:  # the agent would refuse them too, but only in its log
+            models.parse("node", {"name": node, "node_ip": spec.ip_with_prefix, "labels": cur})
+        except models.InvalidObject as err:
+            raise ValueError("; ".join(f"{v.dotted()}: {v.message}" for v in err.violations)) from None
         st.node_labels[node] = cur
         labstate.save(st)
-    if st.agents and A.running(st, A.agent_key(node)):
-        agent_restart(node)
+        if not st.agents:
+            return cur
+        A.write_agent_config(node, cur)
+        if not A.reload_agent(st, node):
+            return cur  # a stopped agent reads the file when it starts
+    with A.client(st, prefer=node, timeout=5) as c:
+        wait = time.monotonic() + timeout
+        while c.get_node(node).labels != cur:
+            if time.monotonic() > wait:
+                raise RuntimeError(f"the agent on {node} did not take labels {cur} within {timeout:g}s: see "
+                                   f"{A.log_path(node)}\n{A.log_tail(node)}")
+            time.sleep(0.05)
     return cur
 
 

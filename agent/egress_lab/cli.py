@@ -11,12 +11,15 @@ from egress_api.errors import ApiError
 from . import agents, build, labstate, pods, status, topology as T
 
 
-def _labels(pairs: list[str]) -> dict[str, str]:
+def label_edits(pairs: list[str]) -> dict[str, str]:
+    """kubectl label's arguments: K=V sets K; K- (or K=-) removes K, given as K -> "-"."""
     out = {}
     for pair in pairs:
         k, sep, v = pair.partition("=")
+        if not sep and k.endswith("-") and len(k) > 1:
+            k, sep, v = k[:-1], "=", "-"
         if not sep or not k:
-            raise SystemExit(f"egress-lab: label {pair!r} must be KEY=VALUE")
+            raise SystemExit(f"egress-lab: label {pair!r} must be KEY=VALUE, or KEY- to remove KEY")
         out[k] = v
     return out
 
@@ -54,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = pod.add_parser("check", help="run the pod's CNI chain CHECK")
     p.add_argument("name")
-    p = pod.add_parser("label", help="merge labels into a pod (K=V; K=- removes K), like kubectl label pod")
+    p = pod.add_parser("label", help="merge labels into a pod (K=V; K- removes K), like kubectl label pod")
     p.add_argument("name")
     p.add_argument("labels", nargs="+", metavar="K=V")
 
@@ -73,8 +76,9 @@ def parser() -> argparse.ArgumentParser:
     for verb in ("stop", "start"):
         node.add_parser(verb).add_argument("node")
     node.add_parser("metrics", help="print the node agent's Prometheus metrics (docs/metrics.md)").add_argument("node")
-    p = node.add_parser("label", help="merge labels into a node (K=V; K=- removes K) and restart its agent with them "
-                        "(--node-label; what gateways' node_selector matches)")
+    p = node.add_parser("label", help="merge labels into a node (K=V; K- removes K), like kubectl label node: "
+                        "writes its agent's --config node_labels and sends SIGHUP (what gateways' node_selector "
+                        "matches)")
     p.add_argument("node")
     p.add_argument("labels", nargs="+", metavar="K=V")
 
@@ -113,20 +117,20 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "status":
         print(status.render(labstate.require()))
     elif args.cmd == "pod" and args.pod_cmd == "add":
-        p = pods.add(args.name, args.node, args.namespace, _labels(args.label),
+        p = pods.add(args.name, args.node, args.namespace, label_edits(args.label),
                      wiring="direct" if args.direct else None, main_plugin=args.main_plugin)
         print(f"pod {p.name} ({p.namespace}) on {p.node}: {p.ip}" + (f" via {p.interface}" if p.interface else ""))
     elif args.cmd == "pod" and args.pod_cmd == "check":
         pods.check(args.name)
         print(f"pod {args.name}: CHECK passed")
     elif args.cmd == "pod" and args.pod_cmd == "label":
-        labels = pods.label_pod(args.name, _labels(args.labels))
+        labels = pods.label_pod(args.name, label_edits(args.labels))
         print(f"pod {args.name}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     elif args.cmd == "pod" and args.pod_cmd == "del":
         p = pods.delete(args.name)
         print(f"pod {p.name} deleted")
     elif args.cmd == "namespace":
-        labels = pods.label_namespace(args.namespace, _labels(args.labels))
+        labels = pods.label_namespace(args.namespace, label_edits(args.labels))
         print(f"namespace {args.namespace}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     elif args.cmd == "exec":
         labstate.require().pod(args.pod)
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         took = build.agent_restart(args.node, kill=args.kill)
         print(f"agent on {args.node} restarted ({'kill -9' if args.kill else 'SIGTERM'}); healthy after {took:.2f}s")
     elif args.cmd == "node" and args.node_cmd == "label":
-        labels = build.node_label(args.node, _labels(args.labels))
+        labels = build.node_label(args.node, label_edits(args.labels))
         print(f"node {args.node}: " + (",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"))
     elif args.cmd == "node" and args.node_cmd == "metrics":
         print(agents.metrics(labstate.require().node(args.node)), end="")

@@ -117,6 +117,11 @@ def pod_host_veth(pod: str, namespace: str) -> str:
     return host_veth_name(namespace, pod)
 
 
+def agent_config(node: str) -> Path:
+    """The node agent's --config file: its node_labels, which `egress-lab node label` edits (then SIGHUP)."""
+    return run_dir() / "agents" / f"{node}.yaml"
+
+
 def agent_socket(node: str) -> Path:
     """The unix socket of the node's egress-agent (Terraform, egressctl and the lab use it)."""
     return run_dir() / "agents" / f"{node}.sock"

@@ -171,6 +171,11 @@ class AgentProcess:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
 
+    def reload(self) -> None:
+        """SIGHUP (what `systemctl reload` sends): the agent re-reads its --config file."""
+        assert self.proc is not None, f"{self.node} is not running"
+        self.proc.send_signal(signal.SIGHUP)
+
     def restart(self) -> "AgentProcess":
         self.stop()
         return self.start()

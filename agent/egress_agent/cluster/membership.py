@@ -87,20 +87,8 @@ class Membership:
         sent = time.monotonic()
         grant = self.client.call("lease/grant", {"TTL": str(self.ttl)})
         lease = int(grant["ID"])
-        node_key = b64(self.store.key(NODE, self.name))
-        member_key = b64(self.store.key(MEMBERS, self.name))
-        value = b64(json.dumps(self.node, sort_keys=True))
         try:
-            self.client.call(
-                "kv/txn",
-                {
-                    "success": [
-                        {"request_put": {"key": node_key, "value": value}},
-                        {"request_put": {"key": member_key, "value": value, "lease": str(lease)}},
-                    ]
-                },
-                idempotent=False,
-            )
+            self._write_records(self.node, lease)
         except Exception:
             self._revoke(lease)  # nothing is attached to it; do not leave it to expire
             raise
@@ -110,6 +98,40 @@ class Membership:
         if self.on_session:
             self.on_session(lease)
         return lease
+
+    def _write_records(self, node: dict[str, Any], lease: int) -> None:
+        """The node record and the lease-held liveness key, with the same value, in one transaction."""
+        value = b64(json.dumps(node, sort_keys=True))
+        self.client.call(
+            "kv/txn",
+            {
+                "success": [
+                    {"request_put": {"key": b64(self.store.key(NODE, self.name)), "value": value}},
+                    {"request_put": {"key": b64(self.store.key(MEMBERS, self.name)), "value": value,
+                                     "lease": str(lease)}},
+                ]
+            },
+            idempotent=False,
+        )
+
+    def update(self, node: dict[str, Any]) -> None:
+        """Rewrite this node's records (a relabel) under the current lease, as registering writes them.
+
+        The new value is kept first, so a re-registration after a lost lease also carries it; if the
+        write fails (etcd unreachable, the lease just expired) the old value is put back and the
+        error raised: the caller reports that nothing changed.
+        """
+        with self._lock:
+            before, lease = self.node, self.lease_id
+            self.node = {**node, "probe_address": before.get("probe_address", "")}
+        try:
+            if not lease:
+                raise Unavailable("not registered yet")
+            self._write_records(self.node, lease)
+        except Exception:
+            with self._lock:
+                self.node = before
+            raise
 
     def abort(self) -> None:
         """Stop a `register()` that is still retrying (e.g. on SIGTERM)."""

@@ -9,8 +9,11 @@
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
-on SIGTERM/SIGINT. SIGUSR1 writes every thread's stack to the log (stderr)
-and the agent goes on: what to send an agent that seems stuck.
+on SIGTERM/SIGINT. SIGHUP (`systemctl reload`) re-reads the --config file and
+applies its node_labels live (merged under the --node-label flags); other changed
+settings are named in a log line and wait for a restart. SIGUSR1 writes every
+thread's stack to the log (stderr) and the agent goes on: what to send an agent
+that seems stuck.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interface", help="uplink interface (e.g. eth0)")
     p.add_argument("--node-label", dest="node_labels", action="append", metavar="KEY=VALUE",
                    help="a label of this node (repeatable; Kubernetes label syntax) that gateways' node_selector "
-                   "matches; restart with other labels to relabel (its floating IPs move away once if they no "
+                   "matches; wins over the --config file's node_labels for its key. Relabel live by editing "
+                   "node_labels in --config and sending SIGHUP (its floating IPs move away once if they no "
                    "longer match)")
     p.add_argument("--pod-cidr", dest="pod_cidr", help="this node's pod CIDR, e.g. 10.244.1.0/24")
     p.add_argument("--service-cidr", dest="service_cidr", metavar="CIDR[,CIDR...]",
@@ -130,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup(args.log_level, args.log_format)
     log = logging.getLogger("egress-agent")
-    return run(conf, log)
+    return run(conf, log, lambda: _reread(flags, args.config))
+
+
+def _reread(flags: dict, config_file: str | None) -> cfg.AgentConfig | None:
+    """SIGHUP: the settings from the same flags and the --config file as it is now (None without a file)."""
+    return cfg.build(flags, config_file) if config_file else None
 
 
 def _cleanup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -153,7 +162,8 @@ def _cleanup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
+def run(conf: cfg.AgentConfig, log: logging.Logger,
+        reread: Callable[[], cfg.AgentConfig | None] = lambda: None) -> int:
     # Heavy imports only after the flags are known good, so `--help` and bad flags are instant.
     from egress_agent.agent import Agent, StartError
 
@@ -164,7 +174,9 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
         prometheus_client.disable_created_metrics()
     stopping = threading.Event()
     agent = Agent(conf, version=_version())
-    _on_stop_signals(lambda: (stopping.set(), agent.abort_start()))
+    stop = lambda: (stopping.set(), agent.abort_start())  # noqa: E731
+    _on_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
+                 signal.SIGHUP: _coalesced("reload", lambda: _reload(agent, reread, log))})
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         agent.start()
@@ -178,11 +190,47 @@ def run(conf: cfg.AgentConfig, log: logging.Logger) -> int:
     return 0
 
 
-def _on_stop_signals(act: Callable[[], None]) -> None:
-    """Calls `act` on SIGTERM/SIGINT, from a thread of its own, never from the signal handler.
+def _reload(agent, reread: Callable[[], cfg.AgentConfig | None], log: logging.Logger) -> None:
+    """SIGHUP: apply the --config file's node labels live; name what else changed (restart to apply it)."""
+    try:
+        fresh = reread()
+    except cfg.ConfigError as err:  # the same checks as at start: a bad label is refused, nothing changes
+        log.error("SIGHUP: configuration not applied, nothing changed: %s", err)
+        return
+    if fresh is None:
+        log.warning("SIGHUP: no --config file to re-read (node labels come from --node-label only; restart to "
+                    "change them)")
+        return
+    labels, later = cfg.live_changes(agent.conf, fresh)
+    if later:
+        log.warning("SIGHUP: %s changed but cannot change live: restart the agent to apply %s",
+                    ", ".join(later), "it" if len(later) == 1 else "them")
+    agent.relabel(labels, "SIGHUP")
+
+
+def _coalesced(name: str, act: Callable[[], None]) -> Callable[[], None]:
+    """`act` on a thread of its own, once per burst of requests: a slow reload (etcd retrying) never delays
+    a SIGTERM, and three quick SIGHUPs re-read the file at most twice."""
+    wanted = threading.Event()
+
+    def loop() -> None:
+        while True:
+            wanted.wait()
+            wanted.clear()
+            try:
+                act()
+            except Exception:
+                logging.getLogger("egress-agent").exception("%s failed", name)
+
+    threading.Thread(target=loop, name=name, daemon=True).start()
+    return wanted.set
+
+
+def _on_signals(actions: dict[int, Callable[[], None]]) -> None:
+    """Calls each signal's action from a thread of its own, never from the signal handler.
 
     Python runs a handler in the main thread between two bytecodes, possibly while that thread
-    holds the lock `act` needs: `Event.set()` in a handler that lands inside the main thread's own
+    holds the lock an action needs: `Event.set()` in a handler that lands inside the main thread's own
     `Event.wait()` blocks forever (it hung an agent on SIGTERM in CI). So the handlers do nothing;
     the C-level handler writes the signal's number to a pipe (signal.set_wakeup_fd) and a daemon
     thread reads it and acts like any other thread.
@@ -190,16 +238,16 @@ def _on_stop_signals(act: Callable[[], None]) -> None:
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    wanted = {signal.SIGTERM, signal.SIGINT}
-    for sig in wanted:
+    for sig in actions:
         signal.signal(sig, lambda *_: None)
 
     def relay() -> None:
         while True:
-            if any(number in wanted for number in os.read(read_end, 64)):
-                act()
+            for number in os.read(read_end, 64):
+                if number in actions:
+                    actions[number]()
 
-    threading.Thread(target=relay, name="stop-signals", daemon=True).start()
+    threading.Thread(target=relay, name="signals", daemon=True).start()
 
 
 if __name__ == "__main__":

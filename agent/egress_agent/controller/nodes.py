@@ -21,10 +21,18 @@ def node_info(node: models.Node, up: bool = True) -> NodeInfo:
                     labels=dict(node.labels))
 
 
-def standalone_nodes(node: models.Node) -> NodeSource:
-    """The agent is the sole node, and Up while it runs."""
-    info = node_info(node)
-    return lambda: [info]
+class StandaloneNodes:
+    """The agent is the sole node, and Up while it runs (a NodeSource). `set` after a relabel."""
+
+    def __init__(self, node: models.Node):
+        self.set(node)
+
+    def set(self, node: models.Node) -> None:
+        # One assignment: a reader sees the old view or the new one.
+        self.node, self._view = node, [node_info(node)]
+
+    def __call__(self) -> list[NodeInfo]:
+        return list(self._view)
 
 
 class Leadership(Protocol):
