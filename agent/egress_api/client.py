@@ -235,7 +235,7 @@ class EgressClient:
     def _node(msg: pb.NodeStatus) -> NodeStatus:
         return NodeStatus(
             msg.name, msg.role, msg.state, msg.node_ip, list(msg.floating_ips), msg.pod_cidr, msg.api_address,
-            dict(msg.labels),
+            dict(msg.labels), list(msg.service_cidrs),
         )
 
     def get_node(self, name: str) -> NodeStatus:

@@ -31,3 +31,4 @@ class NodeStatus:
     pod_cidr: str
     api_address: str
     labels: dict[str, str] = field(default_factory=dict)  # --node-label
+    service_cidrs: list[str] = field(default_factory=list)  # --service-cidr

@@ -56,7 +56,7 @@ def test_get_tables_and_json(agent_process):
     r = ctl(agent_process, "get", "nodes")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1].split() == ["worker1", "worker", "Up", "192.0.2.11/24", "192.0.2.100,192.0.2.101,192.0.2.102",
-                                                "-"]  # no --node-label
+                                                "-", "-"]  # no --node-label, no --service-cidr
 
 
 def test_describe_gateway_and_policy(agent_process):

@@ -3,6 +3,7 @@ reasons and events, egressctl status/describe, and the --node-label flag (standa
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -16,9 +17,10 @@ IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102"]
 
 @pytest.fixture
 def labelled(tmp_path_factory):
-    """worker1 labelled egress=yes and zone=z1."""
+    """worker1 labelled egress=yes and zone=z1, with two service CIDRs."""
     with start_agent(tmp_path_factory.mktemp("agent"),
-                     extra_args=["--node-label", "egress=yes", "--node-label", "topology.kubernetes.io/zone=z1"]) as a:
+                     extra_args=["--node-label", "egress=yes", "--node-label", "topology.kubernetes.io/zone=z1",
+                                 "--service-cidr", "10.96.0.0/12,10.100.0.0/16"]) as a:
         yield a
 
 
@@ -34,13 +36,19 @@ def settled(client, name="edge"):
     return wait_for(ready, what="assignment")
 
 
-def test_node_labels_are_published_and_shown(labelled):
+def test_node_labels_and_service_cidrs_are_published_and_shown(labelled):
     c = labelled.client
     node = c.get_node("worker1")
     assert node.labels == {"egress": "yes", "topology.kubernetes.io/zone": "z1"}
+    assert node.service_cidrs == ["10.96.0.0/12", "10.100.0.0/16"]
     status = subprocess.run([*ctl_command(), "--endpoint", labelled.endpoint, "status"], capture_output=True,
                             text=True, timeout=30, check=True).stdout
-    assert "LABELS" in status and "egress=yes,topology.kubernetes.io/zone=z1" in status
+    header, row = status.splitlines()[4:6]
+    assert header.split()[-4:] == ["IPS", "LABELS", "SERVICE", "CIDRS"]
+    assert row.split()[-2:] == ["egress=yes,topology.kubernetes.io/zone=z1", "10.96.0.0/12,10.100.0.0/16"]
+    nodes = subprocess.run([*ctl_command(), "--endpoint", labelled.endpoint, "get", "nodes", "-o", "json"],
+                           capture_output=True, text=True, timeout=30, check=True).stdout
+    assert json.loads(nodes)[0]["service_cidrs"] == ["10.96.0.0/12", "10.100.0.0/16"]
 
 
 def test_a_matching_selector_round_trips_and_places(labelled):

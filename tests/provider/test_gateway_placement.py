@@ -13,9 +13,10 @@ pytestmark = pytest.mark.terraform
 
 @pytest.fixture
 def labelled_acc(tmp_path, tmp_path_factory, terraform_core) -> Acceptance:
-    """worker1 (192.0.2.11/24) labelled egress=yes, zone=z1."""
+    """worker1 (192.0.2.11/24) labelled egress=yes, zone=z1, with two service CIDRs."""
     with start_agent(tmp_path_factory.mktemp("agent"),
-                     extra_args=["--node-label", "egress=yes", "--node-label", "zone=z1"]) as agent:
+                     extra_args=["--node-label", "egress=yes", "--node-label", "zone=z1",
+                                 "--service-cidr", "10.96.0.0/12,10.100.0.0/16"]) as agent:
         yield Acceptance(Terraform(tmp_path, endpoint=agent.endpoint, core=terraform_core), agent)
 
 
@@ -97,11 +98,14 @@ data "egress_gateway_status" "edge" {
     acc.destroy()
 
 
-def test_node_labels_in_the_egress_node_data_source(labelled_acc):
+def test_node_labels_and_service_cidrs_in_the_egress_node_data_source(labelled_acc):
     acc = labelled_acc
     acc.step('data "egress_node" "w1" {\n  name = "worker1"\n}\n'
-             'output "labels" {\n  value = data.egress_node.w1.labels\n}\n')
+             'output "labels" {\n  value = data.egress_node.w1.labels\n}\n'
+             'output "service_cidrs" {\n  value = data.egress_node.w1.service_cidrs\n}\n')
     assert acc.tf.run("output", "-json", "labels").stdout.strip().replace(" ", "") == '{"egress":"yes","zone":"z1"}'
+    assert acc.tf.run("output", "-json", "service_cidrs").stdout.strip().replace(" ", "") == \
+        '["10.96.0.0/12","10.100.0.0/16"]'
 
 
 def test_a_selector_no_node_matches_warns_at_plan(labelled_acc):

@@ -136,9 +136,8 @@ def _get(client: EgressClient, args) -> str:
     else:
         nodes = client.list_nodes()
         rows = [n.__dict__ for n in nodes]
-        table = [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-", _labels(n.labels)]
-                 for n in nodes]
-        header = ["NAME", "ROLE", "STATE", "NODE IP", "FLOATING IPS", "LABELS"]
+        table = [_node_row(n) for n in nodes]
+        header = ["NAME", *NODE_COLUMNS[1:]]
     if args.output == "json":
         return json.dumps(rows, indent=2, sort_keys=True)
     if not rows:
@@ -174,6 +173,15 @@ def _describe_gateway(client: EgressClient, name: str) -> str:
         lines.append(f"    {ip}: {holder}" if holder else f"    {ip}: <unassigned> ({st.unassigned_reasons.get(ip, '')})")
     lines += _events(client.list_events("gateway", name))
     return "\n".join(lines)
+
+
+NODE_COLUMNS = ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS", "LABELS", "SERVICE CIDRS"]
+
+
+def _node_row(n) -> list[str]:
+    """A node's row in `status` and `get nodes` (NODE_COLUMNS)."""
+    return [n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-", _labels(n.labels),
+            ",".join(n.service_cidrs) or "-"]
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -261,8 +269,8 @@ def _status(client: EgressClient, args) -> str:
         f"Leader:  {_leader(h)}",
         "",
         format_table(
-            ["NODE", "ROLE", "STATE", "NODE IP", "FLOATING IPS", "LABELS"],
-            [[n.name, n.role, n.state, n.node_ip, ",".join(n.floating_ips) or "-", _labels(n.labels)] for n in nodes],
+            NODE_COLUMNS,
+            [_node_row(n) for n in nodes],
         ),
         "",
     ]

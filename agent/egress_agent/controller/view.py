@@ -58,6 +58,7 @@ def node_views(node_records: dict[str, Record], assignments: dict[str, Record], 
                 pod_cidr=value.get("pod_cidr", ""),
                 api_address=value.get("api_address", ""),
                 labels=dict(value.get("labels") or (info.labels if info else {})),
+                service_cidrs=list(value.get("service_cidrs") or ()),
             )
         )
     return out

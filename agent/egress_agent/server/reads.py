@@ -36,6 +36,7 @@ def node_statuses(store: base.Store, nodes: NodeSource) -> list[pb.NodeStatus]:
             pod_cidr=n.pod_cidr,
             api_address=n.api_address,
             labels=n.labels,
+            service_cidrs=n.service_cidrs,
         )
         for n in view.node_views(snap.of(NODE), snap.of(ASSIGNMENT), nodes())
     ]

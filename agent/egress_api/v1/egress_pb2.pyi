@@ -114,7 +114,7 @@ class GatewayStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., nodes: _Optional[_Mapping[str, str]] = ..., floating_ips: _Optional[_Mapping[str, str]] = ..., unassigned_reasons: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("name", "role", "state", "node_ip", "floating_ips", "pod_cidr", "api_address", "labels")
+    __slots__ = ("name", "role", "state", "node_ip", "floating_ips", "pod_cidr", "api_address", "labels", "service_cidrs")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class NodeStatus(_message.Message):
     POD_CIDR_FIELD_NUMBER: _ClassVar[int]
     API_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_CIDRS_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: str
     state: str
@@ -138,7 +139,8 @@ class NodeStatus(_message.Message):
     pod_cidr: str
     api_address: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., node_ip: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., pod_cidr: _Optional[str] = ..., api_address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    service_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., node_ip: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., pod_cidr: _Optional[str] = ..., api_address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., service_cidrs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "name", "type", "reason", "message", "timestamp", "count")

@@ -37,8 +37,15 @@ class EgressNode(DataSource):
                     "labels",
                     Map(String()),
                     computed=True,
-                    description="The node's labels (egress-agent `--node-label`), which gateways' `node_selector` "
-                    "matches.",
+                    description="The node's labels (egress-agent `--node-label`, or `node_labels` in its `--config` "
+                    "file, applied live on SIGHUP), which gateways' `node_selector` matches.",
+                ),
+                Attribute(
+                    "service_cidrs",
+                    List(String()),
+                    computed=True,
+                    description="The cluster service CIDRs this node's agent was given (egress-agent "
+                    "`--service-cidr`): never steered by any policy, on any node.",
                 ),
                 Attribute(
                     "floating_ips",
@@ -72,4 +79,5 @@ class EgressNode(DataSource):
             "node_ip": node.node_ip,
             "floating_ips": list(node.floating_ips),
             "labels": dict(node.labels),
+            "service_cidrs": list(node.service_cidrs),
         }
