@@ -1,5 +1,6 @@
-"""`egress-lab node label`: lab nodes carry labels (their agents' --node-label), and a gateway's node_selector puts
-its floating IP on a selected node's uplink, moving it once when that node is relabelled."""
+"""`egress-lab node label`: lab nodes carry labels (their agents' --config node_labels, applied by SIGHUP), and a
+gateway's node_selector puts its floating IP on a selected node's uplink, moving it once when that node is
+relabelled: live, the agent keeps running."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ def label(node: str, *pairs: str) -> str:
     return r.stdout
 
 
+def agent_pid(node: str) -> int:
+    from egress_lab import agents, labstate
+
+    return labstate.require().processes[agents.agent_key(node)]
+
+
 def test_relabel_moves_the_floating_ip_between_uplinks(clean_lab):
     lab = clean_lab
+    pids = {n: agent_pid(n) for n in ("worker2", "worker3")}
     try:
         assert label("worker2", "egress=yes") == "node worker2: egress=yes\n"
         label("worker3", "egress=yes")
@@ -39,6 +47,9 @@ def test_relabel_moves_the_floating_ip_between_uplinks(clean_lab):
         assert "192.0.2.100" not in lab.floating_ips_on("worker2")
         assert "192.0.2.100" not in lab.floating_ips_on("worker1")
         assert lab.holder("192.0.2.100") == "worker3"
+        with lab.client() as c:
+            assert [e.reason for e in c.list_events("gateway", "default")].count("FloatingIPMoved") == 1
+        assert {n: agent_pid(n) for n in pids} == pids  # relabelled live: no agent restarted
     finally:
-        label("worker2", "egress=-")
+        label("worker2", "egress-")  # kubectl's removal
         label("worker3", "egress=-")
