@@ -56,17 +56,24 @@ class Agent:
         if self.cluster is not None:
             self.cluster.abort()
 
-    def relabel(self, labels: dict[str, str], source: str) -> bool:
-        """Give this running node other labels (egress_agent.relabel); False when refused or not written."""
+    def relabel(self, labels: dict[str, str], source: str = "SIGHUP") -> bool:
+        """The configuration gives this running node other labels (egress_agent.relabel); False when refused or
+        not written."""
         if self.labels is None:
             log.error("relabel from %s ignored: the node is not registered yet", source)
             return False
-        if not self.labels.apply(labels, source):
-            return False
-        from dataclasses import replace
+        return self._relabelled(self.labels.from_config(labels, source))
 
-        self.conf = replace(self.conf, node=self.labels.node)
-        return True
+    def _kube_relabel(self, labels: dict[str, str]) -> None:
+        """--node-labels-from-kubernetes: this node's Node object has these labels now."""
+        self._relabelled(self.labels.from_kubernetes(labels))
+
+    def _relabelled(self, applied: bool) -> bool:
+        if applied:
+            from dataclasses import replace
+
+            self.conf = replace(self.conf, node=self.labels.node)
+        return applied
 
     # --- the parts, in start order ------------------------------------------------------
 
@@ -195,12 +202,14 @@ class Agent:
         from egress_agent.kube.watcher import KubeConfigError, KubeWatcher
 
         try:
-            watcher = KubeWatcher(store, self.conf.node.name, self.conf.kubeconfig, self.conf.kube_label_wait)
+            watcher = KubeWatcher(store, self.conf.node.name, self.conf.kubeconfig, self.conf.kube_label_wait,
+                                  on_node_labels=self._kube_relabel if self.conf.node_labels_from_kubernetes else None)
         except KubeConfigError as err:
             raise StartError(str(err)) from None
         watcher.start()
         self._stops.append(watcher.stop)
-        log.info("kubernetes: watching namespaces and the pods of node %s (%s)", self.conf.node.name,
+        log.info("kubernetes: watching namespaces and the pods%s of node %s (%s)",
+                 " and Node object (its labels)" if self.conf.node_labels_from_kubernetes else "", self.conf.node.name,
                  self.conf.kubeconfig or "in-cluster service account")
         return watcher
 

@@ -23,7 +23,7 @@ KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "service_cidr", "soc
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
         "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval",
-        "cluster_key_file", "node_labels")
+        "cluster_key_file", "node_labels", "node_labels_from_kubernetes")
 DATAPATHS = ("off", "kernel")
 
 
@@ -47,6 +47,7 @@ class AgentConfig:
     kubernetes: bool = False  # watch the Kubernetes API for namespaces and this node's pods
     kubeconfig: str = ""  # with kubernetes: a kubeconfig file; "" = in-cluster service account
     kube_label_wait: float = 10.0  # with kubernetes: seconds a CNI ADD waits for its pod's labels
+    node_labels_from_kubernetes: bool = False  # with kubernetes: this node's Node object labels it (under ours)
     metrics_listen: str = ""  # host:port serving Prometheus /metrics; "" = no metrics endpoint
     tls: tuple[str, str, str] = ("", "", "")  # --listen's TLS: certificate, key, client CA ("": none)
     insecure_listen: bool = False  # --listen without mutual TLS off loopback, knowingly
@@ -257,11 +258,15 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         raise ConfigError("--etcd-cert and --etcd-key go together: give both or neither")
     _check_etcd_tls(store, tls)
     kubernetes, kubeconfig, label_wait = _kubernetes(settings)
+    from_kubernetes = _bool(settings, "node_labels_from_kubernetes")
+    if from_kubernetes and not kubernetes:
+        raise ConfigError("--node-labels-from-kubernetes needs --kubernetes (the watcher reads the Node object)")
     cluster_key_file = _cluster_key_file(settings, scheme)
     return AgentConfig(
         node=node, socket=socket, store=store, listen=listen, datapath=datapath, etcd_prefix=etcd_prefix,
         lease_ttl=lease_ttl, lease_keepalive=lease_keepalive, probe_interval=probe_interval, probe_misses=probe_misses, etcd_tls=tls,
-        kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait, metrics_listen=metrics_listen,
+        kubernetes=kubernetes, kubeconfig=kubeconfig, kube_label_wait=label_wait,
+        node_labels_from_kubernetes=from_kubernetes, metrics_listen=metrics_listen,
         tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
         inventory_socket=inventory_socket, garp_repeats=garp_repeats, garp_interval=garp_interval,
         cluster_key_file=cluster_key_file,

@@ -1,8 +1,12 @@
 """Relabelling this node while it runs: the one place its record is rewritten with new labels.
 
-A source of labels (SIGHUP re-reading `--config`, see cmd/agent.py) calls `NodeLabels.apply`. The
-labels are checked by `models.Node` (the one place validation lives): bad ones are refused with a
-log line naming the label, and nothing changes. Good ones are written by the store's writer (etcd:
+Two sources, layered: the configuration (`--node-label` flags over the `--config` file's
+`node_labels`, re-read on SIGHUP: cmd/agent.py) over this node's Kubernetes Node object (with
+`--node-labels-from-kubernetes`: kube/watcher.py). Local configuration wins for its keys: it is what
+the node's operator wrote for this agent, the Node object what the cluster's users label. Each
+source calls its setter with its whole set; the merged labels are checked by `models.Node` (the one
+place validation lives): bad ones are refused with a log line naming the label, and nothing changes
+(the source's previous set is kept). Good ones are written by the store's writer (etcd:
 the node and member records under the node's lease in one transaction, as registration writes them;
 SQLite: the node record), logged, and audited as method `Relabel`. The leader's controller sees the
 node record change and re-places what no longer matches (controller/assignment.py: once, never back).
@@ -31,6 +35,8 @@ def text(labels: Mapping[str, str]) -> str:
 class NodeLabels:
     def __init__(self, node: models.Node, write: Writer, audit=None):
         self._node = node
+        self._configured = dict(node.labels)  # flags over the --config file, as at start
+        self._kubernetes: dict[str, str] = {}  # the Node object's, once watched
         self._write = write
         self._audit = audit  # server.audit.AuditLog, or None
         self._lock = threading.Lock()  # two sources at once: one write after the other
@@ -39,27 +45,44 @@ class NodeLabels:
     def node(self) -> models.Node:
         return self._node
 
-    def apply(self, labels: Mapping[str, str], source: str) -> bool:
-        """Make `labels` this node's labels. True when they are its labels now (also when unchanged)."""
+    def from_config(self, labels: Mapping[str, str], source: str = "SIGHUP") -> bool:
+        """The configuration's labels changed (flags over the re-read file). True when they apply now."""
         with self._lock:
-            current = self._node
-            try:
-                new = models.parse("node", {**current.model_dump(mode="json"), "labels": dict(labels)})
-            except models.InvalidObject as err:
-                why = "; ".join(f"{v.dotted()}: {v.message}" for v in err.violations)
-                log.error("relabel from %s refused, labels stay %s: %s", source, text(current.labels), why)
-                self._record(source, "INVALID_ARGUMENT", labels)
+            if not self._apply({**self._kubernetes, **labels}, source):
                 return False
-            if new.labels == current.labels:
-                log.info("relabel from %s: labels unchanged (%s)", source, text(current.labels))
-                return True
-            try:
-                self._write(new)
-            except (base.StoreError, EtcdError) as err:
-                log.error("relabel from %s not written, labels stay %s: %s", source, text(current.labels), err)
-                self._record(source, "UNAVAILABLE", labels)
+            self._configured = dict(labels)
+            return True
+
+    def from_kubernetes(self, labels: Mapping[str, str]) -> bool:
+        """This node's Node object has these labels now. True when they apply now."""
+        with self._lock:
+            # Node objects change often (status, annotations): an unchanged result is not worth a log line.
+            if not self._apply({**labels, **self._configured}, "kubernetes Node", quiet=True):
                 return False
-            self._node = new
+            self._kubernetes = dict(labels)
+            return True
+
+    def _apply(self, labels: Mapping[str, str], source: str, quiet: bool = False) -> bool:
+        """Make `labels` this node's labels (the caller holds the lock). True when they are its labels now."""
+        current = self._node
+        try:
+            new = models.parse("node", {**current.model_dump(mode="json"), "labels": dict(labels)})
+        except models.InvalidObject as err:
+            why = "; ".join(f"{v.dotted()}: {v.message}" for v in err.violations)
+            log.error("relabel from %s refused, labels stay %s: %s", source, text(current.labels), why)
+            self._record(source, "INVALID_ARGUMENT", labels)
+            return False
+        if new.labels == current.labels:
+            log.log(logging.DEBUG if quiet else logging.INFO, "relabel from %s: labels unchanged (%s)", source,
+                    text(current.labels))
+            return True
+        try:
+            self._write(new)
+        except (base.StoreError, EtcdError) as err:
+            log.error("relabel from %s not written, labels stay %s: %s", source, text(current.labels), err)
+            self._record(source, "UNAVAILABLE", labels)
+            return False
+        self._node = new
         log.info("node %s relabelled from %s: %s -> %s", new.name, source, text(current.labels), text(new.labels))
         self._record(source, "OK", new.labels)
         return True

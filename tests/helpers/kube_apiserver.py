@@ -1,7 +1,7 @@
 """A small Kubernetes API-server double for tests (there is no kube-apiserver on these machines).
 
 It serves, over real HTTP on 127.0.0.1, the part of the core/v1 API a node
-agent uses -- Namespaces and Pods, list and watch -- with the wire shapes and
+agent uses -- Namespaces, Pods and Nodes, list and watch -- with the wire shapes and
 semantics of the Kubernetes API concepts ("Efficient detection of changes",
 "Watch bookmarks", "410 Gone responses", "Retrieving large results sets in
 chunks"):
@@ -59,6 +59,7 @@ SERVER_VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulation
 RESOURCES = {  # URL resource name -> (kind, namespaced)
     "namespaces": ("Namespace", False),
     "pods": ("Pod", True),
+    "nodes": ("Node", False),
 }
 # How long a list for a resourceVersion the server has not reached yet waits
 # before answering 504 "Too large resource version" (kube-apiserver waits ~3 s).
@@ -210,6 +211,23 @@ class KubeApiServerDouble:
                                 "spec": {"nodeName": node,
                                          "containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
                                 "status": status}, old)
+
+    def apply_node(self, name: str, labels: dict[str, str], address: str = "192.0.2.11") -> None:
+        """Creates or updates a Node (what kubelet registers and `kubectl label node` changes). kubelet sets
+        kubernetes.io/hostname and kubernetes.io/os on every node; `labels` come on top."""
+        with self._cond:
+            old = self._objects.get(("Node", "", name))
+            meta = {"name": name, "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
+                    "creationTimestamp": old["metadata"]["creationTimestamp"] if old else _now(),
+                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **labels}}
+            self._write("Node", {"kind": "Node", "apiVersion": "v1", "metadata": meta, "spec": {},
+                                 "status": {"addresses": [{"type": "InternalIP", "address": address}]}}, old)
+
+    def delete_node(self, name: str) -> None:
+        with self._cond:
+            if ("Node", "", name) not in self._objects:
+                raise KeyError(f"node {name!r} does not exist")
+            self._remove("Node", "", name)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._cond:
@@ -473,6 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
                 kind, namespace, name = "Namespace", None, ns
             case ["namespaces", ns, "pods", pod]:
                 kind, namespace, name = "Pod", ns, pod
+            case ["nodes"]:
+                kind, namespace, name = "Node", None, None
+            case ["nodes", node]:
+                kind, namespace, name = "Node", None, node
             case _:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if name is not None:

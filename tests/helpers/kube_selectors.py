@@ -29,6 +29,10 @@ FIELDS: dict[str, dict[str, Callable[[dict], str]]] = {
         "status.phase": lambda o: o.get("status", {}).get("phase", ""),
         "status.podIP": lambda o: o.get("status", {}).get("podIP", ""),
     },
+    "Node": {  # kube-apiserver's node field selectors
+        "metadata.name": lambda o: o["metadata"]["name"],
+        "spec.unschedulable": lambda o: str(bool(o.get("spec", {}).get("unschedulable"))).lower(),
+    },
 }
 
 _SET_TERM = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")

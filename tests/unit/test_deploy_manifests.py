@@ -59,9 +59,9 @@ def test_the_validation_catches_mistakes():
         kubernetes_validate.validate(ds, K8S_VERSION, strict=True)
 
 
-def test_the_agent_may_only_read_pods_and_namespaces():
+def test_the_agent_may_only_read_pods_namespaces_and_nodes():
     (role,) = by_kind("ClusterRole")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods", "namespaces"],
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods", "namespaces", "nodes"],
                               "verbs": ["get", "list", "watch"]}]
     (binding,) = by_kind("ClusterRoleBinding")
     (account,) = by_kind("ServiceAccount")
@@ -79,7 +79,7 @@ def test_agent_command_line(role):
     flags = dict(zip(args[::2], args[1::2]))
     assert flags["--role"] == role and flags["--node"] == "$(NODE_NAME)"
     assert flags["--datapath"] == "kernel" and flags["--socket"] == "/run/egress/agent.sock"
-    assert flags["--store"] == "etcd:$(EGRESS_ETCD_ENDPOINTS)" and args[-1] == "--kubernetes"
+    assert flags["--store"] == "etcd:$(EGRESS_ETCD_ENDPOINTS)" and args[-2:] == ["--kubernetes", "--node-labels-from-kubernetes"]
     # The node network gets mutual TLS; the CNI plugin its inventory-only socket.
     assert flags["--tls-client-ca"] == "/etc/egress/tls/ca.crt" and flags["--inventory-socket"] == "/run/egress/inventory.sock"
     assert spec["hostNetwork"] is True and agent["securityContext"]["privileged"] is True

@@ -362,3 +362,27 @@ def test_requests_are_recorded_with_their_query(double, core):
     core.list_pod_for_all_namespaces(field_selector="spec.nodeName=worker1", limit=10)
     assert double.requests()[-1] == ("GET", "/api/v1/pods", {"fieldSelector": "spec.nodeName=worker1",
                                                                "limit": "10"})
+
+
+# --- nodes ------------------------------------------------------------------------------------------
+
+
+def test_one_node_listed_and_watched_by_name_with_kubelets_labels(double, core):
+    double.apply_node("worker1", {"egress": "yes"})
+    double.apply_node("worker2", {"egress": "yes"})
+    listed = core.list_node(field_selector="metadata.name=worker1")
+    (node,) = listed.items
+    assert node.metadata.labels == {"kubernetes.io/hostname": "worker1", "kubernetes.io/os": "linux", "egress": "yes"}
+    assert core.read_node("worker2").metadata.name == "worker2"
+    w = k8s_watch.Watch()
+    seen = Collector(w.stream(core.list_node, field_selector="metadata.name=worker1",
+                              resource_version=listed.metadata.resource_version))
+    double.apply_node("worker2", {"egress": "no"})  # another node: not seen
+    double.apply_node("worker1", {"egress": "no"})
+    double.delete_node("worker1")
+    events = seen.take(2)
+    w.stop()
+    assert [(e["type"], e["object"].metadata.labels.get("egress")) for e in events] == [("MODIFIED", "no"), ("DELETED", "no")]
+    with pytest.raises(ApiException) as info:
+        core.read_node("worker1")
+    assert info.value.status == 404

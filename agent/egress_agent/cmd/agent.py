@@ -4,7 +4,7 @@
                  --store sqlite:PATH [--interface IF] [--config FILE] [--listen HOST:PORT] [--datapath off]
     egress-agent ... --listen HOST:PORT --store etcd:http://HOST:PORT[,http://HOST2:PORT2] [--etcd-prefix /egress] [--lease-ttl S] [--lease-keepalive S]
                  [--probe-interval S] [--probe-misses N] [--cluster-key-file PATH]
-    egress-agent ... --kubernetes [--kubeconfig PATH] [--kube-label-wait S]
+    egress-agent ... --kubernetes [--kubeconfig PATH] [--kube-label-wait S] [--node-labels-from-kubernetes]
     egress-agent ... --metrics-listen HOST:PORT
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kubernetes", action="store_true", default=None,
                    help="watch the Kubernetes API: every Namespace and this node's Pods (spec.nodeName=--node) give "
                    "pods their labels; pods that ran before the agent are adopted from status.podIP")
+    p.add_argument("--node-labels-from-kubernetes", dest="node_labels_from_kubernetes", action="store_true",
+                   default=None,
+                   help="with --kubernetes: this node's Node object (metadata.name=--node, watched) gives it its "
+                   "labels, live; --node-label and the --config file's node_labels win for their keys")
     p.add_argument("--kubeconfig", help="with --kubernetes: kubeconfig file (default: the in-cluster service account)")
     p.add_argument("--kube-label-wait", dest="kube_label_wait", metavar="S",
                    help="with --kubernetes: seconds a CNI ADD waits for its pod to arrive from the Kubernetes API "
