@@ -41,7 +41,7 @@ class LabState:
     denies: list[tuple[str, str]] = field(default_factory=list)  # (pod, cidr)
     processes: dict[str, int] = field(default_factory=dict)  # what -> pid
     agents: bool = True  # etcd + one egress-agent per node (False: tests program datapaths directly)
-    node_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> its agent's --node-label
+    node_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> its agent's labels (--config node_labels)
 
     def nodes(self) -> list[topology.NodeSpec]:
         return topology.node_specs(self.workers, self.masters)

@@ -16,7 +16,7 @@ IPS = ["192.0.2.100", "192.0.2.101"]
 
 
 def relabel(agent, value: str) -> None:
-    """Restart `agent` with --node-label egress=VALUE (relabelling is a restart: docs/placement.md)."""
+    """Restart `agent` with --node-label egress=VALUE (a relabel by restart; live, by SIGHUP: test_cluster_relabel.py)."""
     agent.extra_args = [a for a in agent.extra_args if not a.startswith("egress=")] + [f"egress={value}"]
     agent.restart()
 
