@@ -122,6 +122,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGHUP's default action ends the process: a `systemctl reload` during start (the unit is active from
+    # exec, Type=exec) must not kill the agent before run() installs the reload.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.cleanup:
@@ -178,7 +181,11 @@ def run(conf: cfg.AgentConfig, log: logging.Logger,
         prometheus_client.disable_created_metrics()
     stopping = threading.Event()
     agent = Agent(conf, version=_version())
-    stop = lambda: (stopping.set(), agent.abort_start())  # noqa: E731
+
+    def stop() -> None:
+        stopping.set()
+        agent.abort_start()
+
     _on_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
                  signal.SIGHUP: _coalesced("reload", lambda: _reload(agent, reread, log))})
     faulthandler.register(signal.SIGUSR1, all_threads=True)
