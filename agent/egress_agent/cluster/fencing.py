@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 from egress_agent.cluster.detector import Detector
 from egress_agent.cluster.membership import Membership
+from egress_agent.store.assignment import AssignmentRecord
 from egress_agent.store.base import ASSIGNMENT, Unavailable
 from egress_agent.store.etcd import EtcdStore
 
@@ -90,7 +91,7 @@ class Fencing:
             snap = self.store.snapshot([ASSIGNMENT])
             since = snap.revision
             with self._lock:
-                self._assigned = {ip: (r.value.get("node", ""), r.version) for ip, r in snap.of(ASSIGNMENT).items()}
+                self._assigned = {ip: (AssignmentRecord.of(r).node, r.version) for ip, r in snap.of(ASSIGNMENT).items()}
         except Unavailable:
             pass  # the watch re-lists once etcd answers
         self._cancel_watch = self.store.watch([ASSIGNMENT], self._on_assignments, start_revision=since)
@@ -114,14 +115,14 @@ class Fencing:
                 if c.deleted:
                     self._assigned.pop(c.record.name, None)
                 else:
-                    self._assigned[c.record.name] = (c.record.value.get("node", ""), c.record.version)
+                    self._assigned[c.record.name] = (AssignmentRecord.of(c.record).node, c.record.version)
         self.evaluate()
 
     def _reread(self) -> None:
         """Replace our copy of the assignments with a current read (after a fence)."""
         snap = self.store.snapshot([ASSIGNMENT])
         with self._lock:
-            fresh = {ip: (r.value.get("node", ""), r.version) for ip, r in snap.of(ASSIGNMENT).items()}
+            fresh = {ip: (AssignmentRecord.of(r).node, r.version) for ip, r in snap.of(ASSIGNMENT).items()}
             for ip, (node, version) in self._assigned.items():
                 if version > snap.revision:  # the watch is already past the read
                     fresh[ip] = (node, version)

@@ -20,6 +20,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from egress_agent.store import typed
+from egress_agent.store.assignment import holders
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
 from egress_api import models
 from egress_api.precedence import Rule, shadowed as shadowed_by, winner
@@ -47,7 +48,7 @@ def world_of(snapshot: Snapshot, models_of: typed.ModelsOf = typed.parse_all) ->
         pods=dict(models_of(snapshot, POD)),
         namespace_labels={n: r.value.get("labels", {}) for n, r in snapshot.of(NAMESPACE).items()},
         policies=dict(models_of(snapshot, POLICY)),
-        holders={ip: r.value.get("node", "") for ip, r in snapshot.of(ASSIGNMENT).items()},
+        holders=holders(snapshot.of(ASSIGNMENT)),
         node_addresses={n: str(ipaddress.ip_interface(r.value["node_ip"]).ip) for n, r in nodes.items() if r.value.get("node_ip")},
         pod_cidrs=in_cluster(nodes.values()),
     )

@@ -32,6 +32,7 @@ from egress_agent.controller.assignment import Assignment, Placement, assign
 from egress_agent.node_info import NodeInfo
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.store import base, typed
+from egress_agent.store.assignment import AssignmentRecord, holders
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, RETAINED, Delete, Put, Snapshot
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Controller:
         snap = self.store.snapshot([GATEWAY, POLICY, ASSIGNMENT, EVENT, RETAINED])
         gateway_of = claims(snap)
         nodes = list(self.nodes())
-        previous = {ip: r.value.get("node", "") for ip, r in snap.of(ASSIGNMENT).items()}
+        previous = holders(snap.of(ASSIGNMENT))
         result = assign(gateway_of, nodes, previous, placements(self.store, snap, gateway_of))
 
         ops: list[base.Op] = self._assignment_ops(snap, gateway_of, result)
@@ -161,7 +162,7 @@ class Controller:
         ops: list[base.Op] = []
         stored = snap.of(ASSIGNMENT)
         for ip, holder in result.holders.items():
-            value = {"node": holder, "gateway": gateway_of[ip], "reason": result.reasons.get(ip, "")}
+            value = AssignmentRecord(holder, gateway_of[ip], result.reasons.get(ip, "")).to_value()
             rec = stored.get(ip)
             if rec is None:
                 ops.append(Put(ASSIGNMENT, ip, value, base.MUST_NOT_EXIST))

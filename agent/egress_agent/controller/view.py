@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from egress_agent.node_info import DOWN, UP, NodeInfo
+from egress_agent.store.assignment import AssignmentRecord, held_by, holder_of
 from egress_agent.store.base import Record
 from egress_api.status import GatewayStatus, NodeStatus
 
@@ -20,11 +21,6 @@ def node_states(node_records: dict[str, Record], nodes: list[NodeInfo]) -> dict[
     return {name: UP if up.get(name, False) else DOWN for name in sorted(set(node_records) | set(up))}
 
 
-def holder_of(ip: str, assignments: dict[str, Record]) -> str:
-    rec = assignments.get(ip)
-    return rec.value.get("node", "") if rec else ""
-
-
 def gateway_view(
     gateway: Record, assignments: dict[str, Record], node_records: dict[str, Record], nodes: list[NodeInfo]
 ) -> GatewayStatus:
@@ -33,8 +29,7 @@ def gateway_view(
     for ip in gateway.value.get("floating_ips", []):
         ips[ip] = holder_of(ip, assignments)
         if not ips[ip]:
-            rec = assignments.get(ip)
-            reasons[ip] = (rec.value.get("reason") if rec else "") or PENDING
+            reasons[ip] = AssignmentRecord.of(assignments.get(ip)).reason or PENDING
     return GatewayStatus(gateway.name, node_states(node_records, nodes), ips, reasons)
 
 
@@ -45,9 +40,7 @@ def node_views(node_records: dict[str, Record], assignments: dict[str, Record], 
         rec = node_records.get(name)
         info = infos.get(name)
         value = rec.value if rec else {}
-        held = sorted(
-            (ip for ip, a in assignments.items() if a.value.get("node") == name), key=ipaddress.ip_address
-        )
+        held = sorted(held_by(assignments, name), key=ipaddress.ip_address)
         out.append(
             NodeStatus(
                 name=name,

@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from egress_agent.store import base
+from egress_agent.store.assignment import AssignmentRecord
 from egress_agent.store.base import ASSIGNMENT
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class FloatingIPHolders(Collector):
             log.debug("floating IP holders not read: %s", err)
             records = {}
         for ip, rec in sorted(records.items()):
-            node, gateway = rec.value.get("node", ""), rec.value.get("gateway", "")
+            a = AssignmentRecord.of(rec)
+            node, gateway = a.node, a.gateway
             assigned.add_metric([ip, gateway], 1 if node else 0)
             if node:
                 holder.add_metric([ip, gateway, node], 1)

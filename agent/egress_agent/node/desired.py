@@ -27,6 +27,7 @@ from typing import Iterable, Optional
 
 from egress_agent.datapath.state import NodeDatapathState, PolicyPath
 from egress_agent.node.naming import host_veth_name, pod_key
+from egress_agent.store.assignment import held_by, holder_of
 from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Snapshot
 from egress_api import models
 
@@ -40,7 +41,7 @@ def _address(node_ip: str) -> str:
 
 def assigned_to(snapshot: Snapshot, node: str) -> set[str]:
     """Floating IPs whose stored assignment names `node` (what it holds when nothing fences it)."""
-    return {ip for ip, rec in snapshot.of(ASSIGNMENT).items() if rec.value.get("node") == node}
+    return held_by(snapshot.of(ASSIGNMENT), node)
 
 
 def selections(
@@ -197,7 +198,7 @@ def desired_state(
     assignments = snapshot.of(ASSIGNMENT)
     paths = []
     for p in policies:
-        holder = assignments[p.egress_source_ip].value.get("node", "") if p.egress_source_ip in assignments else ""
+        holder = holder_of(p.egress_source_ip, assignments)
         gateway = node_address.get(holder) if holder else None
         if gateway == me and p.egress_source_ip not in held_ips:
             gateway = None  # assigned here but fenced (or not yet confirmed): drop rather than masquerade

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 from egress_agent.controller import effective, view
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base, typed
+from egress_agent.store.assignment import holder_of
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NAMESPACE, NODE, POD, POLICY
 from egress_api import convert, models
 from egress_api.v1 import egress_pb2 as pb
@@ -85,7 +86,7 @@ def describe_policy(
     shadows, shadowed_pods = effective.shadowed(_world(store), policy)
     return pb.DescribePolicyResponse(
         policy=convert.policy_to_proto(policy, rec.version),
-        holder=view.holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
+        holder=holder_of(policy.egress_source_ip, snap.of(ASSIGNMENT)),
         events=events_of(snap.of(EVENT).values(), "policy", name),
         # All zero until a datapath reports its eBPF/nftables counters.
         counters=pb.PolicyCounters(name=name, **counters(name, policy.egress_source_ip)),
