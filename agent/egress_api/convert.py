@@ -81,7 +81,8 @@ def policy_to_dict(msg: pb.Policy) -> dict[str, Any]:
             for rule in msg.egress
         ],
         "destination_cidrs": list(msg.destination_cidrs),
-        "egress_source_ip": msg.egress_source_ip,
+        "egress_source_ip": msg.egress_source_ip or None,  # empty: allocated from `gateway`
+        "gateway": msg.gateway or None,
         "excluded_cidrs": list(msg.excluded_cidrs),
         **({"priority": msg.priority} if msg.HasField("priority") else {}),
     }
@@ -92,7 +93,8 @@ def policy_to_proto(p: models.Policy, resource_version: int = 0) -> pb.Policy:
         name=p.name,
         egress=[_rule_to_proto(r) for r in p.egress],
         destination_cidrs=list(p.destination_cidrs),
-        egress_source_ip=p.egress_source_ip,
+        egress_source_ip=p.egress_source_ip or "",
+        gateway=p.gateway or "",
         resource_version=resource_version,
         priority=p.priority,
         excluded_cidrs=list(p.excluded_cidrs),

@@ -423,7 +423,12 @@ class Policy(BaseModel):
         AfterValidator(_unique("destination CIDR")),
         _deferred(),
     ]
-    egress_source_ip: FloatingIP
+    # The gateway to allocate the source IP from, when `egress_source_ip` is not given (the agent picks a free
+    # floating IP of it at write, `allocation`); with both given, the IP must be one of that gateway's.
+    # Declared before egress_source_ip: its check below reads it.
+    gateway: Optional[ObjectName] = None
+    # None only in a request that names `gateway`: a stored policy always has its concrete source IP.
+    egress_source_ip: Annotated[Optional[FloatingIP], Field(validate_default=True)] = None
     # Holes in destination_cidrs (longest prefix wins): each lies inside one of them. Never steered by this policy;
     # another policy covering the hole may take it.
     excluded_cidrs: Annotated[
@@ -434,6 +439,19 @@ class Policy(BaseModel):
     ] = Field(default_factory=list)
     # Lower wins where two policies select the same pod and cover the same destination (egress_api.precedence).
     priority: Annotated[int, Field(ge=0, le=limits.MAX_PRIORITY), _deferred()] = DEFAULT_PRIORITY
+
+    @field_validator("egress_source_ip")
+    @classmethod
+    def _source_ip_or_gateway(cls, ip, info):
+        if ip is None and "gateway" in info.data and info.data["gateway"] is None:  # absent: invalid, reported
+            raise ValueError("set egress_source_ip, or gateway to have the agent allocate a free floating IP of "
+                             "that gateway (e.g. gateway = egress_gateway.NAME.name)")
+        return ip
+
+    @property
+    def allocated(self) -> bool:
+        """Whether the source IP is (to be) allocated from `gateway` rather than given."""
+        return self.gateway is not None and self.egress_source_ip is None
 
     @field_validator("excluded_cidrs")
     @classmethod
@@ -740,7 +758,8 @@ def check_references(
     """
     if isinstance(obj, Gateway):
         return []
-    return duplicate_source_ip(obj, policies)
+    found = ip_outside_gateway(obj, gateways)
+    return duplicate_source_ip(obj, policies) + ([found] if found and found.path == ("egress_source_ip",) else [])
 
 
 def reference_warnings(
@@ -758,7 +777,11 @@ def reference_warnings(
     gateways = list(gateways)
     if isinstance(obj, Policy):
         found = unclaimed_source_ip(obj, gateways, retained)
-        return [found] if found else []
+        out = [found] if found else []
+        named = ip_outside_gateway(obj, gateways)
+        if named is not None and named.path == ("gateway",):  # the other case is an error (check_references)
+            out.append(named)
+        return out
     others = [g for g in gateways if g.name != obj.name]
     before = next((g for g in gateways if g.name == obj.name), None)
     released = released_in_use(obj, others, policies, before=before) if before else []
@@ -774,13 +797,36 @@ def duplicate_source_ip(policy: Policy, policies: Iterable[Policy]) -> list[Viol
             "each policy needs its own source IP",
         )
         for p in policies
-        if p.name != policy.name and p.egress_source_ip == policy.egress_source_ip
+        if p.name != policy.name and policy.egress_source_ip is not None and p.egress_source_ip == policy.egress_source_ip
     ]
+
+
+def ip_outside_gateway(policy: Policy, gateways: Iterable[Gateway]) -> Optional[Violation]:
+    """A policy naming both `gateway` and `egress_source_ip`: the IP must be one of that gateway's.
+
+    At ("egress_source_ip",) when the gateway exists and does not list it (an error); at ("gateway",) when
+    the gateway does not exist (yet: a warning, Terraform may create it after the policy).
+    """
+    if policy.gateway is None or policy.egress_source_ip is None:
+        return None
+    if isinstance(policy.gateway, Pending) or isinstance(policy.egress_source_ip, Pending):
+        return None
+    gw = next((g for g in gateways if g.name == policy.gateway), None)
+    if gw is None:
+        return Violation(("gateway",), f"gateway {policy.gateway!r} does not exist (yet): egress_source_ip "
+                                       f"{policy.egress_source_ip} must be one of its floating IPs once it does")
+    if any(isinstance(ip, Pending) for ip in gw.floating_ips) or policy.egress_source_ip in gw.floating_ips:
+        return None
+    return Violation(("egress_source_ip",), f"{policy.egress_source_ip} is not a floating IP of gateway "
+                                            f"{gw.name!r} ({', '.join(gw.floating_ips)}): name one of them, or "
+                                            "leave egress_source_ip out to have one allocated")
 
 
 def unclaimed_source_ip(policy: Policy, gateways: Iterable[Gateway], retained: Iterable[str] = ()) -> Optional[Violation]:
     """The policy's source IP is a floating IP of no gateway (and not kept for a removed one)."""
     gateways = list(gateways)
+    if policy.egress_source_ip is None:
+        return None  # allocated from its gateway at write (egress_api.allocation)
     if any(policy.egress_source_ip in g.floating_ips for g in gateways) or policy.egress_source_ip in set(retained):
         return None
     known = sorted({ip for g in gateways for ip in g.floating_ips}, key=ipaddress.ip_address)

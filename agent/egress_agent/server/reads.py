@@ -148,7 +148,13 @@ def policy_selections(store: base.Store) -> dict[str, pb.PolicySelection]:
 
 
 def policy_impact(store: base.Store, policy: models.Policy) -> pb.PolicyImpact:
-    return _impact_message(effective.impact(_world(store), policy))
+    """What writing `policy` would change; a policy whose source IP is still to be allocated and cannot be (its
+    gateway is missing or full: the write will say so) shows only the pods it selects."""
+    world = _world(store)
+    if policy.egress_source_ip is None:
+        selected = sorted(k for k, pod in world.pods.items() if effective.selects(world, policy, pod))
+        return pb.PolicyImpact(selected_pods=len(selected), sample=selected[:effective.SAMPLE])
+    return _impact_message(effective.impact(world, policy))
 
 
 def gateway_impact(store: base.Store, gateway: models.Gateway) -> pb.PolicyImpact:

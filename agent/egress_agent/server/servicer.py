@@ -22,7 +22,7 @@ from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
 from egress_agent.server.writes import Expired, StaleVersion, Writes
 from egress_agent.store import base, typed
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
-from egress_api import convert, limits, models
+from egress_api import allocation, convert, limits, models
 from egress_api.client import DEADLINE_KEY, ORIGIN_KEY, REQUEST_ID_KEY, VIOLATIONS_KEY
 from egress_api.v1 import egress_pb2 as pb
 from egress_api.v1 import egress_pb2_grpc as pb_grpc
@@ -68,6 +68,8 @@ def failure_of(err: Exception, what: str) -> Failure:
     (the gRPC API here, the CNI plugin's pod socket in server.pod_socket). `what`: the call, for logs."""
     if isinstance(err, models.InvalidObject):
         return Failure(grpc.StatusCode.INVALID_ARGUMENT, str(err), tuple(err.violations))
+    if isinstance(err, allocation.NoSourceIP):  # the gateway is missing or full: a state of the cluster
+        return Failure(grpc.StatusCode.FAILED_PRECONDITION, str(err), (err.violation,))
     if isinstance(err, (StaleVersion, base.Conflict)):
         return Failure(grpc.StatusCode.ABORTED, str(err))
     if isinstance(err, base.NotFound):
@@ -252,7 +254,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def GetPolicyImpact(self, request, context):
-        return reads.policy_impact(self.store, convert.policy_from_proto(request))
+        return reads.policy_impact(self.store, self.writes.preview(convert.policy_from_proto(request)))
 
     @_rpc
     def GetGatewayImpact(self, request, context):

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from egress_api import limits, models
+from egress_api import allocation, limits, models
 from egress_agent.controller import view
 from egress_agent.controller.assignment import Placement, assign
 from egress_agent.controller.nodes import NodeSource
@@ -97,7 +97,7 @@ class Desired:
             return None
         if last.value.get("request_id") != request_id or last.version != current.version:
             return None
-        return current if current.value == to_value(obj) else None
+        return current if current.value == to_value(resolved(obj, current.value)) else None
 
     @property
     def retained(self) -> dict[str, str]:
@@ -147,16 +147,22 @@ def kind_of(obj: Obj) -> str:
     return GATEWAY if isinstance(obj, models.Gateway) else POLICY
 
 
-# Gateway fields newer than the first release: stored only when set, so a gateway that does not use them keeps
-# the record an older agent (whose models forbid unknown fields) can still read during a rolling upgrade.
-_STORED_WHEN_SET = {"node_selector", "max_ips_per_node"}
+# Fields newer than the first release: stored only when set, so an object that does not use them keeps the
+# record an older agent (whose models forbid unknown fields) can still read during a rolling upgrade.
+_STORED_WHEN_SET = {"node_selector", "max_ips_per_node", "gateway"}
 
 
 def to_value(obj: Obj) -> dict[str, Any]:
     value = obj.model_dump(mode="json")
-    if isinstance(obj, models.Gateway):
-        value = {k: v for k, v in value.items() if v is not None or k not in _STORED_WHEN_SET}
-    return value
+    return {k: v for k, v in value.items() if v is not None or k not in _STORED_WHEN_SET}
+
+
+def resolved(obj: Obj, stored: dict[str, Any] | None) -> Obj:
+    """`obj` with the source IP of the stored value `stored` when it is a policy to be allocated one (for
+    comparing a request with what it wrote)."""
+    if isinstance(obj, models.Policy) and obj.egress_source_ip is None and stored:
+        return obj.model_copy(update={"egress_source_ip": stored.get("egress_source_ip")})
+    return obj
 
 
 def retention_ops(d: Desired, gateways: dict[str, models.Gateway], policies: dict[str, models.Policy]) -> list[base.Op]:
@@ -187,6 +193,16 @@ def retention_ops(d: Desired, gateways: dict[str, models.Gateway], policies: dic
     for ip in sorted(set(before) - set(after)):
         ops.append(Delete(RETAINED, ip, records[ip].version))
     return ops
+
+
+def allocate(d: Desired, obj: Obj) -> Obj:
+    """`obj` as it is stored: a policy that names only its gateway gets its source IP (egress_api.allocation)."""
+    if not isinstance(obj, models.Policy) or obj.egress_source_ip is not None:
+        return obj
+    ip = allocation.source_ip(obj, d.gateways, d.policies, d.retained)
+    if d.policies.get(obj.name) is None or d.policies[obj.name].egress_source_ip != ip:
+        log.info("policy %r: allocated source IP %s from gateway %r", obj.name, ip, obj.gateway)
+    return obj.model_copy(update={"egress_source_ip": ip})
 
 
 def _after(d: Desired, obj: Obj | None, kind: str, name: str) -> tuple[dict, dict]:
@@ -226,9 +242,10 @@ class Writes:
 
     def _write(self, obj: Obj, create: bool, resource_version: int, request_id: str = "") -> Record:
         kind = kind_of(obj)
+        requested = obj
         for attempt in range(_RETRIES):
             d = read_desired(self.store)
-            replayed = d.written_by(request_id, obj)
+            replayed = d.written_by(request_id, requested)
             if replayed is not None:
                 log.info("%s %s %r: request %s was already applied (resource_version %d); answering with its result",
                          "create" if create else "update", kind, obj.name, request_id, replayed.version)
@@ -240,6 +257,9 @@ class Writes:
                 if current is None:
                     raise base.NotFound(kind, obj.name)
                 _check_version(kind, obj.name, resource_version, current.version)
+            # An allocated source IP is picked against this snapshot; the guarded commit below fails when any
+            # other write landed meanwhile, and the retry picks again: never the same IP for two policies.
+            obj = allocate(d, requested)
             violations = models.check_references(obj, d.gateways.values(), d.policies.values())
             violations += cluster_violations(d, obj)
             if violations:
@@ -290,9 +310,20 @@ class Writes:
 
     # --- dry runs -------------------------------------------------------------------------
 
+    def preview(self, obj: Obj) -> Obj:
+        """`obj` with the source IP a write would allocate now, or as it is when none can be (writing nothing)."""
+        try:
+            return allocate(read_desired(self.store), obj)
+        except allocation.NoSourceIP:
+            return obj
+
     def validate(self, obj: Obj, nodes: NodeSource) -> tuple[list[models.Violation], list[models.Violation]]:
         """(errors, warnings) a write of `obj` would get now, writing nothing."""
         d = read_desired(self.store, (ASSIGNMENT,))
+        try:
+            obj = allocate(d, obj)  # the IP a write would allocate now (it may differ at the write)
+        except allocation.NoSourceIP as err:
+            return [err.violation], []
         errors = models.check_references(obj, d.gateways.values(), d.policies.values()) + cluster_violations(d, obj)
         warnings = models.reference_warnings(obj, d.gateways.values(), d.policies.values(), d.retained)
         if errors or warnings:

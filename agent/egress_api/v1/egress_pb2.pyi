@@ -53,7 +53,7 @@ class Gateway(_message.Message):
     def __init__(self, name: _Optional[str] = ..., floating_ips: _Optional[_Iterable[str]] = ..., resource_version: _Optional[int] = ..., node_selector: _Optional[_Union[LabelSelector, _Mapping]] = ..., max_ips_per_node: _Optional[int] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "priority", "excluded_cidrs", "selection")
+    __slots__ = ("name", "egress", "destination_cidrs", "egress_source_ip", "resource_version", "priority", "excluded_cidrs", "selection", "gateway")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CIDRS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class Policy(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_CIDRS_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
     name: str
     egress: _containers.RepeatedCompositeFieldContainer[EgressRule]
     destination_cidrs: _containers.RepeatedScalarFieldContainer[str]
@@ -70,7 +71,8 @@ class Policy(_message.Message):
     priority: int
     excluded_cidrs: _containers.RepeatedScalarFieldContainer[str]
     selection: PolicySelection
-    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., priority: _Optional[int] = ..., excluded_cidrs: _Optional[_Iterable[str]] = ..., selection: _Optional[_Union[PolicySelection, _Mapping]] = ...) -> None: ...
+    gateway: str
+    def __init__(self, name: _Optional[str] = ..., egress: _Optional[_Iterable[_Union[EgressRule, _Mapping]]] = ..., destination_cidrs: _Optional[_Iterable[str]] = ..., egress_source_ip: _Optional[str] = ..., resource_version: _Optional[int] = ..., priority: _Optional[int] = ..., excluded_cidrs: _Optional[_Iterable[str]] = ..., selection: _Optional[_Union[PolicySelection, _Mapping]] = ..., gateway: _Optional[str] = ...) -> None: ...
 
 class PolicySelection(_message.Message):
     __slots__ = ("selected_pods", "sample")
