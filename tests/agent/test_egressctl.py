@@ -50,8 +50,9 @@ def test_get_tables_and_json(agent_process):
     r = ctl(agent_process, "get", "policies")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "SOURCE", "IP", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
-    assert lines[1].split()[0] == "egress" and lines[1].split()[3] == "1000"  # the default: lower wins
+    assert lines[0].split() == ["NAME", "SOURCE", "IP", "GATEWAY", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
+    assert lines[1].split()[0] == "egress" and lines[1].split()[4] == "1000"  # the default: lower wins
+    assert lines[1].split()[2] == "-"  # an explicit IP, no gateway named
 
     r = ctl(agent_process, "get", "nodes")
     assert r.returncode == 0, r.stderr

@@ -128,11 +128,11 @@ def _get(client: EgressClient, args) -> str:
         items = client.list_policies()
         rows = [{**v.obj.model_dump(mode="json"), "resource_version": v.resource_version} for v in items]
         table = [
-            [r["name"], r["egress_source_ip"], ",".join(r["destination_cidrs"]), str(r["priority"]),
-             str(len(r["egress"])), str(r["resource_version"])]
+            [r["name"], r["egress_source_ip"], r["gateway"] or "-", ",".join(r["destination_cidrs"]),
+             str(r["priority"]), str(len(r["egress"])), str(r["resource_version"])]
             for r in rows
         ]
-        header = ["NAME", "SOURCE IP", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
+        header = ["NAME", "SOURCE IP", "GATEWAY", "DESTINATIONS", "PRIORITY", "RULES", "VERSION"]
     else:
         nodes = client.list_nodes()
         rows = [n.__dict__ for n in nodes]
@@ -214,6 +214,8 @@ def _describe_policy(client: EgressClient, name: str) -> str:
         *[f"    {c}" for c in p.excluded_cidrs],
         f"  Priority:          {p.priority}",
         f"  Egress Source IP:  {p.egress_source_ip}",
+        # A policy naming a gateway gets (or was checked against) a floating IP of it.
+        f"  Gateway:           {p.gateway or '<none>'}",
         "Status:",
         f"  Holder:  {d.holder or '<none>'}",
         # What never leaves with the policy's IP although a destination CIDR covers it.
