@@ -71,22 +71,26 @@ def _string_list(value: Any) -> Optional[list[str]]:
 
 @dataclass
 class Inventory:
-    """Gateway name -> floating IPs, policy name -> source IP, and whether each kind is fully known."""
+    """Gateway name -> floating IPs, policy name -> (source IP, gateway), and whether each kind is fully known.
+
+    A policy's source IP is None when it is to be allocated from its gateway; its gateway None when it names none.
+    """
 
     gateways: dict[str, list[str]] = field(default_factory=dict)
-    policies: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, tuple[Optional[str], Optional[str]]] = field(default_factory=dict)
     gateways_complete: bool = True
     policies_complete: bool = True
     _objects: Optional[tuple] = field(default=None, repr=False, compare=False)  # objects(), once loaded
 
     def objects(self) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
-        """(gateways, policies) as partial models (gateways' IPs, policies' source IP), built once: the plan
-        checks compare every planned object with them."""
+        """(gateways, policies) as partial models (gateways' IPs, policies' source IP and gateway), built once:
+        the plan checks compare every planned object with them."""
         if self._objects is None:
             self._objects = (
                 {n: models.Gateway.model_construct(name=n, floating_ips=list(ips)) for n, ips in self.gateways.items()},
-                {n: models.Policy.model_construct(name=n, egress=[], destination_cidrs=[], egress_source_ip=ip)
-                 for n, ip in self.policies.items()},
+                {n: models.Policy.model_construct(name=n, egress=[], destination_cidrs=[], egress_source_ip=ip,
+                                                  gateway=gw)
+                 for n, (ip, gw) in self.policies.items()},
             )
         return self._objects
 
@@ -102,11 +106,13 @@ class Inventory:
             except ValueError:
                 return []  # invalid: validation reports it
         if kind == "policy":
-            name, ip = config.get("name"), config.get("egress_source_ip")
-            if not isinstance(name, str) or not isinstance(ip, str):
+            name, ip, gateway = config.get("name"), config.get("egress_source_ip"), config.get("gateway")
+            # Unset is known (None); anything else must be a known string.
+            if not isinstance(name, str) or not isinstance(ip, (str, type(None))) or \
+                    not isinstance(gateway, (str, type(None))) or ip is None and gateway is None:
                 return self.replay(["incomplete", kind])
             try:
-                return self.replay([kind, name, models.parse_ipv4(ip)])
+                return self.replay([kind, name, [ip and models.parse_ipv4(ip), gateway]])
             except ValueError:
                 return []
         return []
@@ -119,7 +125,10 @@ class Inventory:
             else:
                 self.policies_complete = False
         elif entry:
-            (self.gateways if entry[0] == "gateway" else self.policies)[entry[1]] = entry[2]
+            if entry[0] == "gateway":
+                self.gateways[entry[1]] = entry[2]
+            else:
+                self.policies[entry[1]] = tuple(entry[2])
         self._objects = None
         return entry
 

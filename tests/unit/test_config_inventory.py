@@ -13,12 +13,14 @@ def test_entries_replayed_give_the_same_inventory():
     entries.append(recorded.add("policy", {"name": "egress", "egress_source_ip": "192.0.2.100"}))
     entries.append(recorded.add("policy", {"name": object(), "egress_source_ip": "192.0.2.101"}))  # unknown name
     entries.append(recorded.add("policy", {"name": "bad", "egress_source_ip": "not an ip"}))  # validation's job
+    entries.append(recorded.add("policy", {"name": "alloc", "egress_source_ip": None, "gateway": "edge"}))
     replayed = Inventory()
     for line in [json.dumps(e) for e in entries if e]:
         replayed.replay(json.loads(line))
     assert replayed == recorded
     assert replayed.gateways == {"default": ["192.0.2.100", "192.0.2.101"]}
-    assert replayed.policies == {"egress": "192.0.2.100"}
+    assert replayed.policies == {"egress": ("192.0.2.100", None), "alloc": (None, "edge")}
+    assert replayed.objects()[1]["alloc"].gateway == "edge"
     assert replayed.gateways_complete and not replayed.policies_complete
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from tf.iface import State
 from tf.schema import Attribute, Block, Schema
-from tf.types import List, Number, String
+from tf.types import List, Number, String, Unknown
 
 from egress_api import errors, models
 from egress_provider.framework.blocks import SetNestedBlock
@@ -14,6 +14,8 @@ from egress_api import limits
 from egress_api.precedence import DEFAULT_PRIORITY
 from egress_provider.framework.types import (CanonicalString, CanonicalStringList, CanonicalStringListEmptyIsNull,
                                              NumberWithDefault)
+from egress_provider.framework.types import equal
+from egress_provider.framework.unknowns import is_unknown
 from egress_provider.resources.impact import add_impact_warning
 from egress_provider.resources.lifecycle import AgentObjectResource, resource_version_attribute
 from egress_provider.resources.selectors import selector_block as _selector_block
@@ -39,7 +41,7 @@ class EgressNatPolicy(AgentObjectResource):
     @classmethod
     def get_schema(cls) -> Schema:
         return Schema(
-            version=2,  # 1: destination_cidrs became a list; 2: excluded_cidrs and priority (see upgrade)
+            version=3,  # 1: destination_cidrs became a list; 2: excluded_cidrs and priority; 3: gateway (see upgrade)
             description=(
                 "Traffic selection for the egress NAT gateway (the EgressNATPolicy of Anthos clusters on bare "
                 "metal). Traffic from a selected pod to one of `destination_cidrs` is steered to the node holding "
@@ -49,7 +51,10 @@ class EgressNatPolicy(AgentObjectResource):
                 "If `egress_source_ip` is not currently held by any node, the policy is kept and an "
                 "`UnknownEgressIP` event is recorded (`egressctl describe policy NAME`) until a node takes it. "
                 "Where policies overlap (they select the same pod and cover the same destination) the lowest "
-                "`priority` wins, then the longest destination prefix, then the name. Cluster-internal "
+                "`priority` wins, then the longest destination prefix, then the name. With `gateway` and no "
+                "`egress_source_ip`, the agent allocates a free floating IP of that gateway when the policy is "
+                "created (the plan shows `(known after apply)`); it stays the policy's until the policy is deleted "
+                "or names another gateway. Cluster-internal "
                 "destinations (every node's pod CIDR and subnet, the agents' `--service-cidr`) are never steered."
             ),
             attributes=[
@@ -91,11 +96,27 @@ class EgressNatPolicy(AgentObjectResource):
                     "destination prefix, then by name, and the plan warns about them. Updated in place.",
                 ),
                 Attribute(
+                    "gateway",
+                    String(),
+                    optional=True,
+                    description="Name of the `egress_gateway` to allocate the source IP from, e.g. "
+                    "`egress_gateway.edge.name` (which also makes Terraform create the gateway first). Without "
+                    "`egress_source_ip`, the agent picks the lowest floating IP of the gateway that no other policy "
+                    "uses, atomically (two policies never get the same IP, whichever agents write them), and keeps "
+                    "it for the policy's life; it is freed when the policy is deleted. A plan fails when the gateway "
+                    "is neither in the configuration nor on the agent, or when it has fewer free floating IPs than "
+                    "the configuration's policies need; the apply fails with the same words if it runs out meanwhile. "
+                    "With `egress_source_ip` too, that IP must be one of the gateway's. Changing it allocates anew. "
+                    "Updated in place.",
+                ),
+                Attribute(
                     "egress_source_ip",
                     CanonicalString(models.parse_ipv4),
-                    required=True,
+                    optional=True,
+                    computed=True,
                     description="Source IPv4 address selected traffic leaves with. It must be one of the "
-                    "`floating_ips` of an `egress_gateway`, and each policy needs its own. Updated in place.",
+                    "`floating_ips` of an `egress_gateway`, and each policy needs its own. Set it, or set `gateway` "
+                    "and leave it out to have one allocated (then it is computed: the allocated IP). Updated in place.",
                 ),
                 resource_version_attribute(),
                 Attribute(
@@ -135,6 +156,9 @@ class EgressNatPolicy(AgentObjectResource):
         # so an unchanged configuration plans empty after the upgrade.
         if version < 2:
             old = {**old, "excluded_cidrs": old.get("excluded_cidrs"), "priority": old.get("priority")}
+        # Version 3 added gateway: older policies named none (their source IP was always given).
+        if version < 3:
+            old = {**old, "gateway": old.get("gateway")}
         return old
 
     # The selection follows the pods: known once applied (the plan's impact warning shows it before).
@@ -163,6 +187,54 @@ class EgressNatPolicy(AgentObjectResource):
         add_impact_warning(diags, self.provider.client().policy_impact(model),
                            what=f"Policy {model.name!r} selects", path=["egress_source_ip"])
 
+    # --- allocated source IPs ---
+    def plan(self, ctx, current: Optional[State], planned: State) -> Optional[State]:
+        if ctx.config.get("egress_source_ip") is None:
+            planned["egress_source_ip"] = self._planned_source_ip(current, planned)
+        return super().plan(ctx, current, planned)
+
+    def _planned_source_ip(self, current: Optional[State], planned: State):
+        """The source IP of a policy whose configuration names only its gateway: `(known after apply)` when the
+        agent allocates one (a create, another gateway, or its gateway no longer lists the IP it has), else the
+        IP it has -- so an unchanged configuration never plans a diff."""
+        prior = current.get("egress_source_ip") if current else None
+        if prior is None or not equal(String(), current.get("gateway"), planned.get("gateway")):
+            return Unknown
+        gateway = self._known_gateway(planned.get("gateway"))
+        if gateway is not None and prior not in gateway.floating_ips:
+            return Unknown
+        return prior
+
+    def _known_gateway(self, name) -> Optional[models.Gateway]:
+        """The gateway `name` as planned in this run, else as the agent has it; None when neither knows it."""
+        if not isinstance(name, str):
+            return None
+        planned, _ = self.provider.plan_view.snapshot()
+        if name in planned["gateway"]:
+            return planned["gateway"][name]
+        if self.provider.endpoint is None:
+            return None
+        try:
+            return self.provider.estate.snapshot(self.provider.client())[0].get(name)
+        except errors.ApiError:
+            return None
+
+    def checked_values(self, ctx, planned: State) -> State:
+        if ctx.config.get("egress_source_ip") is None and is_unknown(planned.get("egress_source_ip")):
+            return {**planned, "egress_source_ip": None}  # to be allocated: the request carries none
+        return planned
+
+    def _parse(self, diags, planned: State):
+        # At apply every configured value is known: an unknown source IP is one the agent allocates.
+        if is_unknown(planned.get("egress_source_ip")):
+            planned = {**planned, "egress_source_ip": None}
+        return super()._parse(diags, planned)
+
+    def same_object(self, stored: models.Policy, model: models.Policy) -> bool:
+        if model.egress_source_ip is None and stored.gateway == model.gateway:
+            model = model.model_copy(update={"egress_source_ip": stored.egress_source_ip})
+        return stored == model
+
     # --- conversion ---
     @staticmethod
     def model_data(values: dict) -> dict[str, Any]:
@@ -171,6 +243,7 @@ class EgressNatPolicy(AgentObjectResource):
             "egress": values.get("egress"),
             "destination_cidrs": values.get("destination_cidrs"),
             "egress_source_ip": values.get("egress_source_ip"),
+            "gateway": values.get("gateway"),
             "excluded_cidrs": values.get("excluded_cidrs") or [],
             **({} if values.get("priority") is None else {"priority": values.get("priority")}),
         }
@@ -190,6 +263,7 @@ class EgressNatPolicy(AgentObjectResource):
             ],
             "destination_cidrs": list(p.destination_cidrs),
             "egress_source_ip": p.egress_source_ip,
+            "gateway": p.gateway,
             "excluded_cidrs": list(p.excluded_cidrs) or None,
             # The default as null, like an omitted attribute: an import of an object written without it plans empty.
             "priority": None if p.priority == DEFAULT_PRIORITY else p.priority,

@@ -70,6 +70,15 @@ class AgentObjectResource(Resource):
         """The `observed_fields` of `model`, asked of the agent."""
         return {}
 
+    def checked_values(self, ctx: PlanContext, planned: State) -> State:
+        """The planned values the plan checks read: `planned`, or what the agent will be sent where a computed
+        value is planned unknown (a policy's source IP to be allocated is sent as none)."""
+        return planned
+
+    def same_object(self, stored, model) -> bool:
+        """Whether the stored object `stored` is what writing `model` makes (a create adopts it then)."""
+        return stored == model
+
     def plan_notes(self, diags: Diagnostics, model) -> None:
         """Warnings a reviewer should read in a plan that creates or changes `model` (e.g. its impact)."""
 
@@ -99,7 +108,7 @@ class AgentObjectResource(Resource):
             view.object_gone(self.kind, current["name"])  # replaced: the old object is deleted
         if self.provider.endpoint is None or destroy_run():
             return planned
-        model = validate_config(Diagnostics(), self.kind, self.model_data(planned))
+        model = validate_config(Diagnostics(), self.kind, self.model_data(self.checked_values(ctx, planned)))
         if model is None:
             return planned
         view.plan_object(self.kind, model)
@@ -169,7 +178,7 @@ class AgentObjectResource(Resource):
             existing = self._client_method("get")(model.name)
         except errors.ApiError:
             existing = None
-        if existing is None or existing.obj != model:
+        if existing is None or not self.same_object(existing.obj, model):
             add_api_error(diags, err, action=f'create {self.terraform_type} "{model.name}"',
                           kind=self.terraform_type, name=model.name, endpoint=self.provider.client().target, at=at)
             return None

@@ -177,10 +177,54 @@ def check_policy(
     found = models.unclaimed_source_ip(policy, [*w.certain_gateways.values(), *w.possible_gateways.values()])
     if found:
         (certain if w.all_gateways_known else possible).append(found)
+    gateway_certain, gateway_possible = _gateway_rules(w, policy)
+    certain += gateway_certain
+    possible += gateway_possible
     _report(diags, certain, possible, kind=kind, name=policy.name, warn=warn, at=at)
     if warn:  # a precedence the configuration leaves to prefix and name: a warning, never an error
         overlaps = models.equal_priority_overlaps(policy, [*others_certain, *w.possible_policies.values()])
         add_violations(diags, overlaps, kind=kind, name=policy.name, warning=True, at=at)
+
+
+def _gateway_rules(w: World, policy: models.Policy) -> tuple[list[models.Violation], list[models.Violation]]:
+    """(certain, possible) violations of a policy that names a `gateway`: it must exist, list the policy's
+    source IP when one is given, and have a free floating IP for every policy allocating from it."""
+    name = policy.gateway
+    if not isinstance(name, str):
+        return [], []
+    gw = w.certain_gateways.get(name) or w.possible_gateways.get(name)
+    if gw is None:
+        v = models.Violation(("gateway",), (
+            f"gateway {name!r} is neither in this configuration nor on the agent, so the policy can get no source "
+            f"IP from it: declare it (resource \"egress_gateway\" with name = \"{name}\") and refer to it as "
+            "gateway = egress_gateway.NAME.name, which also makes Terraform create it first"))
+        return ([v], []) if w.all_gateways_known else ([], [v])
+    sure = name in w.certain_gateways
+    if policy.egress_source_ip is not None:
+        found = models.ip_outside_gateway(policy, [gw])
+        return ([found], []) if found and sure else ([], [found] if found else [])
+    if not sure:
+        return [], []  # the gateway may be destroyed in this run, or change: the apply decides
+    short = _capacity(gw, w.certain_policies.values(), certain=True)
+    if short:
+        return short, []
+    return [], _capacity(gw, [*w.certain_policies.values(), *w.possible_policies.values()], certain=False)
+
+
+def _capacity(gw: models.Gateway, policies, *, certain: bool) -> list[models.Violation]:
+    """More policies allocating from `gw` than it has floating IPs that `policies` leave free."""
+    policies = list(policies)
+    allocating = sorted(p.name for p in policies if p.gateway == gw.name and p.egress_source_ip is None)
+    used = {p.egress_source_ip for p in policies if p.egress_source_ip in gw.floating_ips}
+    free = len(gw.floating_ips) - len(used)
+    if len(allocating) <= free:
+        return []
+    whose = "policies of this configuration" if certain else "policies (some of them not in this configuration)"
+    return [models.Violation(("gateway",), (
+        f"gateway {gw.name!r} has {len(gw.floating_ips):,} floating IPs and {free:,} of them free, but "
+        f"{len(allocating):,} {whose} allocate their source IP from it ({', '.join(allocating[:5])}"
+        f"{', ...' if len(allocating) > 5 else ''}): add floating IPs to the gateway, or name another gateway "
+        "for some of them"))]
 
 
 def check_gateway(
