@@ -11,9 +11,12 @@ validate, ...). Its checks wait until it is known, except that a known
 beginning (`Pending(prefix="gw-")`) must be able to start a valid value.
 
 Cross-object rules need the other objects, so they live in functions here:
-`check_references` (errors: no two policies share a source IP) and
+`check_references` (errors: no two policies share a source IP; a policy naming
+both `gateway` and `egress_source_ip` names one of that gateway's IPs) and
 `reference_warnings` (a policy's source IP in no gateway, a floating IP in two
-gateways, a gateway letting go of an IP a policy uses). The warnings are not
+gateways, a gateway letting go of an IP a policy uses, a policy's gateway that
+does not exist yet). A source IP to be allocated is `egress_api.allocation`'s
+business: these rules skip a policy without one. The warnings are not
 errors because Terraform writes independent objects in any order; the agent
 stays fail-closed until they agree, and the provider turns them into plan
 errors wherever the configuration decides them.

@@ -8,8 +8,10 @@ Every write reads one snapshot of gateways, policies and the ("meta",
 (plus the `retained` records the write changes, see `retention_ops`), so a
 concurrent write of *any* desired object between our read and our commit
 fails the Check (no two writers can both pass validation against a world the
-other one changed). When only the guard moved, the write is simply retried
-against the new snapshot; when the object itself moved, the caller's
+other one changed). The same holds for a source IP the write allocates
+(`allocate`, a policy naming only its gateway): it is picked against the
+snapshot, so two agents can never commit one IP to two policies. When only
+the guard moved, the write is simply retried against the new snapshot; when the object itself moved, the caller's
 resource_version is stale and that is the caller's conflict to resolve.
 
 Idempotent retries: a create or update may carry a request id (clients send

@@ -47,3 +47,20 @@ resource "egress_nat_policy" "default_route" {
 
   depends_on = [egress_gateway.default]
 }
+
+# No egress_source_ip: the agent allocates a free floating IP of gateway "edge" (the lowest one no other
+# policy uses) when the policy is created; the plan shows it as (known after apply), and it stays this
+# policy's until the policy is deleted or names another gateway. Referring to the gateway's name makes
+# Terraform create the gateway first.
+resource "egress_nat_policy" "reports" {
+  name = "reports"
+
+  egress {
+    pod_selector {
+      match_labels = { app = "reports" }
+    }
+  }
+
+  destination_cidrs = ["198.51.100.0/24"]
+  gateway           = egress_gateway.edge.name
+}
