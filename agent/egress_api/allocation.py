@@ -20,6 +20,9 @@ from typing import Mapping, Optional
 from egress_api.models import Gateway, Policy, Violation
 
 _NAMED_USERS = 5  # policies named in an exhaustion error; the rest are counted
+# In the violation of a write naming a gateway that does not exist: a client may wait for the gateway (the
+# Terraform provider does, within the create/update timeout) and try again.
+GATEWAY_MISSING = "does not exist, so no source IP can be allocated from it"
 
 
 class NoSourceIP(Exception):
@@ -58,7 +61,7 @@ def source_ip(policy: Policy, gateways: Mapping[str, Gateway], policies: Mapping
     gw = gateways.get(policy.gateway)
     if gw is None:
         raise NoSourceIP(policy.name, Violation(("gateway",), (
-            f"gateway {policy.gateway!r} does not exist, so no source IP can be allocated from it: create the "
+            f"gateway {policy.gateway!r} {GATEWAY_MISSING}: create the "
             f"gateway first (in Terraform, `gateway = egress_gateway.NAME.name` makes Terraform create it before "
             f"the policy)")), exhausted=False)
     stored: Optional[Policy] = policies.get(policy.name)

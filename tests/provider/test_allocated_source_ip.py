@@ -129,3 +129,26 @@ def test_running_out_at_apply_is_a_clear_error(acc):
     text = " ".join(res.output.split())
     assert "gateway 'edge' has no free floating IP: 0 of its 3 floating IPs are free" in text
     assert len([p for p in acc.client.list_policies() if p.obj.gateway == "edge"]) == 1  # one got the last IP
+
+
+def test_a_create_waits_for_a_gateway_terraform_creates_later(acc):
+    """A literal gateway name gives Terraform no order: the policy's create waits for the gateway (within its
+    create timeout) instead of failing. Here the gateway waits 3 s for a sleeper, so the policy goes first."""
+    config = """
+resource "terraform_data" "sleeper" {
+  provisioner "local-exec" {
+    command = "sleep 3"
+  }
+}
+
+resource "egress_gateway" "late" {
+  name         = "late"
+  floating_ips = ["192.0.2.120"]
+  depends_on   = [terraform_data.sleeper]
+}
+""" + policy(gateway='"late"')
+    plan = acc.step(config)
+    assert acc.tf.state()["egress_nat_policy.web"]["egress_source_ip"] == "192.0.2.120"
+    out = plan.applied.stdout
+    # The policy's create was under way before the gateway's finished.
+    assert out.index("egress_nat_policy.web: Creating...") < out.index("egress_gateway.late: Creation complete")

@@ -8,7 +8,7 @@ from tf.iface import State
 from tf.schema import Attribute, Block, Schema
 from tf.types import List, Number, String, Unknown
 
-from egress_api import errors, models
+from egress_api import allocation, errors, models
 from egress_provider.framework.blocks import SetNestedBlock
 from egress_api import limits
 from egress_api.precedence import DEFAULT_PRIORITY
@@ -106,6 +106,8 @@ class EgressNatPolicy(AgentObjectResource):
                     "it for the policy's life; it is freed when the policy is deleted. A plan fails when the gateway "
                     "is neither in the configuration nor on the agent, or when it has fewer free floating IPs than "
                     "the configuration's policies need; the apply fails with the same words if it runs out meanwhile. "
+                    "A create or update naming a gateway that does not exist yet waits for it (up to the `timeouts`), "
+                    "for a gateway created in the same apply under a literal name. "
                     "With `egress_source_ip` too, that IP must be one of the gateway's. Changing it allocates anew. "
                     "Updated in place.",
                 ),
@@ -229,6 +231,11 @@ class EgressNatPolicy(AgentObjectResource):
         if is_unknown(planned.get("egress_source_ip")):
             planned = {**planned, "egress_source_ip": None}
         return super()._parse(diags, planned)
+
+    def waits_for(self, err) -> bool:
+        # The policy names a gateway Terraform has not created yet (a literal name, no reference to order them):
+        # it may be created alongside, so wait for it within the create/update timeout.
+        return any(v.path == ("gateway",) and allocation.GATEWAY_MISSING in v.message for v in err.violations)
 
     def same_object(self, stored: models.Policy, model: models.Policy) -> bool:
         if model.egress_source_ip is None and stored.gateway == model.gateway:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from typing import Any, ClassVar, Iterator, Optional
 
 from tf.iface import Config, CreateContext, DeleteContext, ImportContext, ReadContext, Resource, State, UpdateContext
@@ -74,6 +75,11 @@ class AgentObjectResource(Resource):
         """The planned values the plan checks read: `planned`, or what the agent will be sent where a computed
         value is planned unknown (a policy's source IP to be allocated is sent as none)."""
         return planned
+
+    def waits_for(self, err: errors.FailedPrecondition) -> bool:
+        """Whether a write refused with `err` may pass once another object is written (then `_write` tries
+        again until the resource's timeout), like the AWS provider's retries of dependency violations."""
+        return False
 
     def same_object(self, stored, model) -> bool:
         """Whether the stored object `stored` is what writing `model` makes (a create adopts it then)."""
@@ -281,8 +287,16 @@ class AgentObjectResource(Resource):
         """
         action = f'{verb} {self.terraform_type} "{model.name}"'
         client = self.provider.client()
+        deadline = timeouts.deadline(values, verb)
         try:
-            result = self._client_method(verb)(model, deadline=timeouts.deadline(values, verb), **kwargs)
+            while True:
+                try:
+                    result = self._client_method(verb)(model, deadline=deadline, **kwargs)
+                    break
+                except errors.FailedPrecondition as err:
+                    if not self.waits_for(err) or time.monotonic() + _WAIT_S >= deadline:
+                        raise
+                    time.sleep(_WAIT_S)  # what it waits for may be applied meanwhile (same request id: safe)
         except errors.AlreadyExists as err:
             if adopt_existing:
                 adopted = self._adopt(diags, model, err, at)
@@ -299,6 +313,9 @@ class AgentObjectResource(Resource):
         self.provider.estate.stored(self.kind, result.obj)
         add_resolved_outcome(diags, client.last_call, action=action)
         return result
+
+
+_WAIT_S = 0.5  # between tries of a write that waits for another object (`waits_for`)
 
 
 class AdoptedObjects:
