@@ -82,3 +82,12 @@ def exhausted_message(gw: Gateway, policies: Mapping[str, Policy], but: str = ""
     return (f"gateway {gw.name!r} has no free floating IP: 0 of its {count:,} floating IP{'s' * (count != 1)} "
             f"{'are' if count != 1 else 'is'} free (used by policies {named}{more}). Add floating IPs to the "
             "gateway, delete a policy using one, or name another gateway")
+
+
+def unchanged(stored, requested) -> bool:
+    """Whether writing `requested` over the stored object `stored` changes nothing: a policy to be allocated
+    an IP from the gateway `stored` came from keeps that IP."""
+    if isinstance(requested, Policy) and requested.egress_source_ip is None and isinstance(stored, Policy) \
+            and stored.gateway == requested.gateway:
+        requested = requested.model_copy(update={"egress_source_ip": stored.egress_source_ip})
+    return stored == requested

@@ -92,3 +92,30 @@ def test_egressctl_shows_the_gateway(agent):
     assert lines["a"][1:3] == ["192.0.2.100", "edge"] and lines["b"][1:3] == ["192.0.2.102", "-"]
     described = ctl(agent, "describe", "policy", "a").stdout
     assert "Egress Source IP:  192.0.2.100" in described and "Gateway:           edge" in described
+
+
+ALLOCATING_MANIFEST = """\
+kind: EgressNATPolicy
+apiVersion: networking.gke.io/v1alpha1
+metadata:
+  name: reports
+spec:
+  egress:
+  - podSelector:
+      matchLabels:
+        app: reports
+  destinationCIDRs:
+  - 198.51.100.0/24
+  gateway: edge
+"""
+
+
+def test_egressctl_apply_allocates_once_then_reports_unchanged(agent):
+    from test_egressctl_apply import ctl as ctl_apply
+
+    first = ctl_apply(agent.endpoint, "apply", "-f", "-", stdin=ALLOCATING_MANIFEST)
+    assert first.returncode == 0, first.stderr
+    assert "policy 'reports' created" in first.stdout
+    assert agent.client.get_policy("reports").obj.egress_source_ip == "192.0.2.100"
+    again = ctl_apply(agent.endpoint, "apply", "-f", "-", stdin=ALLOCATING_MANIFEST)
+    assert again.returncode == 0 and "policy 'reports' unchanged" in again.stdout, again.stdout + again.stderr

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from egress_api import errors, manifest, models
+from egress_api import allocation, errors, manifest, models
 from egress_api.client import EgressClient
 
 
@@ -65,7 +65,7 @@ def apply_documents(client: EgressClient, docs: list[manifest.Document]) -> list
         if current is None:
             getattr(client, f"create_{d.kind}")(d.obj)
             lines.append(f"{d.kind} {d.obj.name!r} created")
-        elif current.obj == d.obj:
+        elif allocation.unchanged(current.obj, d.obj):  # an allocated source IP is kept
             lines.append(f"{d.kind} {d.obj.name!r} unchanged")
         else:
             getattr(client, f"update_{d.kind}")(d.obj, resource_version=d.resource_version or current.resource_version)

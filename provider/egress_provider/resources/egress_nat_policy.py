@@ -238,9 +238,7 @@ class EgressNatPolicy(AgentObjectResource):
         return any(v.path == ("gateway",) and allocation.GATEWAY_MISSING in v.message for v in err.violations)
 
     def same_object(self, stored: models.Policy, model: models.Policy) -> bool:
-        if model.egress_source_ip is None and stored.gateway == model.gateway:
-            model = model.model_copy(update={"egress_source_ip": stored.egress_source_ip})
-        return stored == model
+        return allocation.unchanged(stored, model)
 
     # --- conversion ---
     @staticmethod
