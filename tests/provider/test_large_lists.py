@@ -60,9 +60,10 @@ def test_state_written_when_it_was_a_set_upgrades_without_a_change(acc):
     for r in doc["resources"]:
         if r["type"] == "egress_nat_policy":
             for inst in r["instances"]:
-                assert inst["schema_version"] == 2
+                assert inst["schema_version"] == 3
                 inst["schema_version"] = 0  # as provider versions with a set-typed destination_cidrs wrote it
                 del inst["attributes"]["excluded_cidrs"], inst["attributes"]["priority"]  # (added in version 2)
+                del inst["attributes"]["gateway"]  # (added in version 3)
         if r["type"] == "egress_gateway":
             for inst in r["instances"]:
                 assert inst["schema_version"] == 1

@@ -58,9 +58,10 @@ def test_state_of_schema_1_upgrades_without_a_change(acc):
     for r in doc["resources"]:
         if r["type"] == "egress_nat_policy":
             for inst in r["instances"]:
-                assert inst["schema_version"] == 2
+                assert inst["schema_version"] == 3
                 inst["schema_version"] = 1  # as the provider before excluded_cidrs and priority wrote it
                 del inst["attributes"]["excluded_cidrs"], inst["attributes"]["priority"]
+                del inst["attributes"]["gateway"]  # (added in version 3)
     state_file.write_text(json.dumps(doc))
     res = acc.tf.plan_is_empty()
     assert "upgrade" not in res.output
