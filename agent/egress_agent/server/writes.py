@@ -11,8 +11,9 @@ fails the Check (no two writers can both pass validation against a world the
 other one changed). The same holds for a source IP the write allocates
 (`allocate`, a policy naming only its gateway): it is picked against the
 snapshot, so two agents can never commit one IP to two policies. When only
-the guard moved, the write is simply retried against the new snapshot; when the object itself moved, the caller's
-resource_version is stale and that is the caller's conflict to resolve.
+the guard moved, the write is simply retried against the new snapshot (and
+picks again); when the object itself moved, the caller's resource_version is
+stale and that is the caller's conflict to resolve.
 
 Idempotent retries: a create or update may carry a request id (clients send
 one per logical write and reuse it when they retry a call whose outcome they
