@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from egress_api import allocation, limits, models
-from egress_agent.controller import view
 from egress_agent.controller.assignment import Placement, assign
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base, typed
+from egress_agent.store.assignment import AssignmentRecord, holders
 from egress_agent.store.base import (
     ASSIGNMENT, GATEWAY, META, NODE, POLICY, RETAINED, WRITE, Check, Delete, Put, Record, Snapshot,
 )
@@ -334,9 +334,9 @@ class Writes:
         assignments = d.snapshot.of(ASSIGNMENT)
         if isinstance(obj, models.Policy):
             ip = obj.egress_source_ip
-            if not view.holder_of(ip, assignments):
-                rec = assignments.get(ip)
-                why = (rec.value.get("reason") if rec else "") or "no node holds it yet"
+            assigned = AssignmentRecord.of(assignments.get(ip))
+            if not assigned.node:
+                why = assigned.reason or "no node holds it yet"
                 warnings.append(
                     models.Violation(
                         ("egress_source_ip",),
@@ -345,7 +345,7 @@ class Writes:
                     )
                 )
         else:
-            previous = {ip: r.value.get("node", "") for ip, r in assignments.items()}
+            previous = holders(assignments)
             where, known = Placement.of(obj), nodes()
             if obj.node_selector is not None and not any(where.selects(n) for n in known):
                 warnings.append(models.Violation(("node_selector",), (
