@@ -36,6 +36,7 @@ from egress_api import models
 _MAX_AGE_S = 3600  # records of finished runs are removed by later runs
 
 
+@functools.cache  # the Terraform process that started this plugin process never changes (one /proc read per block was most of a validate call)
 def _walk_dir() -> Optional[Path]:
     """This Terraform run's directory: <tmp>/egress-provider-<uid>/<terraform pid>-<its start time>."""
     ppid = os.getppid()
@@ -81,6 +82,7 @@ class Inventory:
     gateways_complete: bool = True
     policies_complete: bool = True
     _objects: Optional[tuple] = field(default=None, repr=False, compare=False)  # objects(), once loaded
+    _by_ip: Optional[dict] = field(default=None, repr=False, compare=False)  # policies_using(), once loaded
 
     def objects(self) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
         """(gateways, policies) as partial models (gateways' IPs, policies' source IP and gateway), built once:
@@ -93,6 +95,15 @@ class Inventory:
                  for n, (ip, gw) in self.policies.items()},
             )
         return self._objects
+
+    def policies_using(self, ip: str) -> list[models.Policy]:
+        """The configuration's policies whose source IP is `ip` (partial models, as `objects`)."""
+        if self._by_ip is None:
+            by_ip: dict[str, list[models.Policy]] = {}
+            for p in self.objects()[1].values():
+                by_ip.setdefault(p.egress_source_ip, []).append(p)
+            self._by_ip = by_ip
+        return self._by_ip.get(ip, [])
 
     def add(self, kind: str, config: dict[str, Any]) -> list:
         """Note one resource block's configuration; returns what it added, as JSON (see `replay`)."""
@@ -129,7 +140,7 @@ class Inventory:
                 self.gateways[entry[1]] = entry[2]
             else:
                 self.policies[entry[1]] = tuple(entry[2])
-        self._objects = None
+        self._objects = self._by_ip = None
         return entry
 
 

@@ -8,6 +8,8 @@ they wrote in state and sees an empty plan.
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Callable
 
 from tf.types import Map, Number, Set, String, TfType
@@ -41,7 +43,9 @@ class CanonicalStringSet(Set):
 
     def __init__(self, canonical: Callable[[str], str]):
         super().__init__(String())
-        self.canonical = canonical
+        # Every plan compares the planned set with the prior one (semantically_equal), so a no-op plan of N
+        # policies canonicalizes the same few CIDR spellings N times over: remember them.
+        self.canonical = functools.lru_cache(maxsize=65536)(canonical)
 
     def _canon(self, value: str) -> str:
         try:

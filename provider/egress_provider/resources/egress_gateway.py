@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tf.iface import State
@@ -26,6 +27,7 @@ class EgressGateway(AgentObjectResource):
         return "gateway"
 
     @classmethod
+    @functools.cache  # asked per RPC (validate, upgrade, each plan's diagnostics locator); built once
     def get_schema(cls) -> Schema:
         return Schema(
             version=1,  # 1: floating_ips became a list (see upgrade)

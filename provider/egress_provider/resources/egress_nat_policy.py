@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 from tf.iface import State
@@ -39,6 +40,7 @@ class EgressNatPolicy(AgentObjectResource):
         return "nat_policy"
 
     @classmethod
+    @functools.cache  # asked per RPC (validate, upgrade, each plan's diagnostics locator); built once
     def get_schema(cls) -> Schema:
         return Schema(
             version=3,  # 1: destination_cidrs became a list; 2: excluded_cidrs and priority; 3: gateway (see upgrade)

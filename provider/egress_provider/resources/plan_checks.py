@@ -25,8 +25,8 @@ it is an error only with a complete inventory.
 
 from __future__ import annotations
 
+import functools
 import threading
-from dataclasses import dataclass
 from typing import Optional
 
 from tf.utils import Diagnostics
@@ -52,9 +52,12 @@ class PlanView:
         self._lock = threading.Lock()  # Terraform plans independent resources concurrently
         self._planned: dict[str, dict[str, models.BaseModel]] = {"gateway": {}, "policy": {}}
         self._gone: dict[str, set[str]] = {"gateway": set(), "policy": set()}
+        self._policy_ips = SourceIPIndex()
 
     def plan_object(self, kind: str, model: models.BaseModel) -> None:
         with self._lock:
+            if kind == "policy":
+                self._policy_ips.put(model, self._planned[kind].get(model.name))
             self._planned[kind][model.name] = model
             self._gone[kind].discard(model.name)
 
@@ -67,6 +70,34 @@ class PlanView:
     def snapshot(self) -> tuple[dict, dict]:
         with self._lock:
             return {k: dict(v) for k, v in self._planned.items()}, {k: set(v) for k, v in self._gone.items()}
+
+    def policies_using(self, ip: str) -> list[models.Policy]:
+        """Planned policies whose source IP is `ip`."""
+        with self._lock:
+            return self._policy_ips.get(ip)
+
+
+class SourceIPIndex:
+    """Policy name -> policy, by source IP: the duplicate-IP check looks up one IP instead of scanning every
+    policy (that scan, once per planned policy, made a plan of N policies quadratic). Callers lock."""
+
+    def __init__(self, policies=()):
+        self._by_ip: dict[str, dict[str, models.Policy]] = {}
+        for p in policies:
+            self.put(p)
+
+    def put(self, policy: models.Policy, before: Optional[models.Policy] = None) -> None:
+        if before is not None:
+            self.drop(before)
+        self._by_ip.setdefault(policy.egress_source_ip, {})[policy.name] = policy
+
+    def drop(self, policy: models.Policy) -> None:
+        same = self._by_ip.get(policy.egress_source_ip)
+        if same is not None:
+            same.pop(policy.name, None)
+
+    def get(self, ip: str) -> list[models.Policy]:
+        return list(self._by_ip.get(ip, {}).values())
 
 
 class AgentEstate:
@@ -85,6 +116,7 @@ class AgentEstate:
     def __init__(self):
         self._lock = threading.Lock()
         self._objects: Optional[dict[str, dict[str, models.BaseModel]]] = None
+        self._policy_ips = SourceIPIndex()
         self._policy_reads: dict[str, tuple] = {}  # name -> (Versioned policy, PolicySelection), as listed
 
     def _list(self, client) -> dict[str, dict[str, models.BaseModel]]:
@@ -95,7 +127,14 @@ class AgentEstate:
                 "policy": {v.obj.name: v.obj for v, _ in policies},
             }
             self._policy_reads = {v.obj.name: (v, sel) for v, sel in policies if sel is not None}
+            self._policy_ips = SourceIPIndex(self._objects["policy"].values())
         return self._objects
+
+    def policies_using(self, client, ip: str) -> list[models.Policy]:
+        """Stored policies whose source IP is `ip` (lists the estate the first time)."""
+        with self._lock:
+            self._list(client)
+            return self._policy_ips.get(ip)
 
     def snapshot(self, client) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
         """(gateways, policies) by name; lists them from the agent the first time (errors.ApiError propagates)."""
@@ -114,6 +153,8 @@ class AgentEstate:
         """This process wrote `model` (created, updated or adopted it): the agent now has it as is."""
         with self._lock:
             if self._objects is not None:
+                if kind == "policy":
+                    self._policy_ips.put(model, self._objects[kind].get(model.name))
                 self._objects[kind][model.name] = model
             if kind == "policy":
                 self._policy_reads.pop(model.name, None)
@@ -122,19 +163,56 @@ class AgentEstate:
         """This process deleted the `kind` object `name` (or found it gone)."""
         with self._lock:
             if self._objects is not None:
-                self._objects[kind].pop(name, None)
+                gone = self._objects[kind].pop(name, None)
+                if kind == "policy" and gone is not None:
+                    self._policy_ips.drop(gone)
             if kind == "policy":
                 self._policy_reads.pop(name, None)
 
 
-@dataclass
 class World:
-    stored_gateways: dict[str, models.Gateway]
-    certain_gateways: dict[str, models.Gateway]
-    possible_gateways: dict[str, models.Gateway]
-    certain_policies: dict[str, models.Policy]
-    possible_policies: dict[str, models.Policy]
-    all_gateways_known: bool
+    """The objects once this plan is applied, as certain or possible (see the module's docstring).
+
+    Gateways are few and split at once; policies are split only when a check needs all of them (a
+    gateway's plan, a changed policy's overlap warnings): an unchanged policy's check looks up its own
+    source IP (`policies_using`), so a no-op plan of N policies is not N^2.
+    """
+
+    def __init__(self, view: PlanView, estate: AgentEstate, client, inventory: Optional[Inventory]):
+        self._view, self._estate, self._client = view, estate, client
+        self.stored_gateways, self._stored_policies = estate.snapshot(client)
+        self._planned, self._gone = view.snapshot()
+        self._inventory = inventory or Inventory(gateways_complete=False, policies_complete=False)
+        config_g, self._config_policies = self._inventory.objects()
+        self.certain_gateways, self.possible_gateways = _split(
+            self._planned["gateway"], self._gone["gateway"], self.stored_gateways, config_g)
+        self.all_gateways_known = inventory is not None and self._inventory.gateways_complete
+
+    @functools.cached_property
+    def _policies(self) -> tuple[dict[str, models.Policy], dict[str, models.Policy]]:
+        return _split(self._planned["policy"], self._gone["policy"], self._stored_policies, self._config_policies)
+
+    @property
+    def certain_policies(self) -> dict[str, models.Policy]:
+        return self._policies[0]
+
+    @property
+    def possible_policies(self) -> dict[str, models.Policy]:
+        return self._policies[1]
+
+    def policies_using(self, ip: Optional[str]) -> tuple[list[models.Policy], list[models.Policy]]:
+        """(certain, possible) policies whose source IP is `ip`: the same split as `certain_policies` and
+        `possible_policies`, for one IP."""
+        if ip is None:
+            return [], []  # to be allocated: no other policy can share it
+        planned, gone, config = self._planned["policy"], self._gone["policy"], self._config_policies
+        certain = {p.name: p for p in self._view.policies_using(ip) if p.name in planned}
+        for p in self._inventory.policies_using(ip):
+            if p.name not in planned and p.name not in gone:
+                certain[p.name] = p
+        possible = [p for p in self._estate.policies_using(self._client, ip)
+                    if p.name not in certain and p.name not in planned and p.name not in gone and p.name not in config]
+        return list(certain.values()), possible
 
 
 def _split(planned: dict, gone: set, stored: dict, from_config: dict) -> tuple[dict, dict]:
@@ -150,13 +228,7 @@ def _split(planned: dict, gone: set, stored: dict, from_config: dict) -> tuple[d
 
 def world(view: PlanView, estate: AgentEstate, client, inventory: Optional[Inventory]) -> World:
     """The objects once this plan is applied (not used in a destroy run: see config_inventory.destroy_run)."""
-    stored_g, stored_p = estate.snapshot(client)
-    planned, gone = view.snapshot()
-    inv = inventory or Inventory(gateways_complete=False, policies_complete=False)
-    config_g, config_p = inv.objects()
-    certain_g, possible_g = _split(planned["gateway"], gone["gateway"], stored_g, config_g)
-    certain_p, possible_p = _split(planned["policy"], gone["policy"], stored_p, config_p)
-    return World(stored_g, certain_g, possible_g, certain_p, possible_p, inventory is not None and inv.gateways_complete)
+    return World(view, estate, client, inventory)
 
 
 def _report(
@@ -171,9 +243,9 @@ def _report(
 def check_policy(
     diags: Diagnostics, w: World, policy: models.Policy, *, kind: str, warn: bool, at: Optional[Locator] = None
 ) -> None:
-    others_certain = [p for n, p in w.certain_policies.items() if n != policy.name]
-    certain = models.duplicate_source_ip(policy, others_certain)
-    possible = models.duplicate_source_ip(policy, list(w.possible_policies.values()))
+    same_ip_certain, same_ip_possible = w.policies_using(policy.egress_source_ip)
+    certain = models.duplicate_source_ip(policy, same_ip_certain)
+    possible = models.duplicate_source_ip(policy, same_ip_possible)
     found = models.unclaimed_source_ip(policy, [*w.certain_gateways.values(), *w.possible_gateways.values()])
     if found:
         (certain if w.all_gateways_known else possible).append(found)
@@ -182,6 +254,7 @@ def check_policy(
     possible += gateway_possible
     _report(diags, certain, possible, kind=kind, name=policy.name, warn=warn, at=at)
     if warn:  # a precedence the configuration leaves to prefix and name: a warning, never an error
+        others_certain = [p for n, p in w.certain_policies.items() if n != policy.name]
         overlaps = models.equal_priority_overlaps(policy, [*others_certain, *w.possible_policies.values()])
         add_violations(diags, overlaps, kind=kind, name=policy.name, warning=True, at=at)
 
