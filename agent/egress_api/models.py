@@ -889,18 +889,27 @@ def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[
     """
     from egress_api.precedence import Rule, equal_priority_overlaps as overlaps
 
-    others = [Rule.of(p) for p in policies if p.name != policy.name and not _pending_rule(p)]
     if _pending_rule(policy):
         return []
-    return [
-        Violation(
-            ("priority",),
-            f"policies {policy.name!r} and {other!r} both have priority {policy.priority} and overlapping "
-            f"destinations ({mine} and {theirs}): for pods both select, the longest prefix and then the name "
-            "decide. Give one of them another priority to say which wins",
-        )
-        for other, mine, theirs in overlaps(Rule.of(policy), others)
-    ]
+    others = [Rule.of(p) for p in policies
+              if p.name != policy.name and p.priority == policy.priority and not _pending_rule(p)]
+    found = overlaps(Rule.of(policy), others)
+    decide = ("for pods both select, the longest prefix and then the name decide. Give one of them another "
+              "priority to say which wins")
+    if len(found) == 1:
+        [(other, mine, theirs)] = found
+        return [Violation(("priority",), f"policies {policy.name!r} and {other!r} both have priority "
+                                         f"{policy.priority} and overlapping destinations ({mine} and {theirs}): {decide}")]
+    if not found:
+        return []
+    # One warning, not one per other policy: an estate of N policies to one partner would print N^2.
+    shown = ", ".join(f"{other!r} ({theirs})" for other, _, theirs in found[:_NAMED_OVERLAPS])
+    more = f" and {len(found) - _NAMED_OVERLAPS:,} more" if len(found) > _NAMED_OVERLAPS else ""
+    return [Violation(("priority",), f"policy {policy.name!r} has priority {policy.priority}, like {len(found):,} "
+                                     f"other policies whose destinations overlap its own: {shown}{more}; {decide}")]
+
+
+_NAMED_OVERLAPS = 5  # policies an equal-priority warning names before it counts the rest
 
 
 def _pending_rule(p: Policy) -> bool:

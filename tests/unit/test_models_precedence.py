@@ -55,3 +55,14 @@ def test_equal_priority_overlaps_name_both_policies():
     [v] = models.equal_priority_overlaps(a, [a, b, c])
     assert v.path == ("priority",) and "'a' and 'b'" in v.message and "198.51.100.0/28" in v.message
     assert models.equal_priority_overlaps(c, [a, b]) == []
+
+
+def test_many_equal_priority_overlaps_are_one_warning():
+    """An estate of N policies to one partner must not print N^2 warnings: one per policy, naming five."""
+    mine = models.parse("policy", {**BASE, "name": "p0", "destination_cidrs": ["198.51.100.0/24"]})
+    others = [models.parse("policy", {**BASE, "name": f"p{i}", "destination_cidrs": ["198.51.100.0/24"],
+                                      "egress_source_ip": f"192.0.2.{i}"}) for i in range(1, 9)]
+    [v] = models.equal_priority_overlaps(mine, [mine, *others])
+    assert v.path == ("priority",)
+    assert "like 8 other policies" in v.message and "'p1' (198.51.100.0/24)" in v.message and "and 3 more" in v.message
+    assert "'p6'" not in v.message
