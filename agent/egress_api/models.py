@@ -887,13 +887,18 @@ def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[
     Where both select a pod, the longest prefix and then the name decide (`egress_api.precedence`), which is
     rarely what was meant: a priority says it explicitly.
     """
-    from egress_api.precedence import Rule, equal_priority_overlaps as overlaps
+    from egress_api.precedence import Rule, equal_priority_overlaps as overlaps, interval
 
     if _pending_rule(policy):
         return []
-    others = [Rule.of(p) for p in policies
-              if p.name != policy.name and p.priority == policy.priority and not _pending_rule(p)]
-    found = overlaps(Rule.of(policy), others)
+    # A plan checks every changed policy against every other: a cheap interval test first, then the resolver's
+    # own answer for the few that overlap, in name order, until the warning has what it names.
+    mine = [interval(c) for c in policy.destination_cidrs]
+    candidates = sorted((p for p in policies if p.name != policy.name and p.priority == policy.priority
+                         and not _pending_rule(p) and any(first <= y and x <= last for c in p.destination_cidrs
+                                                          for x, y in [interval(c)] for first, last in mine)),
+                        key=lambda p: p.name)
+    found = overlaps(Rule.of(policy), (Rule.of(p) for p in candidates), limit=_NAMED_OVERLAPS + 1)
     decide = ("for pods both select, the longest prefix and then the name decide. Give one of them another "
               "priority to say which wins")
     if len(found) == 1:
@@ -904,9 +909,10 @@ def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[
         return []
     # One warning, not one per other policy: an estate of N policies to one partner would print N^2.
     shown = ", ".join(f"{other!r} ({theirs})" for other, _, theirs in found[:_NAMED_OVERLAPS])
-    more = f" and {len(found) - _NAMED_OVERLAPS:,} more" if len(found) > _NAMED_OVERLAPS else ""
-    return [Violation(("priority",), f"policy {policy.name!r} has priority {policy.priority}, like {len(found):,} "
-                                     f"other policies whose destinations overlap its own: {shown}{more}; {decide}")]
+    more = " and more" if len(found) > _NAMED_OVERLAPS else ""
+    return [Violation(("priority",), f"policy {policy.name!r} ({', '.join(sorted({m for _, m, _ in found}))}) has "
+                                     f"priority {policy.priority}, like other policies whose destinations overlap its "
+                                     f"own: {shown}{more}; {decide}")]
 
 
 _NAMED_OVERLAPS = 5  # policies an equal-priority warning names before it counts the rest

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Collection, Iterable, Optional
 
 Net = ipaddress.IPv4Network
 
@@ -199,12 +199,24 @@ def shadowed(rules: Iterable[Rule], rule: Rule) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _first_overlap(a: Iterable[str], b: Iterable[str]) -> Optional[tuple[str, str]]:
+@functools.lru_cache(maxsize=1 << 16)
+def interval(cidr: str) -> tuple[int, int]:
+    """A CIDR's first and last address as integers (a plan compares each policy's CIDRs with every other's)."""
+    n = ipaddress.ip_network(cidr)
+    return int(n.network_address), int(n.broadcast_address)
+
+
+def _first_overlap(a: Collection[str], b: Collection[str]) -> Optional[tuple[str, str]]:
     """One (CIDR of a, CIDR of b) pair that overlaps, found by a sweep over both sorted lists (not all pairs)."""
-    events = sorted(
-        [(int(n.network_address), int(n.broadcast_address), 0, c) for c in a for n in [ipaddress.ip_network(c)]]
-        + [(int(n.network_address), int(n.broadcast_address), 1, c) for c in b for n in [ipaddress.ip_network(c)]]
-    )
+    if len(a) * len(b) <= 64:  # few pairs (the usual policy): testing each is cheaper than sorting
+        for ca in sorted(a, key=interval):
+            first, last = interval(ca)
+            for cb in sorted(b, key=interval):
+                other_first, other_last = interval(cb)
+                if first <= other_last and other_first <= last:
+                    return ca, cb
+        return None
+    events = sorted([(*interval(c), 0, c) for c in a] + [(*interval(c), 1, c) for c in b])
     open_until = [(-1, ""), (-1, "")]  # per side: the furthest end seen so far, and its CIDR
     for first, last, side, cidr in events:
         other_end, other_cidr = open_until[1 - side]
@@ -215,10 +227,13 @@ def _first_overlap(a: Iterable[str], b: Iterable[str]) -> Optional[tuple[str, st
     return None
 
 
-def equal_priority_overlaps(rule: Rule, others: Iterable[Rule]) -> list[tuple[str, str, str]]:
-    """(other policy, CIDR of `rule`, CIDR of other): an overlap with a policy of the same priority, one per policy."""
-    out = []
-    for other in sorted(others, key=lambda r: r.name):
+def equal_priority_overlaps(rule: Rule, others: Iterable[Rule], limit: Optional[int] = None) -> list[tuple[str, str, str]]:
+    """(other policy, CIDR of `rule`, CIDR of other): an overlap with a policy of the same priority, one per policy,
+    in the order of `others`; at most `limit` of them (a plan warning names a few: no need to test every pair)."""
+    out: list[tuple[str, str, str]] = []
+    for other in others:
+        if limit is not None and len(out) >= limit:
+            break
         if other.name == rule.name or other.priority != rule.priority:
             continue
         found = _first_overlap(rule.destinations, other.destinations)
