@@ -46,6 +46,22 @@ def group(tmp_path, etcd3) -> AgentGroup:
         g.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a lab (`lab` fixture, an AgentLab) carries the tail of every agent's log,
+    so a failure on a CI machine says what the agents saw: the lab and its logs are gone afterwards."""
+    report = yield
+    if report.when == "call" and report.failed:
+        lab = getattr(item, "funcargs", {}).get("lab")
+        tails = getattr(lab, "log_tails", None)
+        if callable(tails):
+            try:
+                report.sections.append(("agent logs (last lines per node)", tails()))
+            except Exception as e:  # the lab itself may be what broke
+                report.sections.append(("agent logs", f"unavailable: {e}"))
+    return report
+
+
 def _descendants(pid: int) -> list[int]:
     """Live descendants of `pid`, from the ppid fields in /proc (Linux only, which the suite is)."""
     children: dict[int, list[int]] = {}

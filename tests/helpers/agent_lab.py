@@ -113,6 +113,15 @@ class AgentLab:
                              capture_output=True, text=True, check=True).stdout
         return {f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]} - {spec.ip}
 
+    def log_tails(self, lines: int = 40) -> str:
+        """The last `lines` of every node's agent log (for failure reports)."""
+        parts = [f"--- {spec.name} ({agents.log_path(spec.name)})\n{agents.log_tail(spec.name, lines)}"
+                 for spec in labstate.require().nodes()]
+        etcd_log = T.run_dir() / "etcd.log"
+        if etcd_log.exists():
+            parts.append(f"--- etcd ({etcd_log})\n" + "\n".join(etcd_log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(parts)
+
     def close(self) -> None:
         try:
             build.down()

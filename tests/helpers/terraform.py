@@ -36,7 +36,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 BIN = Path(sys.executable).parent
 PROVIDER_SOURCE = "registry.terraform.io/egressnat/egress"
@@ -307,6 +307,21 @@ class Terraform:
         for r in doc.get("values", {}).get("root_module", {}).get("resources", []):
             out[r["address"]] = r["values"]
         return out
+
+    def rewind_state(self, resource_type: str, *, now: int, to: int, drop: Sequence[str] = ()) -> None:
+        """Rewrite terraform.tfstate as an older provider wrote it: every `resource_type` instance, at
+        schema version `now` (asserted), goes back to version `to` without the attributes `drop` (those
+        added since). The next plan then exercises the provider's state upgrade."""
+        state_file = self.dir / "terraform.tfstate"
+        doc = json.loads(state_file.read_text())
+        for r in doc["resources"]:
+            if r["type"] == resource_type:
+                for inst in r["instances"]:
+                    assert inst["schema_version"] == now, (r["type"], inst["schema_version"])
+                    inst["schema_version"] = to
+                    for name in drop:
+                        del inst["attributes"][name]
+        state_file.write_text(json.dumps(doc))
 
     def outputs(self) -> dict[str, Any]:
         res = self.run("output", "-json")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers.terraform import Terraform, find_diagnostic
+from helpers.terraform import find_diagnostic
 
 pytestmark = pytest.mark.terraform
 
@@ -53,16 +53,8 @@ def test_exclusions_and_priority_apply_import_and_plan_empty(acc):
 
 def test_state_of_schema_1_upgrades_without_a_change(acc):
     acc.step(GATEWAY + policy("p", "192.0.2.100", ["198.51.100.0/24"]))
-    state_file = acc.tf.dir / "terraform.tfstate"
-    doc = json.loads(state_file.read_text())
-    for r in doc["resources"]:
-        if r["type"] == "egress_nat_policy":
-            for inst in r["instances"]:
-                assert inst["schema_version"] == 3
-                inst["schema_version"] = 1  # as the provider before excluded_cidrs and priority wrote it
-                del inst["attributes"]["excluded_cidrs"], inst["attributes"]["priority"]
-                del inst["attributes"]["gateway"]  # (added in version 3)
-    state_file.write_text(json.dumps(doc))
+    # As the provider before excluded_cidrs and priority (version 2) and gateway (version 3) wrote it.
+    acc.tf.rewind_state("egress_nat_policy", now=3, to=1, drop=["excluded_cidrs", "priority", "gateway"])
     res = acc.tf.plan_is_empty()
     assert "upgrade" not in res.output
 
