@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Iterable, Optional
 
-from egress_api import limits
+from egress_api import limits, precedence
 from egress_api.precedence import DEFAULT_PRIORITY
 from pydantic import (
     AfterValidator,
@@ -885,20 +885,15 @@ def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[
     """Other policies with the same priority whose destinations overlap `policy`'s (warnings).
 
     Where both select a pod, the longest prefix and then the name decide (`egress_api.precedence`), which is
-    rarely what was meant: a priority says it explicitly.
+    rarely what was meant: a priority says it explicitly. The others are tested in name order until the
+    warning has what it names; a caller with many policies passes the few a `precedence.OverlapIndex` finds.
     """
-    from egress_api.precedence import Rule, equal_priority_overlaps as overlaps, interval
-
-    if _pending_rule(policy):
+    rule = precedence_rule(policy)
+    if rule is None:
         return []
-    # A plan checks every changed policy against every other: a cheap interval test first, then the resolver's
-    # own answer for the few that overlap, in name order, until the warning has what it names.
-    mine = [interval(c) for c in policy.destination_cidrs]
-    candidates = sorted((p for p in policies if p.name != policy.name and p.priority == policy.priority
-                         and not _pending_rule(p) and any(first <= y and x <= last for c in p.destination_cidrs
-                                                          for x, y in [interval(c)] for first, last in mine)),
-                        key=lambda p: p.name)
-    found = overlaps(Rule.of(policy), (Rule.of(p) for p in candidates), limit=_NAMED_OVERLAPS + 1)
+    others = (r for r in (precedence_rule(p) for p in sorted(policies, key=lambda p: p.name)
+                          if p.name != policy.name and p.priority == policy.priority) if r is not None)
+    found = precedence.equal_priority_overlaps(rule, others, limit=_NAMED_OVERLAPS + 1)
     decide = ("for pods both select, the longest prefix and then the name decide. Give one of them another "
               "priority to say which wins")
     if len(found) == 1:
@@ -918,6 +913,11 @@ def equal_priority_overlaps(policy: Policy, policies: Iterable[Policy]) -> list[
 _NAMED_OVERLAPS = 5  # policies an equal-priority warning names before it counts the rest
 
 
-def _pending_rule(p: Policy) -> bool:
-    return isinstance(p.priority, Pending) or isinstance(p.destination_cidrs, Pending) or any(
-        isinstance(c, Pending) for c in p.destination_cidrs)
+def precedence_rule(policy: Policy) -> Optional[precedence.Rule]:
+    """What precedence needs of `policy`, or None while its priority or CIDRs are not all known (a plan's
+    pending values)."""
+    p = policy
+    if isinstance(p.priority, Pending) or any(isinstance(cidrs, Pending) or any(isinstance(c, Pending) for c in cidrs)
+                                              for cidrs in (p.destination_cidrs, p.excluded_cidrs)):
+        return None
+    return precedence.Rule.of(p)

@@ -19,6 +19,7 @@ into disjoint address ranges for the gateway's nftables interval maps.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from dataclasses import dataclass, field
@@ -225,6 +226,67 @@ def _first_overlap(a: Collection[str], b: Collection[str]) -> Optional[tuple[str
         if last > open_until[side][0]:
             open_until[side] = (last, cidr)
     return None
+
+
+class OverlapIndex:
+    """Rules by their destination CIDRs, per priority: which rules of `rule`'s priority have a destination that
+    overlaps one of its own, without testing every pair (a plan asks this for each changed policy, so testing
+    every other policy made a plan of N policies quadratic).
+
+    Two CIDRs never overlap partly: they are disjoint or one contains the other. So the CIDRs overlapping a
+    CIDR c are its supernets (at most one per prefix length, looked up by network) and the CIDRs starting
+    inside c (a range of the sorted starts). Not thread-safe: callers lock.
+    """
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        self._rules: dict[str, Rule] = {}
+        self._by_net: dict[tuple[int, int, int], set[str]] = {}  # (priority, network, prefix length) -> names
+        self._starts: dict[int, list[tuple[int, int, str]]] = {}  # priority -> sorted (first, last, name)
+        for r in rules:
+            self.put(r)
+
+    def put(self, rule: Rule) -> None:
+        self.drop(rule.name)
+        self._rules[rule.name] = rule
+        starts = self._starts.setdefault(rule.priority, [])
+        for cidr in rule.destinations:
+            first, last = interval(cidr)
+            self._by_net.setdefault((rule.priority, first, _prefix_length(first, last)), set()).add(rule.name)
+            bisect.insort(starts, (first, last, rule.name))
+
+    def drop(self, name: str) -> None:
+        rule = self._rules.pop(name, None)
+        if rule is None:
+            return
+        starts = self._starts[rule.priority]
+        for cidr in rule.destinations:
+            first, last = interval(cidr)
+            key = (rule.priority, first, _prefix_length(first, last))
+            self._by_net[key].discard(name)
+            if not self._by_net[key]:
+                del self._by_net[key]
+            del starts[bisect.bisect_left(starts, (first, last, name))]
+
+    def overlapping(self, rule: Rule) -> set[str]:
+        """Names of the indexed rules (other than `rule` itself) of `rule`'s priority with a destination
+        overlapping one of `rule`'s."""
+        found: set[str] = set()
+        starts = self._starts.get(rule.priority, [])
+        for cidr in rule.destinations:
+            first, last = interval(cidr)
+            for length in range(_prefix_length(first, last) + 1):  # the CIDR itself and its supernets
+                network = first & ~((1 << (32 - length)) - 1) & 0xFFFFFFFF
+                found |= self._by_net.get((rule.priority, network, length), set())
+            at = bisect.bisect_left(starts, (first,))
+            while at < len(starts) and starts[at][0] <= last:  # the CIDRs inside it
+                found.add(starts[at][2])
+                at += 1
+        found.discard(rule.name)
+        return found
+
+
+def _prefix_length(first: int, last: int) -> int:
+    return 32 - (last - first + 1).bit_length() + 1
 
 
 def equal_priority_overlaps(rule: Rule, others: Iterable[Rule], limit: Optional[int] = None) -> list[tuple[str, str, str]]:

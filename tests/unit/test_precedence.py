@@ -7,7 +7,9 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from egress_api.precedence import Rule, equal_priority_overlaps, lookup, ranges, resolve, shadowed, winner
+from egress_api.precedence import (
+    OverlapIndex, Rule, equal_priority_overlaps, lookup, ranges, resolve, shadowed, winner,
+)
 
 BASE = int(ipaddress.ip_address("198.51.100.0"))  # a /24 is small enough to check every address
 
@@ -88,6 +90,31 @@ def test_equal_priority_overlap_is_found_exactly_when_some_pair_overlaps(a, b):
     if found:
         _, x, y = found[0]
         assert x in a and y in b and ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y))
+
+
+# Wide and narrow prefixes, so that supernet lookups (down to /0) and nested starts are both exercised.
+any_cidrs = st.one_of(cidrs, st.sampled_from(["0.0.0.0/0", "198.0.0.0/8", "198.51.0.0/16", "198.51.100.0/25",
+                                              "203.0.113.0/24", "192.0.2.64/26"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "put", "drop"]), st.integers(0, 5),
+                          st.sets(any_cidrs, min_size=1, max_size=4), st.sampled_from([10, 1000])), max_size=14),
+       st.sets(any_cidrs, min_size=1, max_size=4), st.sampled_from([10, 1000]))
+def test_the_overlap_index_finds_exactly_the_rules_a_pairwise_test_finds(ops, query_dsts, query_priority):
+    index, rules = OverlapIndex(), {}
+    for op, i, dsts, priority in ops:
+        if op == "put":
+            rules[f"p{i}"] = Rule(f"p{i}", frozenset(dsts), priority=priority)
+            index.put(rules[f"p{i}"])
+        else:
+            rules.pop(f"p{i}", None)
+            index.drop(f"p{i}")
+    query = Rule("p0", frozenset(query_dsts), priority=query_priority)  # as p0's next version: itself excluded
+    expected = {r.name for r in rules.values() if r.name != "p0" and r.priority == query_priority
+                and any(ipaddress.ip_network(x).overlaps(ipaddress.ip_network(y))
+                        for x in r.destinations for y in query.destinations)}
+    assert index.overlapping(query) == expected
 
 
 @settings(max_examples=80, deadline=None)

@@ -32,6 +32,7 @@ from typing import Optional
 from tf.utils import Diagnostics
 
 from egress_api import errors, models
+from egress_api.precedence import OverlapIndex, Rule
 from egress_provider.config_inventory import Inventory
 from egress_provider.framework.diagnostics import Locator, add_violations
 
@@ -53,11 +54,13 @@ class PlanView:
         self._planned: dict[str, dict[str, models.BaseModel]] = {"gateway": {}, "policy": {}}
         self._gone: dict[str, set[str]] = {"gateway": set(), "policy": set()}
         self._policy_ips = SourceIPIndex()
+        self._overlaps = OverlapIndex()
 
     def plan_object(self, kind: str, model: models.BaseModel) -> None:
         with self._lock:
             if kind == "policy":
                 self._policy_ips.put(model, self._planned[kind].get(model.name))
+                _index_rule(self._overlaps, model)
             self._planned[kind][model.name] = model
             self._gone[kind].discard(model.name)
 
@@ -75,6 +78,19 @@ class PlanView:
         """Planned policies whose source IP is `ip`."""
         with self._lock:
             return self._policy_ips.get(ip)
+
+    def overlapping(self, rule: Rule) -> set[str]:
+        """Names of planned policies of `rule`'s priority whose destinations overlap its own."""
+        with self._lock:
+            return self._overlaps.overlapping(rule)
+
+
+def _index_rule(index: OverlapIndex, policy: models.Policy) -> None:
+    rule = models.precedence_rule(policy)
+    if rule is None:
+        index.drop(policy.name)  # its destinations or priority are pending: it overlaps nothing yet
+    else:
+        index.put(rule)
 
 
 class SourceIPIndex:
@@ -117,6 +133,7 @@ class AgentEstate:
         self._lock = threading.Lock()
         self._objects: Optional[dict[str, dict[str, models.BaseModel]]] = None
         self._policy_ips = SourceIPIndex()
+        self._overlaps = OverlapIndex()
         self._policy_reads: dict[str, tuple] = {}  # name -> (Versioned policy, PolicySelection), as listed
 
     def _list(self, client) -> dict[str, dict[str, models.BaseModel]]:
@@ -128,6 +145,7 @@ class AgentEstate:
             }
             self._policy_reads = {v.obj.name: (v, sel) for v, sel in policies if sel is not None}
             self._policy_ips = SourceIPIndex(self._objects["policy"].values())
+            self._overlaps = OverlapIndex(Rule.of(p) for p in self._objects["policy"].values())
         return self._objects
 
     def policies_using(self, client, ip: str) -> list[models.Policy]:
@@ -135,6 +153,12 @@ class AgentEstate:
         with self._lock:
             self._list(client)
             return self._policy_ips.get(ip)
+
+    def overlapping(self, client, rule: Rule) -> set[str]:
+        """Names of stored policies of `rule`'s priority whose destinations overlap its own."""
+        with self._lock:
+            self._list(client)
+            return self._overlaps.overlapping(rule)
 
     def snapshot(self, client) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
         """(gateways, policies) by name; lists them from the agent the first time (errors.ApiError propagates)."""
@@ -155,6 +179,7 @@ class AgentEstate:
             if self._objects is not None:
                 if kind == "policy":
                     self._policy_ips.put(model, self._objects[kind].get(model.name))
+                    _index_rule(self._overlaps, model)
                 self._objects[kind][model.name] = model
             if kind == "policy":
                 self._policy_reads.pop(model.name, None)
@@ -166,6 +191,7 @@ class AgentEstate:
                 gone = self._objects[kind].pop(name, None)
                 if kind == "policy" and gone is not None:
                     self._policy_ips.drop(gone)
+                    self._overlaps.drop(name)
             if kind == "policy":
                 self._policy_reads.pop(name, None)
 
@@ -215,6 +241,24 @@ class World:
         return list(certain.values()), possible
 
 
+    def overlap_candidates(self, policy: models.Policy) -> list[models.Policy]:
+        """The other policies, as this plan leaves them (certain or possible), that may share `policy`'s
+        priority and overlap its destinations: those the planned and stored overlap indexes name (the
+        configuration's own models carry no destinations), so a changed policy is not tested against all."""
+        rule = models.precedence_rule(policy)
+        if rule is None:
+            return []
+        planned, gone = self._planned["policy"], self._gone["policy"]
+        found = []
+        for name in self._view.overlapping(rule) | self._estate.overlapping(self._client, rule):
+            p = planned.get(name)
+            if p is None and name not in gone and name not in self._config_policies:
+                p = self._stored_policies.get(name)
+            if p is not None:
+                found.append(p)
+        return found
+
+
 def _split(planned: dict, gone: set, stored: dict, from_config: dict) -> tuple[dict, dict]:
     certain, possible = dict(planned), {}
     for name, obj in from_config.items():
@@ -254,8 +298,7 @@ def check_policy(
     possible += gateway_possible
     _report(diags, certain, possible, kind=kind, name=policy.name, warn=warn, at=at)
     if warn:  # a precedence the configuration leaves to prefix and name: a warning, never an error
-        others_certain = [p for n, p in w.certain_policies.items() if n != policy.name]
-        overlaps = models.equal_priority_overlaps(policy, [*others_certain, *w.possible_policies.values()])
+        overlaps = models.equal_priority_overlaps(policy, w.overlap_candidates(policy))
         add_violations(diags, overlaps, kind=kind, name=policy.name, warning=True, at=at)
 
 
