@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from egress_api import models
+from egress_api.precedence import DEFAULT_PRIORITY
 
 _MAX_AGE_S = 3600  # records of finished runs are removed by later runs
 
@@ -90,8 +91,9 @@ class Inventory:
         if self._objects is None:
             self._objects = (
                 {n: models.Gateway.model_construct(name=n, floating_ips=list(ips)) for n, ips in self.gateways.items()},
+                # Every field given: a defaulted one costs pydantic a signature inspection (0.1 ms) per object.
                 {n: models.Policy.model_construct(name=n, egress=[], destination_cidrs=[], egress_source_ip=ip,
-                                                  gateway=gw)
+                                                  gateway=gw, excluded_cidrs=[], priority=DEFAULT_PRIORITY)
                  for n, (ip, gw) in self.policies.items()},
             )
         return self._objects
