@@ -916,8 +916,8 @@ _NAMED_OVERLAPS = 5  # policies an equal-priority warning names before it counts
 def precedence_rule(policy: Policy) -> Optional[precedence.Rule]:
     """What precedence needs of `policy`, or None while its priority or CIDRs are not all known (a plan's
     pending values)."""
-    p = policy
-    if isinstance(p.priority, Pending) or any(isinstance(cidrs, Pending) or any(isinstance(c, Pending) for c in cidrs)
-                                              for cidrs in (p.destination_cidrs, p.excluded_cidrs)):
+    if isinstance(policy.priority, Pending) or any(
+            isinstance(cidrs, Pending) or any(isinstance(c, Pending) for c in cidrs)
+            for cidrs in (policy.destination_cidrs, policy.excluded_cidrs)):
         return None
-    return precedence.Rule.of(p)
+    return precedence.Rule.of(policy)

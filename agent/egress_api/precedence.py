@@ -210,9 +210,10 @@ def interval(cidr: str) -> tuple[int, int]:
 def _first_overlap(a: Collection[str], b: Collection[str]) -> Optional[tuple[str, str]]:
     """One (CIDR of a, CIDR of b) pair that overlaps, found by a sweep over both sorted lists (not all pairs)."""
     if len(a) * len(b) <= 64:  # few pairs (the usual policy): testing each is cheaper than sorting
+        b_sorted = sorted(b, key=interval)
         for ca in sorted(a, key=interval):
             first, last = interval(ca)
-            for cb in sorted(b, key=interval):
+            for cb in b_sorted:
                 other_first, other_last = interval(cb)
                 if first <= other_last and other_first <= last:
                     return ca, cb

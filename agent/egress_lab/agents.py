@@ -153,7 +153,7 @@ def start_etcd(st: LabState) -> None:
         if not running(st, "etcd"):
             break
         time.sleep(0.05)
-    raise RuntimeError(f"etcd did not start on {T.etcd_url()}: see {T.run_dir() / 'etcd.log'}")
+    raise RuntimeError(f"etcd did not start on {T.etcd_url()}: see {etcd_log_path()}")
 
 
 def start_agent(st: LabState, spec: T.NodeSpec) -> bool:
@@ -185,9 +185,18 @@ def log_path(node: str) -> Path:
     return T.run_dir() / f"{agent_key(node)}.log"
 
 
+def etcd_log_path() -> Path:
+    return T.run_dir() / "etcd.log"  # start_process's <run dir>/<what>.log for etcd
+
+
 def log_tail(node: str, lines: int = 15) -> str:
+    return tail(log_path(node), lines)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last `lines` of a log file ("" when there is none)."""
     try:
-        return "\n".join(log_path(node).read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
 

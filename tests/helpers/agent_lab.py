@@ -114,12 +114,10 @@ class AgentLab:
         return {f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]} - {spec.ip}
 
     def log_tails(self, lines: int = 40) -> str:
-        """The last `lines` of every node's agent log (for failure reports)."""
+        """The last `lines` of every node's agent log and of etcd's (for failure reports)."""
         parts = [f"--- {spec.name} ({agents.log_path(spec.name)})\n{agents.log_tail(spec.name, lines)}"
                  for spec in labstate.require().nodes()]
-        etcd_log = T.run_dir() / "etcd.log"
-        if etcd_log.exists():
-            parts.append(f"--- etcd ({etcd_log})\n" + "\n".join(etcd_log.read_text(errors="replace").splitlines()[-lines:]))
+        parts.append(f"--- etcd ({agents.etcd_log_path()})\n{agents.tail(agents.etcd_log_path(), lines)}")
         return "\n".join(parts)
 
     def close(self) -> None:

@@ -53,14 +53,12 @@ class PlanView:
         self._lock = threading.Lock()  # Terraform plans independent resources concurrently
         self._planned: dict[str, dict[str, models.BaseModel]] = {"gateway": {}, "policy": {}}
         self._gone: dict[str, set[str]] = {"gateway": set(), "policy": set()}
-        self._policy_ips = SourceIPIndex()
-        self._overlaps = OverlapIndex()
+        self._policies = PolicyIndex()
 
     def plan_object(self, kind: str, model: models.BaseModel) -> None:
         with self._lock:
             if kind == "policy":
-                self._policy_ips.put(model, self._planned[kind].get(model.name))
-                _index_rule(self._overlaps, model)
+                self._policies.put(model)
             self._planned[kind][model.name] = model
             self._gone[kind].discard(model.name)
 
@@ -77,42 +75,41 @@ class PlanView:
     def policies_using(self, ip: str) -> list[models.Policy]:
         """Planned policies whose source IP is `ip`."""
         with self._lock:
-            return self._policy_ips.get(ip)
+            return self._policies.using(ip)
 
     def overlapping(self, rule: Rule) -> set[str]:
         """Names of planned policies of `rule`'s priority whose destinations overlap its own."""
         with self._lock:
-            return self._overlaps.overlapping(rule)
+            return self._policies.overlaps.overlapping(rule)
 
 
-def _index_rule(index: OverlapIndex, policy: models.Policy) -> None:
-    rule = models.precedence_rule(policy)
-    if rule is None:
-        index.drop(policy.name)  # its destinations or priority are pending: it overlaps nothing yet
-    else:
-        index.put(rule)
-
-
-class SourceIPIndex:
-    """Policy name -> policy, by source IP: the duplicate-IP check looks up one IP instead of scanning every
-    policy (that scan, once per planned policy, made a plan of N policies quadratic). Callers lock."""
+class PolicyIndex:
+    """Policies by source IP and by destinations (`OverlapIndex`), so that a planned policy's checks look up the
+    few others that can matter instead of scanning every policy (that scan, once per planned policy, made a
+    plan of N policies quadratic). Keyed by name: `put` replaces the policy's previous version. Callers lock."""
 
     def __init__(self, policies=()):
-        self._by_ip: dict[str, dict[str, models.Policy]] = {}
+        self._by_name: dict[str, models.Policy] = {}
+        self._by_ip: dict[Optional[str], dict[str, models.Policy]] = {}
+        self.overlaps = OverlapIndex()
         for p in policies:
             self.put(p)
 
-    def put(self, policy: models.Policy, before: Optional[models.Policy] = None) -> None:
-        if before is not None:
-            self.drop(before)
+    def put(self, policy: models.Policy) -> None:
+        self.drop(policy.name)
+        self._by_name[policy.name] = policy
         self._by_ip.setdefault(policy.egress_source_ip, {})[policy.name] = policy
+        rule = models.precedence_rule(policy)
+        if rule is not None:  # while its destinations or priority are pending, it overlaps nothing yet
+            self.overlaps.put(rule)
 
-    def drop(self, policy: models.Policy) -> None:
-        same = self._by_ip.get(policy.egress_source_ip)
-        if same is not None:
-            same.pop(policy.name, None)
+    def drop(self, name: str) -> None:
+        before = self._by_name.pop(name, None)
+        if before is not None:
+            self._by_ip[before.egress_source_ip].pop(name, None)
+            self.overlaps.drop(name)
 
-    def get(self, ip: str) -> list[models.Policy]:
+    def using(self, ip: str) -> list[models.Policy]:
         return list(self._by_ip.get(ip, {}).values())
 
 
@@ -132,8 +129,7 @@ class AgentEstate:
     def __init__(self):
         self._lock = threading.Lock()
         self._objects: Optional[dict[str, dict[str, models.BaseModel]]] = None
-        self._policy_ips = SourceIPIndex()
-        self._overlaps = OverlapIndex()
+        self._policies = PolicyIndex()
         self._policy_reads: dict[str, tuple] = {}  # name -> (Versioned policy, PolicySelection), as listed
 
     def _list(self, client) -> dict[str, dict[str, models.BaseModel]]:
@@ -144,21 +140,20 @@ class AgentEstate:
                 "policy": {v.obj.name: v.obj for v, _ in policies},
             }
             self._policy_reads = {v.obj.name: (v, sel) for v, sel in policies if sel is not None}
-            self._policy_ips = SourceIPIndex(self._objects["policy"].values())
-            self._overlaps = OverlapIndex(Rule.of(p) for p in self._objects["policy"].values())
+            self._policies = PolicyIndex(self._objects["policy"].values())
         return self._objects
 
     def policies_using(self, client, ip: str) -> list[models.Policy]:
         """Stored policies whose source IP is `ip` (lists the estate the first time)."""
         with self._lock:
             self._list(client)
-            return self._policy_ips.get(ip)
+            return self._policies.using(ip)
 
     def overlapping(self, client, rule: Rule) -> set[str]:
         """Names of stored policies of `rule`'s priority whose destinations overlap its own."""
         with self._lock:
             self._list(client)
-            return self._overlaps.overlapping(rule)
+            return self._policies.overlaps.overlapping(rule)
 
     def snapshot(self, client) -> tuple[dict[str, models.Gateway], dict[str, models.Policy]]:
         """(gateways, policies) by name; lists them from the agent the first time (errors.ApiError propagates)."""
@@ -178,8 +173,7 @@ class AgentEstate:
         with self._lock:
             if self._objects is not None:
                 if kind == "policy":
-                    self._policy_ips.put(model, self._objects[kind].get(model.name))
-                    _index_rule(self._overlaps, model)
+                    self._policies.put(model)
                 self._objects[kind][model.name] = model
             if kind == "policy":
                 self._policy_reads.pop(model.name, None)
@@ -188,10 +182,9 @@ class AgentEstate:
         """This process deleted the `kind` object `name` (or found it gone)."""
         with self._lock:
             if self._objects is not None:
-                gone = self._objects[kind].pop(name, None)
-                if kind == "policy" and gone is not None:
-                    self._policy_ips.drop(gone)
-                    self._overlaps.drop(name)
+                self._objects[kind].pop(name, None)
+                if kind == "policy":
+                    self._policies.drop(name)
             if kind == "policy":
                 self._policy_reads.pop(name, None)
 
