@@ -8,6 +8,13 @@ and the metrics endpoint starts just before the API: an agent whose API answers
 can be scraped (the controller's move counter exists from the start, at 0).
 Every started part registers its stop, and `stop()` runs them in reverse, also
 when a later part fails to start (nothing is left half-running).
+
+A stop is either a restart (SIGTERM: the agent will be back within
+--restart-window) or a leave (SIGINT, a failed start, --restart-window 0, or
+the machine shutting down). A restart leaves the kernel as it is and, in a
+cluster, first writes the restart marker so the others keep this node's IPs
+(cluster/restart.py); a leave releases the floating IPs and revokes the lease,
+so the others take them at once.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Agent:
         self.audit = None  # egress_agent.server.audit.AuditLog with --audit-log
         self.labels = None  # egress_agent.relabel.NodeLabels once the node is registered
         self._stops: list[Callable[[], None]] = []
+        self._leaving = True  # how the parts stop: see stop()
 
     def start(self) -> None:
         try:
@@ -47,7 +55,16 @@ class Agent:
             self.stop()
             raise
 
-    def stop(self) -> None:
+    def stop(self, restarting: bool = False) -> None:
+        """Stop every part, last started first. `restarting`: see the module docstring."""
+        restarting = restarting and self.conf.restart_window > 0
+        if restarting and self.cluster is not None and self.cluster.membership.lease_id:
+            # Without the marker the others take our IPs: then we must not keep answering for them.
+            restarting = self.cluster.announce_restart(self.conf.restart_window, self.version)
+        self._leaving = not restarting
+        if self._stops:
+            log.info("stopping: %s", f"restart (back within {self.conf.restart_window}s: the kernel keeps "
+                     "forwarding as it is)" if restarting else "leaving (floating IPs released)")
         while self._stops:
             self._stops.pop()()
 
@@ -181,8 +198,8 @@ class Agent:
                                         on_applied=lambda revision, pending: pod_waiter.observe_local(node.name, revision, pending),
                                         announcements=Announcements(self.conf.garp_repeats, self.conf.garp_interval))
                 datapath.start(self.cluster.fencing if self.cluster is not None else None)
-                # Releases floating IPs before the lease goes; steering stays (fail static).
-                self._stops.append(datapath.stop)
+                # Leaving, releases floating IPs before the lease goes; steering stays (fail static).
+                self._stops.append(lambda: datapath.stop(release=self._leaving))
             else:
                 dp_status.forget(store, node.name)  # nobody waits for a node without a datapath
             pod_waiter.start()

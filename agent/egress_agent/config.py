@@ -23,8 +23,12 @@ KEYS = ("node", "role", "node_ip", "interface", "pod_cidr", "service_cidr", "soc
         "lease_ttl", "lease_keepalive", "probe_interval", "probe_misses", "etcd_ca", "etcd_cert", "etcd_key",
         "kubernetes", "kubeconfig", "kube_label_wait", "metrics_listen", "tls_cert", "tls_key", "tls_client_ca",
         "insecure_listen", "socket_roles", "audit_log", "inventory_socket", "garp_repeats", "garp_interval",
+        "restart_window",
         "cluster_key_file", "node_labels", "node_labels_from_kubernetes")
 DATAPATHS = ("off", "kernel")
+#: Seconds the cluster keeps a restarting node's floating IPs (cluster/restart.py). Long enough for an
+#: agent start (about 2-5 s with the eBPF compile) on a loaded node, short enough to bound a lost promise.
+DEFAULT_RESTART_WINDOW = 30
 
 
 class ConfigError(ValueError):
@@ -56,6 +60,7 @@ class AgentConfig:
     inventory_socket: str = ""  # the CNI plugin's socket: this node's pods, JSON over HTTP (server.pod_socket)
     garp_repeats: int = 3  # kernel datapath: gratuitous ARPs after the first one at a takeover
     garp_interval: float = 1.0  # ... this many seconds apart
+    restart_window: int = DEFAULT_RESTART_WINDOW  # seconds a SIGTERM'd agent may take to come back (0: leave)
     cluster_key_file: str = ""  # etcd store only: key authenticating liveness probes; "" = the one kept in etcd
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -250,6 +255,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
             if not settings.get(needed):
                 raise ConfigError(f"--datapath kernel needs {_flag(needed)} (e.g. {example}){where}")
     garp_repeats, garp_interval = _announcements(settings)
+    restart_window = _restart_window(settings)
     tls = tuple(os.path.abspath(settings[k]) if settings.get(k) else "" for k in ("etcd_ca", "etcd_cert", "etcd_key"))
     for key, path in zip(("etcd_ca", "etcd_cert", "etcd_key"), tls):
         if path and not os.path.isfile(path):
@@ -269,6 +275,7 @@ def build(flags: dict[str, Optional[str]], config_file: Optional[str] = None) ->
         node_labels_from_kubernetes=from_kubernetes, metrics_listen=metrics_listen,
         tls=listen_tls, insecure_listen=insecure_listen, socket_roles=socket_roles, audit_log=audit_log,
         inventory_socket=inventory_socket, garp_repeats=garp_repeats, garp_interval=garp_interval,
+        restart_window=restart_window,
         cluster_key_file=cluster_key_file,
     )
 
@@ -444,6 +451,19 @@ def _probe_timing(settings: dict[str, Any]) -> tuple[float, int]:
     except ValueError:
         raise ConfigError(f"--probe-misses {raw}: must be a whole number >= 1 (default {DEFAULT_MISSES})") from None
     return interval, misses
+
+
+def _restart_window(settings: dict[str, Any]) -> int:
+    raw = settings.get("restart_window")
+    try:
+        window = int(raw) if raw not in (None, "") else DEFAULT_RESTART_WINDOW
+        # An hour is already far beyond any restart; a longer promise only delays a real failover.
+        if not 0 <= window <= 3600:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--restart-window {raw}: must be a whole number of seconds from 0 to 3600 "
+                          f"(default {DEFAULT_RESTART_WINDOW}; 0: a stopping agent releases its IPs at once)") from None
+    return window
 
 
 def open_store(url: str, etcd_prefix: str = "/egress", etcd_tls: tuple[str, str, str] = ("", "", "")):

@@ -32,6 +32,8 @@ def base_args(tmp_path):
         ({"--datapath": "ebpf"}, "--datapath ebpf: must be one of off"),
         ({"--listen": "localhost"}, "--listen localhost"),
         ({"--node": None}, "--node is required"),
+        ({"--restart-window": "-1"}, "--restart-window -1: must be a whole number of seconds from 0 to 3600"),
+        ({"--restart-window": "1.5"}, "--restart-window 1.5: must be a whole number of seconds from 0 to 3600"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(tmp_path, change, message):

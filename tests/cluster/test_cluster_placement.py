@@ -53,7 +53,7 @@ def test_relabelled_node_loses_its_ips_once_and_never_gets_them_back(empty_group
     assert moves(w3) == 1
 
     # worker2 stops: its IPs go to the selected worker1, never to the unselected, emptier worker3.
-    w2.stop()
+    w2.leave()
     agreed_status([w1, w3], lambda s: s.floating_ips == dict.fromkeys(IPS, "worker1"), "failover within the selector",
                   timeout=20)
 
@@ -65,7 +65,7 @@ def test_no_selected_node_up_leaves_ips_unassigned_naming_the_selector(empty_gro
     w2.client.create_gateway(models.parse("gateway", {
         "name": "default", "floating_ips": IPS[:1], "node_selector": {"match_labels": {"egress": "yes"}}}))
     agreed_status([w1, w2], lambda s: s.floating_ips == {"192.0.2.100": "worker1"}, "on worker1", timeout=20)
-    w1.stop()
+    w1.leave()
     st = wait_for(lambda: (s := w2.client.gateway_status("default")).floating_ips == {"192.0.2.100": ""} and s,
                   timeout=20, what="unassigned once worker1 is Down")
     assert st.unassigned_reasons == {"192.0.2.100": "every node in 192.0.2.100's subnet that gateway 'default''s "

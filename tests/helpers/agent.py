@@ -122,8 +122,9 @@ class AgentProcess:
                 raise TimeoutError(f"egress-agent not healthy after {timeout}s:\n{self.log()}")
             time.sleep(0.02)
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL if it does not exit; returns the exit status."""
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM (a restart: in a cluster the node keeps its IPs for --restart-window), then SIGKILL if it
+        does not exit; returns the exit status."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -132,13 +133,17 @@ class AgentProcess:
         proc, self.proc = self.proc, None
         if proc.poll() is None:
             proc.send_signal(signal.SIGCONT)  # a paused agent cannot handle SIGTERM
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         return proc.returncode
+
+    def leave(self, timeout: float = 10.0) -> int:
+        """SIGINT: the agent stops for good; the node releases its floating IPs and the others take them."""
+        return self.stop(timeout, signal.SIGINT)
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         """The exit status of an agent told to stop; if it does not exit in time, fail with every

@@ -21,6 +21,10 @@ def m(name, ip="192.0.2.2/24", up=True):
     return NodeInfo(name, "master", ip, up)
 
 
+def restarting(name, ip="192.0.2.11/24"):
+    return NodeInfo(name, "worker", ip, up=False, restarting=True)
+
+
 SEED_IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102"]
 
 CASES = [
@@ -88,6 +92,21 @@ CASES = [
     pytest.param(
         ["192.0.2.100"], [m("master1"), w("worker1")], {"192.0.2.100": "master1"}, {"192.0.2.100": "master1"},
         id="sticky-even-on-master",
+    ),
+    pytest.param(
+        SEED_IPS, [w("worker1"), restarting("worker2", "192.0.2.12/24"), w("worker3", "192.0.2.13/24")],
+        {"192.0.2.100": "worker1", "192.0.2.101": "worker2"},
+        {"192.0.2.100": "worker1", "192.0.2.101": "worker2", "192.0.2.102": "worker3"},
+        id="restarting-node-keeps-its-ips-and-takes-no-new-one",
+    ),
+    pytest.param(
+        ["192.0.2.100"], [restarting("worker1")], {}, {"192.0.2.100": ""},
+        id="restarting-node-alone-takes-nothing-new",
+    ),
+    pytest.param(
+        ["192.0.2.100"], [restarting("worker1", "198.51.100.11/24"), w("worker2", "192.0.2.12/24")],
+        {"192.0.2.100": "worker1"}, {"192.0.2.100": "worker2"},
+        id="restarting-node-outside-the-subnet-loses-it",
     ),
     pytest.param(
         ["192.0.2.100"], [w("worker1", "198.51.100.11/24")], {"192.0.2.100": "worker1"}, {"192.0.2.100": ""},

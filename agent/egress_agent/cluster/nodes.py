@@ -3,11 +3,13 @@
 Inputs, kept current by one store watch:
 - `node/<name>`: every node that ever registered (persistent, so a dead node stays listed);
 - `members/<name>`: lease-held liveness keys (gone = lease expired = Down);
+- `restarting/<name>`: lease-held restart markers (cluster/restart.py);
 - the local `Detector` (fast probes), which only the leader acts on.
 
 The leader *decides*: a node is Up when its liveness key exists and it answers
-probes. It publishes the decision as one record, `nodestate/cluster`
-({name: "Up"|"Down"}), written with its election guard, and the controller
+probes; otherwise Restarting while its restart marker exists, else Down. It
+publishes the decision as one record, `nodestate/cluster`
+({name: "Up"|"Restarting"|"Down"}), written with its election guard, and the controller
 assigns from the same decision. Every agent's status reads the *published*
 record, so all agents report the same Up/Down, whoever is asked.
 """
@@ -20,6 +22,7 @@ from typing import Callable, Optional
 
 from egress_agent.cluster.detector import Detector
 from egress_agent.cluster.membership import MEMBERS
+from egress_agent.cluster.restart import RESTARTING
 from egress_agent.node_info import DOWN, UP, NodeInfo
 from egress_agent.store.base import NODE, AlreadyExists, Conflict, NotFound, Put, Unavailable
 from egress_agent.store.etcd import EtcdStore
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 NODESTATE = "nodestate"
 PUBLISHED = "cluster"
+WATCHED = [NODE, MEMBERS, RESTARTING, NODESTATE]
 
 
 class ClusterNodes:
@@ -47,6 +51,7 @@ class ClusterNodes:
         self.on_change = on_change
         self._nodes: dict[str, dict] = {}
         self._members: dict[str, dict] = {}
+        self._restarting: set[str] = set()
         self._published: dict[str, str] = {}
         self._published_version = 0
         self._lock = threading.Lock()
@@ -58,18 +63,19 @@ class ClusterNodes:
     def start(self) -> None:
         since = 0  # watch from the snapshot's revision, so nothing between the two is missed
         try:
-            snap = self.store.snapshot([NODE, MEMBERS, NODESTATE])
+            snap = self.store.snapshot(WATCHED)
             since = snap.revision
             with self._lock:
                 self._nodes = {n: r.value for n, r in snap.of(NODE).items()}
                 self._members = {n: r.value for n, r in snap.of(MEMBERS).items()}
+                self._restarting = set(snap.of(RESTARTING))
                 pub = snap.of(NODESTATE).get(PUBLISHED)
                 if pub:
                     self._published, self._published_version = dict(pub.value), pub.version
         except Unavailable:
             pass  # the watch re-lists once etcd answers
         self._update_detector()
-        self._cancel_watch = self.store.watch([NODE, MEMBERS, NODESTATE], self._on_watch, start_revision=since)
+        self._cancel_watch = self.store.watch(WATCHED, self._on_watch, start_revision=since)
 
     def stop(self) -> None:
         if self._cancel_watch:
@@ -83,6 +89,9 @@ class ClusterNodes:
                     if r.name == PUBLISHED:
                         self._published = {} if c.deleted else dict(r.value)
                         self._published_version = 0 if c.deleted else r.version
+                    continue
+                if r.kind == RESTARTING:
+                    (self._restarting.discard if c.deleted else self._restarting.add)(r.name)
                     continue
                 table = self._nodes if r.kind == NODE else self._members
                 if c.deleted:
@@ -108,13 +117,15 @@ class ClusterNodes:
     # -- the two views -------------------------------------------------------------------
 
     def decided(self) -> list[NodeInfo]:
-        """The leader's view: registered nodes, Up iff lease alive and answering probes."""
+        """The leader's view: registered nodes, Up iff lease alive and answering probes, else Restarting while
+        its restart marker lasts."""
         with self._lock:
-            nodes, members = dict(self._nodes), set(self._members)
+            nodes, members, restarting = dict(self._nodes), set(self._members), set(self._restarting)
         out = []
         for name, v in sorted(nodes.items()):
             up = name in members and (self.detector is None or self.detector.is_up(name))
             out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up,
+                                restarting=not up and name in restarting,
                                 routers=tuple(v.get("routers") or ()), labels=dict(v.get("labels") or {})))
         return out
 
@@ -123,11 +134,11 @@ class ClusterNodes:
         with self._lock:
             nodes, members, pub = dict(self._nodes), set(self._members), dict(self._published)
         return [
-            NodeInfo(
+            NodeInfo.of_state(
+                pub.get(name) or (UP if name in members else DOWN),
                 name=name,
                 role=v.get("role", "worker"),
                 node_ip=v["node_ip"],
-                up=(pub[name] == UP) if name in pub else name in members,
                 routers=tuple(v.get("routers") or ()),
                 labels=dict(v.get("labels") or {}),
             )
@@ -138,7 +149,7 @@ class ClusterNodes:
         """Leader only: write the decided states when they differ from the published ones."""
         with self._publish_lock:
             for _ in range(3):
-                states = {n.name: UP if n.up else DOWN for n in self.decided()}
+                states = {n.name: n.state for n in self.decided()}
                 with self._lock:
                     if states == self._published:
                         return

@@ -2,9 +2,11 @@
 
 Start order matters: etcd endpoint health checks first, then the cluster key for probes (from its file, or
 read/created in etcd), then the probe socket (its address is registered), then
-membership (retries until etcd answers), then the node view, the election and
+membership (retries until etcd answers; registered again, the node deletes
+its restart marker, if it left one), then the node view, the election and
 fencing. `stop()` resigns and revokes the lease, so a clean shutdown is seen
-at once rather than after the TTL.
+at once rather than after the TTL; before a restart, `announce_restart` first
+asks the cluster to keep the node's IPs (cluster/restart.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from egress_agent.cluster.fencing import Fencing
 from egress_agent.cluster.membership import DEFAULT_KEEPALIVE, DEFAULT_TTL, Membership
 from egress_agent.cluster.probe_key import DEFAULT_GRACE, Keyring, etcd_key
 from egress_agent.cluster.nodes import ClusterNodes
+from egress_agent.cluster import restart
 from egress_agent.store.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class Cluster:
                  self.detector.keyring.source, self.detector.keyring.ids()[0])
         self.detector.start()
         self.membership.start(max_wait=self.options.start_timeout)
+        restart.clear(self.store, self.membership.name)  # registered: Up again, the marker's promise is kept
         self.nodes.start()
         self.election.start()
         self.fencing.start()
@@ -108,6 +112,10 @@ class Cluster:
         if not self.membership.session_ok():
             return False, f"etcd session lost {self.membership.session_age():.1f}s ago"
         return True, ""
+
+    def announce_restart(self, window: int, version: str) -> bool:
+        """Before a stop: the cluster keeps this node's IPs for `window` seconds. False when etcd did not take it."""
+        return restart.announce(self.store, self.membership.name, window, version)
 
     def stop(self) -> None:
         for step in (self.fencing.stop, self.election.stop, self.nodes.stop, self.membership.stop, self.detector.stop):

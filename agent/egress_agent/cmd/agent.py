@@ -9,7 +9,10 @@
 
 Exit status 2 on bad configuration (with a message naming the flag), 1 when
 the agent cannot start (e.g. its socket is taken), 0 after a clean shutdown
-on SIGTERM/SIGINT. SIGHUP (`systemctl reload`) re-reads the --config file and
+on SIGTERM/SIGINT. SIGTERM is a restart: the kernel keeps forwarding and the
+cluster keeps the node's floating IPs for --restart-window seconds; SIGINT
+(or --restart-window 0, or a machine shutting down) leaves: the node
+releases its floating IPs and the others take them at once. SIGHUP (`systemctl reload`) re-reads the --config file and
 applies its node_labels live (merged under the --node-label flags); other changed
 settings are named in a log line and wait for a restart. SIGUSR1 writes every
 thread's stack to the log (stderr) and the agent goes on: what to send an agent
@@ -74,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--garp-interval", dest="garp_interval", metavar="S",
                    help="seconds between those repeats (default 1; a Linux neighbour ignores updates for 1 s "
                    "after its entry changed)")
+    p.add_argument("--restart-window", dest="restart_window", metavar="S",
+                   help="on SIGTERM (a restart or upgrade) the kernel keeps forwarding and the cluster keeps this "
+                   "node's floating IPs for up to S seconds until the agent is back (default 30); 0, SIGINT or a "
+                   "machine shutting down: release them at once (see docs/operations.md)")
     p.add_argument("--kubernetes", action="store_true", default=None,
                    help="watch the Kubernetes API: every Namespace and this node's Pods (spec.nodeName=--node) give "
                    "pods their labels; pods that ran before the agent are adopted from status.podIP")
@@ -180,13 +187,18 @@ def run(conf: cfg.AgentConfig, log: logging.Logger,
         # No `<name>_created` series next to every counter: Prometheus would store each as a gauge of its own.
         prometheus_client.disable_created_metrics()
     stopping = threading.Event()
+    leaving = threading.Event()
     agent = Agent(conf, version=_version())
 
     def stop() -> None:
         stopping.set()
         agent.abort_start()
 
-    _on_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
+    def leave() -> None:
+        leaving.set()
+        stop()
+
+    _on_signals({signal.SIGTERM: stop, signal.SIGINT: leave,
                  signal.SIGHUP: _coalesced("reload", lambda: _reload(agent, reread, log))})
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
@@ -195,8 +207,10 @@ def run(conf: cfg.AgentConfig, log: logging.Logger,
         log.error("%s", err)
         return 1
     stopping.wait()
+    from egress_agent.cluster.restart import system_stopping
+
     log.info("shutting down")
-    agent.stop()
+    agent.stop(restarting=not leaving.is_set() and not system_stopping())
     log.info("stopped")
     return 0
 

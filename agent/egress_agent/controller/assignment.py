@@ -8,7 +8,10 @@ seed's rules in this order:
 3. nodes holding no floating IP first, then the fewest;
 4. ties are broken by node name, so the result is deterministic;
 5. an IP whose previous node is still Up (and still eligible) stays there, so
-   a node joining never moves traffic (no flapping).
+   a node joining never moves traffic (no flapping). So does an IP whose node
+   is Restarting (its agent said it would be back within its restart window):
+   its kernel still forwards, and moving the IP would be an outage the
+   operator did not ask for. A Restarting node is given no new IP (rule 1).
 
 Placement (`Placement`, from the gateway's `node_selector` and
 `max_ips_per_node`) narrows "eligible" before these rules: only nodes the
@@ -109,13 +112,13 @@ def assign(
         load[node.name] += 1
         held_of_gateway[where.gateway, node.name] += 1
 
-    # Rule 5 first: keep every assignment whose node is still Up and eligible.
+    # Rule 5 first: keep every assignment whose node is still Up (or restarting within its window) and eligible.
     for ip in ips:
         holder = by_name.get(previous.get(ip, ""))
-        if holder is None or ip in reserved or not holder.up:
+        if holder is None or ip in reserved or not holder.keeps_holdings:
             continue
         where = placement.get(ip, ANYWHERE)
-        if not holder.can_hold(ipaddress.ip_address(ip)):
+        if ipaddress.ip_address(ip) not in holder.network:
             result.released[ip] = "can no longer hold it (its subnet changed)"
         elif not selects(where, holder):
             result.released[ip] = f"no longer matches {where.selector_text()}"

@@ -7,7 +7,7 @@ DescribePolicy) so every agent answers the same from the same records.
 from __future__ import annotations
 
 import ipaddress
-from egress_agent.node_info import DOWN, UP, NodeInfo
+from egress_agent.node_info import DOWN, NodeInfo
 from egress_agent.store.assignment import AssignmentRecord, held_by, holder_of
 from egress_agent.store.base import Record
 from egress_api.status import GatewayStatus, NodeStatus
@@ -16,9 +16,9 @@ PENDING = "not assigned yet: waiting for the controller"
 
 
 def node_states(node_records: dict[str, Record], nodes: list[NodeInfo]) -> dict[str, str]:
-    """Every known node (registered or reported by the node source) -> Up | Down."""
-    up = {n.name: n.up for n in nodes}
-    return {name: UP if up.get(name, False) else DOWN for name in sorted(set(node_records) | set(up))}
+    """Every known node (registered or reported by the node source) -> Up | Restarting | Down."""
+    state = {n.name: n.state for n in nodes}
+    return {name: state.get(name, DOWN) for name in sorted(set(node_records) | set(state))}
 
 
 def gateway_view(

@@ -141,5 +141,9 @@ class FloatingIPs:
             check=True, capture_output=True, timeout=10,
         )
 
+    def release_all_but(self, uplink: str, node_ip: str, keep: set[str]) -> set[str]:
+        """Remove every floating IP on the uplink but `keep` (adding none); returns those removed."""
+        return self.apply(uplink, node_ip, self.current(uplink, node_ip) & keep)[1]
+
     def cleanup(self, uplink: str, node_ip: str) -> None:
         self.apply(uplink, node_ip, set())

@@ -15,9 +15,16 @@ what fencing says; "I no longer hold X" is applied at once from the last
 snapshot, without reading the store (it may be the store that is gone).
 Without one (one-node store), the assignments naming this node decide.
 
-At start the node first releases every floating IP on its uplink: a node
-holds nothing until the cluster says it does, so a node coming back from the
-dead never answers for an IP another node has taken over.
+At start the node adopts the kernel as the last agent left it (a restart,
+or a crash: fail static) instead of rebuilding it: the first pass diffs
+against what is there, so floating IPs it still holds, SNAT, routes and
+steering keep forwarding throughout (the new eBPF maps are filled before the
+new program replaces the old one on each veth). Only floating IPs that the
+cluster no longer gives this node are released at once, before the first
+pass: a node coming back never answers for an IP another node took over
+while it was away. With a fencing source that is exactly what fencing says
+it holds (read from etcd at start); without one (one-node store) nobody else
+can hold them, and the first pass decides.
 """
 
 from __future__ import annotations
@@ -98,11 +105,14 @@ class NodeReconciler:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self, held: Optional[HeldSource] = None, first_pass_timeout: float = 30.0) -> None:
-        """Release floating IPs, subscribe to fencing, run a first pass, then follow the store."""
-        FloatingIPs(self._ipr, self.netns).cleanup(self.uplink, self.node.node_ip)
+        """Subscribe to fencing, release the floating IPs this node no longer holds, run a first pass, then
+        follow the store."""
         if held is not None:
             self._held = set()
             held.subscribe(self._on_held)
+            gone = FloatingIPs(self._ipr, self.netns).release_all_but(self.uplink, self.node.node_ip, self._held)
+            if gone:
+                log.info("released %s at start: no longer assigned to %s", ", ".join(sorted(gone)), self.node.name)
         deadline = time.monotonic() + first_pass_timeout
         while not self.reconcile_once():
             if time.monotonic() > deadline:

@@ -48,8 +48,9 @@ class NodeDatapath:
         """egress IP -> conntrack usage (datapath.conntrack.SnatUsage), for the floating IPs held here."""
         return self.datapath.snat_usage()
 
-    def stop(self) -> None:
-        self.reconciler.stop(release=True)
+    def stop(self, release: bool = True) -> None:
+        """`release`: give up the floating IPs (the node leaves); else the kernel stays as it is (a restart)."""
+        self.reconciler.stop(release=release)
 
 
 def uplink_address(uplink: str, netns: Optional[str] = None) -> str:
