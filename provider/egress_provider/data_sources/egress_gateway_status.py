@@ -38,7 +38,7 @@ class EgressGatewayStatus(DataSource):
                     "nodes",
                     Map(String()),
                     computed=True,
-                    description="Node name to `Up` or `Down`, for every node that can hold a floating IP.",
+                    description="Node name to `Up`, `Restarting` (its agent is restarting within its window: it keeps its IPs) or `Down`, for every node that can hold a floating IP.",
                 ),
                 Attribute(
                     "floating_ips",

@@ -29,7 +29,8 @@ class EgressNode(DataSource):
                 Attribute("name", String(), required=True, description="Node name (egress-agent `--node`)."),
                 Attribute("id", String(), computed=True, description="The node's name."),
                 Attribute("role", String(), computed=True, description="`worker` or `master`."),
-                Attribute("state", String(), computed=True, description="`Up` or `Down`."),
+                Attribute("state", String(), computed=True,
+                          description="`Up`, `Restarting` (its agent is restarting within its window) or `Down`."),
                 Attribute(
                     "node_ip", String(), computed=True, description="Uplink IPv4 address with prefix, e.g. `192.0.2.11/24`."
                 ),
