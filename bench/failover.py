@@ -10,6 +10,9 @@ Measured:
     (`egress-lab node stop`: agent killed -9, uplink down); the gap is the time
     between the last answered probe before the stop and the first one after.
     Median and max over --runs runs (the stopped node is started again between runs);
+  * restart gap: the same ping while the holder's agent is restarted in place
+    (`egress-lab agent restart`: SIGTERM, a graceful restart; or kill -9, a crash),
+    the node untouched: probes lost, the longest gap, whether the IP moved;
   * an established TCP stream (iperf3, 100 ms intervals) across the move: does
     it survive, and how long does it stall;
   * change latency: from `terraform apply` returning to every node reporting the
@@ -111,6 +114,43 @@ def failover_gap(lab: AgentLab) -> dict:
             "moved": bool(new)}
 
 
+def restart_gap(lab: AgentLab, kill: bool) -> dict:
+    """Restart the holder's agent in place (SIGTERM or kill -9) under a 10 ms ping through it."""
+    from egress_lab import build
+
+    holder = lab.holder(FIP)
+    pod = probe_pod(lab, holder)
+    via = PROBE_PODS[pod]
+    with lab.client(via) as c:
+        moves_before = sum(e.count for e in c.list_events("gateway", "default") if e.reason == "FloatingIPMoved")
+        leader = c.health().leader
+    ping = subprocess.Popen(["ip", "netns", "exec", T.pod_ns(pod), "ping", "-D", "-n", "-i", "0.01", T.EXT_HOST_IP],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t_stop = time.time()
+    healthy_after = build.agent_restart(holder, kill=kill)
+    # A crash is not announced: the others may move the IP meanwhile; wait for the cluster to settle.
+    eventually(lambda: lab.holder(FIP, via=via) != "", True, timeout=20)
+    time.sleep(2.0)
+    ping.send_signal(2)
+    out = ping.communicate()[0]
+    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    answered = sorted(float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M))
+    spans = [b - a for a, b in zip(answered, answered[1:]) if b > t_stop]
+    with lab.client(via) as c:
+        moves = sum(e.count for e in c.list_events("gateway", "default") if e.reason == "FloatingIPMoved") - moves_before
+    return {"restarted": holder, "was_leader": leader == holder, "signal": "kill -9" if kill else "SIGTERM",
+            "sent": sent, "lost": sent - received, "longest_gap_ms": round(max(spans) * 1000, 1) if spans else None,
+            "moves": moves, "holder_after": lab.holder(FIP, via=via), "healthy_after_s": round(healthy_after, 2)}
+
+
+def restart_summary(runs: list[dict]) -> dict:
+    gaps = [r["longest_gap_ms"] for r in runs]
+    return {"runs": runs, "lost_total": sum(r["lost"] for r in runs), "sent_total": sum(r["sent"] for r in runs),
+            "gap_ms_median": round(statistics.median(gaps), 1), "gap_ms_max": max(gaps),
+            "moves_total": sum(r["moves"] for r in runs)}
+
+
 def tcp_stream(lab: AgentLab, seconds: int = 8) -> dict:
     holder = lab.holder(FIP)
     pod = probe_pod(lab, holder)
@@ -183,6 +223,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--changes", type=int, default=6)
+    ap.add_argument("--restart-runs", type=int, default=5, help="restarts of the holder's agent per signal")
+    ap.add_argument("--only", choices=["failover", "restart"], help="measure only this (default: everything)")
     args = ap.parse_args()
     results = {"machine": describe_machine(), "params": vars(args)}
     with tempfile.TemporaryDirectory(prefix="egress-failover-") as tmp:
@@ -192,34 +234,70 @@ def main() -> None:
             lab.label_namespace("alice", user="alice")
             for pod, node in PROBE_PODS.items():
                 lab.add_pod(pod, node, "alice")
-            results["change_latency"] = change_latency(lab, Path(tmp) / "tf", args.changes)
+            if not args.only:
+                results["change_latency"] = change_latency(lab, Path(tmp) / "tf", args.changes)
             with lab.client() as c:
                 c.create_gateway(models.Gateway(name="default", floating_ips=[FIP]))
                 c.create_policy(models.Policy.model_validate({
                     "name": "probe", "egress": [{"namespace_selector": {"match_labels": {"user": "alice"}}}],
                     "destination_cidrs": ["198.51.100.0/24"], "egress_source_ip": FIP}))
             eventually(lambda: lab.seen_as("probe-a"), FIP)
+            if args.only in (None, "restart"):
+                for kill in (False, True):
+                    runs = []
+                    for i in range(args.restart_runs):
+                        runs.append(restart_gap(lab, kill))
+                        print(f"restart run {i + 1}: {runs[-1]}", flush=True)
+                    results["restart_kill" if kill else "restart_sigterm"] = restart_summary(runs)
+            if args.only == "restart":
+                return finish(results)
             runs = []
             for i in range(args.runs):
                 runs.append(failover_gap(lab))
                 print(f"failover run {i + 1}: {runs[-1]}", flush=True)
             gaps = [r["gap_ms"] for r in runs]
             results["failover"] = {"runs": runs, "gap_ms_median": round(statistics.median(gaps), 1), "gap_ms_max": max(gaps),
-                                   "gap_ms_min": min(gaps)}
+                                   "gap_ms_min": min(gaps),
+                                   "gap_ms_p90": round(statistics.quantiles(gaps, n=10)[-1], 1) if len(gaps) > 1 else max(gaps)}
             for key, sel in (("holder_not_leader", False), ("holder_was_leader", True)):
                 g = [r["gap_ms"] for r in runs if r["stopped_was_leader"] is sel]
                 if g:
                     results["failover"][key] = {"runs": len(g), "gap_ms_median": round(statistics.median(g), 1),
                                                 "gap_ms_max": max(g)}
-            results["tcp_stream"] = tcp_stream(lab)
-            print(f"tcp stream: {results['tcp_stream']}", flush=True)
+            if not args.only:
+                results["tcp_stream"] = tcp_stream(lab)
+                print(f"tcp stream: {results['tcp_stream']}", flush=True)
         finally:
             lab.close()
-    write_results("failover", results, render(results))
+    finish(results)
+
+
+def finish(results: dict) -> None:
+    only = results["params"].get("only")
+    write_results(f"failover-{only}" if only else "failover", results, render(results))
 
 
 def render(r: dict) -> str:
-    f, t, c = r["failover"], r["tcp_stream"], r["change_latency"]
+    return "\n\n".join(part for part in (render_restart(r), render_failover(r)) if part)
+
+
+def render_restart(r: dict) -> str:
+    if "restart_sigterm" not in r:
+        return ""
+    lines = ["Restart in place: the holder's agent restarted with `egress-lab agent restart` (the node untouched) "
+             "while a pod on another node pings the external host through the floating IP every 10 ms.", "",
+             "| signal | runs | probes lost / sent | longest gap median / max | FloatingIPMoved |", "|---|---|---|---|---|"]
+    for key, name in (("restart_sigterm", "SIGTERM (graceful restart)"), ("restart_kill", "kill -9 (crash)")):
+        x = r[key]
+        lines.append(f"| {name} | {len(x['runs'])} | {x['lost_total']} / {x['sent_total']} | "
+                     f"{x['gap_ms_median']} / {x['gap_ms_max']} ms | {x['moves_total']} |")
+    return "\n".join(lines)
+
+
+def render_failover(r: dict) -> str:
+    if "failover" not in r:
+        return ""
+    f, t, c = r["failover"], r.get("tcp_stream"), r.get("change_latency")
     lines = [
         "Lab: 3 workers + 1 master in network namespaces, etcd 3.4 on the etcd host, one egress-agent per node "
         "(`--datapath kernel`, lease TTL 2 s, fast failure detector). The holder of 192.0.2.100 is stopped with "
@@ -228,24 +306,31 @@ def render(r: dict) -> str:
         "| measure | value |",
         "|---|---|",
         f"| failover gap, ping every 10 ms (median of {len(f['runs'])}) | {f['gap_ms_median']} ms |",
+        f"| failover gap, p90 | {f['gap_ms_p90']} ms |" if "gap_ms_p90" in f else "",
         f"| failover gap, max | {f['gap_ms_max']} ms |",
         f"| failover gap, min | {f['gap_ms_min']} ms |",
         *[f"| failover gap, {k.replace('_', ' ')} ({v['runs']} runs): median / max | {v['gap_ms_median']} / {v['gap_ms_max']} ms |"
           for k, v in f.items() if k.startswith("holder_")],
-        f"| established TCP stream survives the move | {'yes' if t['survived'] else 'no'} |",
-        f"| TCP stream stall | {t['stall_ms']} ms |",
-        f"| last node programmed, relative to `terraform apply` returning (median of {c['changes']}; negative = before) | {c['after_apply_ms_median']} ms |",
-        f"| change latency, max | {c['after_apply_ms_max']} ms |",
-        f"| `terraform apply` itself (median) | {c['terraform_apply_s_median']} s |",
+    ]
+    if t:
+        lines += [f"| established TCP stream survives the move | {'yes' if t['survived'] else 'no'} |",
+                  f"| TCP stream stall | {t['stall_ms']} ms |"]
+    if c:
+        lines += [
+            f"| last node programmed, relative to `terraform apply` returning (median of {c['changes']}; negative = before) | {c['after_apply_ms_median']} ms |",
+            f"| change latency, max | {c['after_apply_ms_max']} ms |",
+            f"| `terraform apply` itself (median) | {c['terraform_apply_s_median']} s |",
+        ]
+    lines += [
         "",
         "Gaps per run (ms): " + ", ".join(f"{x['gap_ms']}{' (leader)' if x['stopped_was_leader'] else ''}" for x in f["runs"]),
         "",
         "(leader): the stopped holder was also the controller leader, so a new leader had to take over before the IP could move.",
-        "",
-        f"TCP stream: {'survived' if t['survived'] else 'did not survive'}; stall {t['stall_ms']} ms"
-        + (f"; iperf3 error: {t['error']}" if t["error"] else ""),
     ]
-    return "\n".join(lines)
+    if t:
+        lines += ["", f"TCP stream: {'survived' if t['survived'] else 'did not survive'}; stall {t['stall_ms']} ms"
+                  + (f"; iperf3 error: {t['error']}" if t["error"] else "")]
+    return "\n".join(line for line in lines if line is not None)
 
 
 if __name__ == "__main__":

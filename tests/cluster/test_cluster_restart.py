@@ -46,8 +46,11 @@ def test_a_restarting_leader_keeps_its_ips_and_takes_them_up_again(empty_group):
     assert wait_for(lambda: leader_of(rest), what="a new leader") != victim
     assert rest[0].client.get_node(victim).state == "Restarting"
 
+    # Back as after an upgrade that changed a setting: a changed flag, the same node.
+    empty_group[victim].extra_args += ["--probe-misses", "12"]
     empty_group[victim].start(timeout=30)
     agreed_status(agents, lambda s: s.nodes[victim] == "Up", "the node Up again", timeout=10)
+    assert "a peer is Down after 12 misses" in empty_group[victim].log()
     time.sleep(1.0)
     st = agreed_status(agents, lambda s: True, "a stable status")
     assert st.floating_ips == before and set(st.nodes.values()) == {"Up"}
