@@ -49,7 +49,9 @@ class Group:
     def add(self, name: str, role: str, ip: str) -> AgentProcess:
         a = AgentProcess(self.base / name, node=name, role=role, node_ip=ip,
                          extra_args=["--store", self.store_url, "--listen", f"127.0.0.1:{free_port()}",
-                                     "--datapath", "off", "--log-level", "WARNING"])
+                                     "--datapath", "off", "--log-level", "WARNING",
+                                     # kill -9 models a dead node here; see tests/helpers/agent_group.py
+                                     "--restart-window", "0"])
         self.agents[name] = a
         a.start(timeout=60)
         return a

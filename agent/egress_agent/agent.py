@@ -154,7 +154,8 @@ class Agent:
         from egress_agent.cluster.runtime import Cluster, ClusterOptions
 
         options = ClusterOptions(lease_ttl=conf.lease_ttl, probe_interval=conf.probe_interval,
-                                 probe_misses=conf.probe_misses, cluster_key_file=conf.cluster_key_file)
+                                 probe_misses=conf.probe_misses, cluster_key_file=conf.cluster_key_file,
+                                 crash_hold=conf.restart_window)
         if conf.lease_keepalive:
             options.keepalive_interval = conf.lease_keepalive
         self.cluster = cluster = Cluster(store, node.model_dump(mode="json"), options)

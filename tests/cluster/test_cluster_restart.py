@@ -23,6 +23,7 @@ GW = models.Gateway(name="default", floating_ips=IPS)
 
 
 def three(group, *extra: str):
+    extra = extra or ("--restart-window", "30")  # the product's default (the group's is 0)
     agents = [group.add(f"worker{i}", "worker", f"192.0.2.1{i}/24", extra=list(extra)) for i in (1, 2, 3)]
     agents[0].client.create_gateway(GW)
     st = agreed_status(agents, lambda s: all(s.floating_ips.get(ip) for ip in IPS), "the first assignment", timeout=20)
@@ -90,3 +91,40 @@ def test_restart_window_zero_makes_sigterm_leave(empty_group):
     st = agreed_status(rest, lambda s: victim not in s.floating_ips.values(), "the IPs to move", timeout=10)
     assert time.monotonic() - t0 < 1.5
     assert st.nodes[victim] == "Down"
+
+
+def test_a_crashed_agent_on_a_live_node_keeps_its_ips_a_silent_node_does_not(empty_group):
+    """kill -9 leaves the kernel refusing probes (ICMP port unreachable): its agent crashed, its node is alive."""
+    agents, before = three(empty_group, "--restart-window", "5")
+    leader = wait_for(lambda: leader_of(agents), what="a leader")
+    victim = next(n for n in sorted(set(before.values())) if n != leader)
+    rest = [a for a in agents if a.node != victim]
+
+    empty_group[victim].kill()
+    agreed_status(rest, lambda s: s.nodes[victim] == "Restarting", "the crashed node Restarting", timeout=5)
+    time.sleep(3.0)  # past its lease (2 s): only the refusals keep it
+    assert agreed_status(rest, lambda s: True, "a stable status").floating_ips == before
+    assert "refuses probes (its agent is gone, its node is alive)" in empty_group[leader].log()
+    empty_group[victim].start(timeout=30)
+    agreed_status(agents, lambda s: s.nodes[victim] == "Up", "Up again", timeout=10)
+    assert agreed_status(agents, lambda s: True, "a stable status").floating_ips == before
+    assert moves(rest[0]) == 0
+
+    # Crashed and not back: held for the window (5 s after its last answer), then Down and moved.
+    empty_group[victim].kill()
+    t0 = time.monotonic()
+    st = agreed_status(rest, lambda s: victim not in s.floating_ips.values(), "its IPs to move", timeout=15)
+    assert 4.5 <= time.monotonic() - t0 < 8.0 and st.nodes[victim] == "Down"
+    empty_group[victim].start(timeout=30)
+    agreed_status(agents, lambda s: s.nodes[victim] == "Up", "Up again", timeout=10)
+
+    # A silent node (paused: its socket is bound, so its kernel sends no refusal) is not held.
+    holder = next(n for n in sorted(set(st.floating_ips.values())) if n != leader)
+    empty_group[holder].pause()
+    try:
+        t1 = time.monotonic()
+        agreed_status([a for a in agents if a.node != holder], lambda s: holder not in s.floating_ips.values(),
+                      "the paused holder's IPs to move", timeout=10)
+        assert time.monotonic() - t1 < 1.5
+    finally:
+        empty_group[holder].resume()

@@ -10,7 +10,13 @@ from helpers.etcd import EtcdCluster, free_port
 
 
 class AgentGroup:
-    """Agents named after their role, all on one etcd; every process is killed at close()."""
+    """Agents named after their role, all on one etcd; every process is killed at close().
+
+    They run with --restart-window 0 unless a test gives one. On loopback all agents share one kernel,
+    which refuses probes to a killed agent's port: with a window, the others would (rightly) read
+    kill -9 as "its agent crashed, its node is alive" and hold its IPs (cluster/detector.py). These
+    tests use kill -9 to model a dead node, whose kernel is silent.
+    """
 
     def __init__(self, base: Path, etcd: EtcdCluster, prefix: str = "/egress"):
         self.base, self.etcd, self.prefix = base, etcd, prefix
@@ -25,7 +31,7 @@ class AgentGroup:
             role=role,
             node_ip=node_ip,
             extra_args=["--store", self.etcd.store_url, "--listen", f"127.0.0.1:{port}", "--etcd-prefix", self.prefix,
-                        "--datapath", "off", *extra],
+                        "--datapath", "off", "--restart-window", "0", *extra],
         )
         self.agents[name] = agent
         if start:

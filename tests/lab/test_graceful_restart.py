@@ -1,4 +1,5 @@
-"""Restarting agents (SIGTERM, as `systemctl restart` and upgrades do) costs no traffic and moves nothing.
+"""Restarting agents costs no traffic and moves nothing: SIGTERM (`systemctl restart`, upgrades) and a
+crash (kill -9, restarted by systemd), whose node stays alive and refuses the probes meanwhile.
 
 alice's frontend fe2 on worker2 leaves through worker1, which holds the floating IP: worker2's eBPF
 classifier steers it, worker1's nftables SNAT it. With fe2 pinging the external host every 10 ms, the
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.kernel
 FIP = "192.0.2.100"
 
 
-def test_restarting_the_holder_and_the_steering_node_loses_no_probe(clean_lab):
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "kill-9"])
+def test_restarting_the_holder_and_the_steering_node_loses_no_probe(clean_lab, kill):
     with clean_lab.client() as c:
         c.create_gateway(models.Gateway(name="default", floating_ips=[FIP]))
         c.create_policy(models.Policy.model_validate({
@@ -40,7 +42,7 @@ def test_restarting_the_holder_and_the_steering_node_loses_no_probe(clean_lab):
     try:
         with KernelPoller(clean_lab, ["worker1", "worker2", "worker3", "master1"]) as poller:
             time.sleep(0.5)
-            took = {n: build.agent_restart(n) for n in ("worker1", "worker2")}  # SIGTERM, then the same flags
+            took = {n: build.agent_restart(n, kill=kill) for n in ("worker1", "worker2")}  # then the same flags
             time.sleep(0.5)
     finally:
         ping.send_signal(2)  # SIGINT: ping prints its summary
@@ -58,7 +60,8 @@ def test_restarting_the_holder_and_the_steering_node_loses_no_probe(clean_lab):
         assert {n.name: n.state for n in c.list_nodes()} == dict.fromkeys(["master1", "worker1", "worker2", "worker3"], "Up")
     assert clean_lab.seen_as("fe2") == FIP
     log = agents.log_path("worker1").read_text(errors="replace")
-    assert "restarting; the cluster keeps its floating IPs" in log
+    if not kill:
+        assert "restarting; the cluster keeps its floating IPs" in log
     assert "at start: no longer assigned" not in log  # adopted, not released and taken again
-    print(f"restart: {sent} probes at 10 ms, {received} answered, longest gap {gap * 1000:.0f} ms; agents healthy after "
+    print(f"restart ({'kill -9' if kill else 'SIGTERM'}): {sent} probes at 10 ms, {received} answered, longest gap {gap * 1000:.0f} ms; agents healthy after "
           + ", ".join(f"{n} {t:.2f}s" for n, t in took.items()))

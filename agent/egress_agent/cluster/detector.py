@@ -42,14 +42,30 @@ working NTP for a while, and a skew beyond it is logged as such.
 
 Defaults (20 ms x 10 misses = 200 ms) are for sub-second failover on loopback or
 one L2 segment; raise them for slow or lossy networks.
+
+A silent peer is not always a dead node. When only its agent is gone (a
+crash, kill -9, an OOM kill: systemd restarts it in seconds) its kernel is
+alive and, with nothing bound to the probe port, answers each probe with an
+ICMP port unreachable (rate-limited by the kernel to about one a second).
+The socket has IP_RECVERR set, so those errors are read from its error queue
+and recorded per peer. Such a peer is still Down as far as probes go, but
+`held()` says its node is alive with its datapath as the agent left it (fail
+static): the leader keeps its IPs for up to `crash_hold` seconds after its
+last answer (cluster/nodes.py), and keeps probing it meanwhile even when its
+lease has expired. A dead or cut-off node sends no ICMP and fails over as
+before. The ICMP is not authenticated: whoever can send packets from a dead
+node's address to the leader can delay that node's failover by at most
+`crash_hold` (0 turns the hold off).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,6 +81,12 @@ DEFAULT_INTERVAL = 0.02
 DEFAULT_MISSES = 10
 CLOCK_WINDOW = 30.0  # seconds a message's time may differ from ours (see above)
 WARN_EVERY = 60.0  # seconds between two warnings about the same sender and reason
+#: A refusal (ICMP port unreachable) counts as "its node is alive" this long: the kernel sends about one a second.
+REFUSED_FRESH = 2.5
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # linux/in.h; not exported by Python's socket module
+_SO_EE_ORIGIN_ICMP, _ICMP_DEST_UNREACH, _ICMP_PORT_UNREACH = 2, 3, 3
+#: What a socket call returns when it reports a queued ICMP error instead of doing its job.
+_REPORTED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN)
 
 
 def parse_address(addr: str) -> tuple[str, int]:
@@ -81,6 +103,9 @@ class PeerState:
     last_reply: float = 0.0
     renewed_at: float = float("-inf")  # when (our monotonic clock) the peer last renewed its etcd session
     up: Optional[bool] = None  # last reported state (None: not decided yet)
+    held: bool = False  # last reported crash hold (see held())
+    refused_at: float = float("-inf")  # when its kernel last refused a probe (nothing bound to the probe port)
+    member: bool = True  # registered; False: kept only while held, after its lease went
     answers: SeqWindow = field(default_factory=SeqWindow)  # seqs of our probes it answered (each counts once)
 
 
@@ -96,6 +121,7 @@ class Detector:
         on_change: Optional[Callable[[str, bool], None]] = None,
         keyring: Optional[Keyring] = None,
         clock_window: float = CLOCK_WINDOW,
+        crash_hold: float = 0.0,
     ):
         if interval <= 0 or misses < 1:
             raise ValueError(f"probe interval must be > 0 and misses >= 1 (got {interval}, {misses})")
@@ -107,6 +133,7 @@ class Detector:
         #: The cluster key(s); may be given later (from etcd), but before start().
         self.keyring = keyring
         self.clock_window = clock_window
+        self.crash_hold = crash_hold  # seconds a peer whose kernel refuses probes stays held (see held())
         #: Random per-process id in every message: our restart starts a fresh sequence, never a locked-out one.
         self.session = os.urandom(8)
         #: (kind, reason) -> datagrams ignored (metrics: egress_probe_rejected_total).
@@ -119,6 +146,11 @@ class Detector:
         host, port = parse_address(bind)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
+        self.sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)  # ICMP errors for our probes: held()
+        # The same socket without a timeout, for the error queue: through `sock` (which has one) Python would
+        # first wait that long for it to become readable, which a queued error does not make it.
+        self._errors = self.sock.dup()
+        self._errors.setblocking(False)
         self.sock.settimeout(0.2)
         self.address = "%s:%d" % self.sock.getsockname()
         self._peers: dict[str, PeerState] = {}
@@ -152,6 +184,7 @@ class Detector:
         for t in self._threads:
             t.join(timeout=2)
         self.sock.close()
+        self._errors.close()
 
     def set_peers(self, peers: dict[str, str]) -> None:
         """The members to probe: node name -> probe address (our own name is ignored)."""
@@ -159,7 +192,10 @@ class Detector:
         with self._lock:
             for name in list(self._peers):
                 if name not in peers:
-                    del self._peers[name]
+                    if self._held(self._peers[name], now):
+                        self._peers[name].member = False  # its lease went with its agent; its node is alive
+                    else:
+                        del self._peers[name]
             for name, addr in peers.items():
                 if name == self.node or not addr:
                     continue
@@ -168,6 +204,8 @@ class Detector:
                 if st is None or st.address != address:
                     # A new incarnation (restarted agent) is judged afresh.
                     self._peers[name] = PeerState(address, first_probe=now)
+                else:
+                    st.member = True
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -195,8 +233,19 @@ class Detector:
                     "probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
                     "for %.0f ms before judging any", gap * 1000, self.window * 1000)
 
+    def held(self, name: str) -> bool:
+        """Not answering, but its kernel refuses our probes (its agent is gone, its node alive), and its last
+        answer is less than `crash_hold` ago: keep its IPs, it is being restarted (see the module docstring)."""
+        with self._lock:
+            st = self._peers.get(name)
+            return st is not None and self._held(st, time.monotonic())
+
     def _up(self, st: PeerState, now: float) -> bool:
         return self._silence(st, now) <= self.window
+
+    def _held(self, st: PeerState, now: float) -> bool:
+        silence = self._silence(st, now)
+        return self.window < silence < self.crash_hold and now - st.refused_at <= REFUSED_FRESH
 
     def _silence(self, st: PeerState, now: float) -> float:
         """How long the peer has not answered, as far as this agent could observe."""
@@ -241,10 +290,8 @@ class Detector:
             now_ms = time.time_ns() // 1_000_000
             for name, addr in targets:
                 msg = wire.encode(wire.Message(wire.PROBE, kid, self.session, seq, now_ms, self.node, name), key)
-                try:
-                    self.sock.sendto(msg, addr)
-                except OSError:
-                    pass  # unreachable is what the missed replies report
+                self._send(msg, addr)  # unreachable is what the missed replies report (a refusal: the error queue)
+            self._read_errors()
             self._report_changes()
             with self._lock:
                 self._last_tick = time.monotonic()
@@ -260,9 +307,11 @@ class Detector:
                 data, addr = self.sock.recvfrom(2048)
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as err:
                 if self._stop.is_set():
                     return
+                if err.errno in _REPORTED:
+                    self._read_errors()  # IP_RECVERR: an ICMP error for one of our probes is queued
                 continue
             try:
                 msg = wire.decode(data, self.keyring.key_for)
@@ -272,6 +321,44 @@ class Detector:
                     self._take_answer(msg, addr)
             except wire.Rejected as why:
                 self._rejected(data, addr, why)
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """sendto, once more when it failed only to report an ICMP error queued for an earlier datagram.
+
+        With IP_RECVERR an ICMP error also sets the socket's pending error, and the kernel hands that to the
+        next call on the socket, a send included, which then sends nothing (and clears it). Without the
+        retry, a probe to a crashed peer would cost the next answer we owe a healthy one.
+        """
+        for _ in range(3):
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except OSError as err:
+                if err.errno not in _REPORTED:
+                    return
+
+    def _read_errors(self) -> None:
+        """Take the ICMP errors queued for our probes (IP_RECVERR); a port unreachable from a peer's own
+        address to its probe port says its kernel is alive but nothing listens there: its agent is gone."""
+        now = time.monotonic()
+        while True:
+            try:
+                _, ancillary, _, dest = self._errors.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # closed at stop, or nothing queued
+            for level, kind, data in ancillary:
+                if level != socket.IPPROTO_IP or kind != _IP_RECVERR or len(data) < 24:
+                    continue
+                _, origin, icmp_type, icmp_code = struct.unpack_from("=IBBB", data)
+                offender = socket.inet_ntoa(data[20:24])  # sockaddr_in after sock_extended_err: port, then address
+                if (origin, icmp_type, icmp_code) != (_SO_EE_ORIGIN_ICMP, _ICMP_DEST_UNREACH, _ICMP_PORT_UNREACH):
+                    continue
+                with self._lock:
+                    for st in self._peers.values():
+                        if st.address == dest and offender == dest[0]:
+                            st.refused_at = now
 
     def _answer(self, probe: wire.Message, addr: tuple[str, int]) -> None:
         """Answer an authentic, fresh probe (signed with the key it was signed with), to where it came from."""
@@ -288,10 +375,7 @@ class Detector:
         age_ms = min(int(self.session_age() * 1000), 10**9)
         reply = wire.encode(wire.Message(wire.ANSWER, probe.key_id, self.session, probe.seq, time.time_ns() // 1_000_000,
                                          self.node, probe.sender, probe.session, age_ms), key)
-        try:
-            self.sock.sendto(reply, addr)
-        except OSError:
-            pass
+        self._send(reply, addr)
 
     def _take_answer(self, answer: wire.Message, addr: tuple[str, int]) -> None:
         """An authentic answer counts once, from the peer's registered address, for one of our recent probes."""
@@ -343,8 +427,9 @@ class Detector:
     def _report_changes(self) -> None:
         now = time.monotonic()
         changed = []
+        held_changed = []
         with self._lock:
-            for name, st in self._peers.items():
+            for name, st in list(self._peers.items()):
                 silence = self._silence(st, now)
                 up = silence <= self.window
                 if st.up is not None and up != st.up:
@@ -352,12 +437,31 @@ class Detector:
                     why = f"; what it sent was ignored: {rejected[0]}" if rejected and now - rejected[1] <= silence else ""
                     changed.append((name, up, silence, why))
                 st.up = up
+                held = self._held(st, now)
+                if held != st.held:
+                    held_changed.append((name, held, silence))
+                    st.held = held
+                if not st.member and not held:
+                    del self._peers[name]  # kept only while held (set_peers)
+        for name, held, silence in held_changed:
+            if held:
+                log.info("probe: node %s refuses probes (its agent is gone, its node is alive): holding its "
+                         "floating IPs for up to %.0f s", name, self.crash_hold - silence)
+            else:
+                log.info("probe: node %s no longer held (%s)", name,
+                         "it answers again" if silence <= self.window else
+                         f"no answer for {silence:.1f} s" if silence >= self.crash_hold else "its kernel went silent")
+        verdicts = {}
         for name, up, silence, why in changed:
             log.info("probe: node %s is %s", name,
                      "Up" if up else f"Down (no valid answer for {self.window * 1000:.0f} ms{why})")
             if not up and self.on_detected:
                 self.on_detected(silence)
-            if self.on_change:
+            verdicts[name] = up
+        for name, held, silence in held_changed:
+            verdicts.setdefault(name, silence <= self.window)  # the hold changed the decision: report it too
+        if self.on_change:
+            for name, up in verdicts.items():
                 try:
                     self.on_change(name, up)
                 except Exception:

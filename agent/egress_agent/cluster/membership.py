@@ -205,11 +205,18 @@ class Membership:
     # -- leaving ---------------------------------------------------------------------
 
     def stop(self, *, leave: bool = True) -> None:
-        """Stop the keepalives; `leave` revokes the lease, so the node is Down at once."""
+        """Stop the keepalives; `leave` marks the liveness key "stopping" (so no peer mistakes our silence for a
+        crash and holds our IPs: detector.held) and revokes the lease, so the node is Down at once."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
         if leave and self.lease_id:
+            try:
+                self.client.call("kv/put", {"key": b64(self.store.key(MEMBERS, self.name)),
+                                            "value": b64(json.dumps({**self.node, "stopping": True}, sort_keys=True)),
+                                            "lease": str(self.lease_id)}, timeout=1.0, idempotent=False)
+            except (Unavailable, EtcdError) as e:
+                log.info("could not mark node %s as stopping (%s)", self.name, e)
             self._revoke(self.lease_id)
 
     def _revoke(self, lease: int) -> None:

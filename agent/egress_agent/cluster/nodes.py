@@ -7,7 +7,9 @@ Inputs, kept current by one store watch:
 - the local `Detector` (fast probes), which only the leader acts on.
 
 The leader *decides*: a node is Up when its liveness key exists and it answers
-probes; otherwise Restarting while its restart marker exists, else Down. It
+probes; otherwise Restarting while its restart marker exists, or while its
+kernel refuses our probes (its agent crashed, its node is alive: the
+detector's crash hold) unless its agent said it stopped on purpose; else Down. It
 publishes the decision as one record, `nodestate/cluster`
 ({name: "Up"|"Restarting"|"Down"}), written with its election guard, and the controller
 assigns from the same decision. Every agent's status reads the *published*
@@ -52,6 +54,7 @@ class ClusterNodes:
         self._nodes: dict[str, dict] = {}
         self._members: dict[str, dict] = {}
         self._restarting: set[str] = set()
+        self._stopped: set[str] = set()  # members whose last record said their agent stopped on purpose (no crash)
         self._published: dict[str, str] = {}
         self._published_version = 0
         self._lock = threading.Lock()
@@ -69,6 +72,7 @@ class ClusterNodes:
                 self._nodes = {n: r.value for n, r in snap.of(NODE).items()}
                 self._members = {n: r.value for n, r in snap.of(MEMBERS).items()}
                 self._restarting = set(snap.of(RESTARTING))
+                self._stopped = {n for n, r in snap.of(MEMBERS).items() if r.value.get("stopping")}
                 pub = snap.of(NODESTATE).get(PUBLISHED)
                 if pub:
                     self._published, self._published_version = dict(pub.value), pub.version
@@ -93,6 +97,8 @@ class ClusterNodes:
                 if r.kind == RESTARTING:
                     (self._restarting.discard if c.deleted else self._restarting.add)(r.name)
                     continue
+                if r.kind == MEMBERS and not c.deleted:
+                    (self._stopped.add if r.value.get("stopping") else self._stopped.discard)(r.name)
                 table = self._nodes if r.kind == NODE else self._members
                 if c.deleted:
                     table.pop(r.name, None)
@@ -121,11 +127,13 @@ class ClusterNodes:
         its restart marker lasts."""
         with self._lock:
             nodes, members, restarting = dict(self._nodes), set(self._members), set(self._restarting)
+            stopped = set(self._stopped)
         out = []
         for name, v in sorted(nodes.items()):
             up = name in members and (self.detector is None or self.detector.is_up(name))
+            crashed = self.detector is not None and name not in stopped and self.detector.held(name)
             out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up,
-                                restarting=not up and name in restarting,
+                                restarting=not up and (name in restarting or crashed),
                                 routers=tuple(v.get("routers") or ()), labels=dict(v.get("labels") or {})))
         return out
 

@@ -39,6 +39,7 @@ class ClusterOptions:
     depose_dead_leader: bool = True  # revoke the lease of a leader that stops answering probes (fast takeover)
     cluster_key_file: str = ""  # the probes' cluster key; "" = the key in etcd (created by the first agent)
     cluster_key_grace: float = DEFAULT_GRACE  # after the key file changes: old key signs this long, accepted twice as long
+    crash_hold: float = 0.0  # seconds a peer whose agent crashed (its kernel refuses probes) keeps its IPs; 0: none
 
 
 class Cluster:
@@ -56,6 +57,7 @@ class Cluster:
             session_age=lambda: self.membership.session_age(),
             on_change=self._probe_verdict,
             keyring=keyring,
+            crash_hold=options.crash_hold,
         )
         self.membership = Membership(
             store,
