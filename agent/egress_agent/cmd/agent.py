@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restart-window", dest="restart_window", metavar="S",
                    help="on SIGTERM (a restart or upgrade) the kernel keeps forwarding and the cluster keeps this "
                    "node's floating IPs for up to S seconds until the agent is back (default 30); 0, SIGINT or a "
-                   "machine shutting down: release them at once (see docs/operations.md)")
+                   "machine shutting down: release them at once. Also how long this agent, as leader, holds the "
+                   "IPs of a peer whose agent crashed while its node is alive (see docs/systemd.md)")
     p.add_argument("--kubernetes", action="store_true", default=None,
                    help="watch the Kubernetes API: every Namespace and this node's Pods (spec.nodeName=--node) give "
                    "pods their labels; pods that ran before the agent are adopted from status.podIP")
