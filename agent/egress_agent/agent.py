@@ -335,12 +335,18 @@ class Agent:
     def _start_controller(self, store, nodes, leadership, guard) -> None:
         from egress_agent.controller.reconcile import Controller
 
+        from egress_agent.controller.condition_writer import ConditionWriter
+
         controller = Controller(store, nodes, leadership, guard=guard,
                                 on_move=self.metrics.cluster.on_move if self.metrics else None)
+        # The leader also keeps the conditions' transition times (a node Up or Down changes Programmed).
+        conditions = ConditionWriter(store, nodes, leadership, guard=guard)
         if self.cluster is not None:
-            self.cluster.nodes.on_change = controller.trigger
+            self.cluster.nodes.on_change = lambda: (controller.trigger(), conditions.trigger())
         controller.start()
         self._stops.append(controller.stop)
+        conditions.start()
+        self._stops.append(conditions.stop)
 
     def _serve_metrics(self) -> None:
         if not self.metrics:

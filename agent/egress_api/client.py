@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Optional, Sequence, TypeVar
 
 from egress_api import calls, convert, models, transport
-from egress_api.status import GatewayStatus, NodeStatus  # noqa: F401 - part of the client API
+from egress_api.status import Condition, GatewayStatus, NodeStatus  # noqa: F401 - part of the client API
 from egress_api.v1 import egress_pb2 as pb
 
 # A library logs, the program decides where to: without this, Python would print warnings to stderr.
@@ -60,6 +60,7 @@ class PolicyDescription:
     exclusions: list[tuple[str, str]] = field(default_factory=list)  # (CIDR, why) never steered
     shadowed: list[tuple[str, str, str]] = field(default_factory=list)  # (pod, destination, winning policy)
     shadowed_pods: int = 0
+    conditions: list[Condition] = field(default_factory=list)  # Ready, IPAssigned, Programmed
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class EgressClient:
             exclusions=[(e.cidr, e.reason) for e in msg.exclusions],
             shadowed=[(s.pod, s.destination, s.policy) for s in msg.shadowed],
             shadowed_pods=msg.shadowed_pods,
+            conditions=self._conditions(msg.conditions),
         )
 
     @staticmethod
@@ -229,7 +231,12 @@ class EgressClient:
 
     def gateway_status(self, name: str) -> GatewayStatus:
         msg = self._read("GetGatewayStatus", pb.ObjectRef(name=name))
-        return GatewayStatus(msg.name, dict(msg.nodes), dict(msg.floating_ips), dict(msg.unassigned_reasons))
+        return GatewayStatus(msg.name, dict(msg.nodes), dict(msg.floating_ips), dict(msg.unassigned_reasons),
+                             self._conditions(msg.conditions))
+
+    @staticmethod
+    def _conditions(msgs) -> list[Condition]:
+        return [Condition(c.type, c.status, c.reason, c.message, c.last_transition_time) for c in msgs]
 
     @staticmethod
     def _node(msg: pb.NodeStatus) -> NodeStatus:

@@ -10,13 +10,26 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One aspect of an object's state, as Kubernetes API conventions spell it: a type, a True/False/Unknown
+    status, a CamelCase reason, a sentence, and when the status last changed (RFC 3339, "" if not known)."""
+
+    type: str  # Ready | IPAssigned | Programmed
+    status: str  # True | False | Unknown
+    reason: str
+    message: str
+    last_transition_time: str = ""
+
+
+@dataclass(frozen=True)
 class GatewayStatus:
     """The seed's AnthosNetworkGateway `status` block."""
 
     name: str
-    nodes: dict[str, str]  # node -> Up | Down
+    nodes: dict[str, str]  # node -> Up | Restarting | Down
     floating_ips: dict[str, str]  # ip -> node, "" when unassigned
     unassigned_reasons: dict[str, str]  # ip -> why no node holds it
+    conditions: list[Condition] = field(default_factory=list)  # Ready, IPAssigned, Programmed
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,7 @@ class NodeStatus:
 
     name: str
     role: str
-    state: str  # Up | Down
+    state: str  # Up | Restarting | Down
     node_ip: str
     floating_ips: list[str]
     pod_cidr: str

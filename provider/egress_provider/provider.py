@@ -141,8 +141,9 @@ class EgressProvider(Provider):
         from egress_provider.data_sources.egress_effective_ip import EgressEffectiveIP
         from egress_provider.data_sources.egress_gateway_status import EgressGatewayStatus
         from egress_provider.data_sources.egress_node import EgressNode
+        from egress_provider.data_sources.egress_policy_status import EgressPolicyStatus
 
-        return [EgressGatewayStatus, EgressNode, EgressEffectiveIP]
+        return [EgressGatewayStatus, EgressPolicyStatus, EgressNode, EgressEffectiveIP]
 
     # --- configuration ---
     def validate_config(self, diags: Diagnostics, config: Config):

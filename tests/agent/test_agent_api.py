@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import time
 
 import pytest
 
@@ -11,7 +13,7 @@ from egress_api import errors, models
 from egress_api.client import EgressClient
 from egress_agent.store.sqlite import SqliteStore
 
-from helpers.agent import wait_for
+from helpers.agent import ctl_command, wait_for
 from seed_objects import GW, policy
 
 
@@ -305,3 +307,36 @@ def test_closed_client_raises_an_api_error(agent_process):
     c.close()
     with pytest.raises(errors.ApiError, match="closed channel"):
         c.health()
+
+
+def test_conditions_say_what_is_missing_and_since_when(agent_process):
+    """Ready / IPAssigned / Programmed on policies and gateways; the leader keeps their transition times."""
+    c = agent_process.client
+    c.create_policy(policy())
+    d = c.describe_policy("egress")
+    kinds = {x.type: (x.status, x.reason) for x in d.conditions}
+    assert kinds == {"Ready": ("False", "NotAFloatingIP"), "IPAssigned": ("False", "NotAFloatingIP"),
+                     "Programmed": ("Unknown", "NoDatapath")}  # --datapath off: nothing to program
+    before = wait_for(lambda: (t := {x.type: x.last_transition_time for x in c.describe_policy("egress").conditions})
+                      and all(t.values()) and t, what="transition times")
+    time.sleep(1.1)  # the times have a resolution of one second
+    c.create_gateway(GW)
+    d = wait_for(lambda: (d := c.describe_policy("egress")).holder and d, what="the holder")
+    now = {x.type: x for x in d.conditions}
+    assert (now["Ready"].status, now["Ready"].reason) == ("True", "AssignedNoDatapath")
+    assert now["IPAssigned"].message == "192.0.2.100 is held by worker1"
+    # Ready and IPAssigned changed, Programmed did not: its time stays.
+    assert now["Programmed"].last_transition_time == before["Programmed"]
+    assert now["Ready"].last_transition_time > before["Ready"]
+    st = c.gateway_status("default")
+    assert {x.type: x.status for x in st.conditions} == {"Ready": "True", "IPAssigned": "True", "Programmed": "Unknown"}
+    out = subprocess.run([*ctl_command(), "--endpoint", agent_process.endpoint, "describe", "policy", "egress"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "Conditions:" in out.stdout and "AssignedNoDatapath" in out.stdout
+    out = subprocess.run([*ctl_command(), "--endpoint", agent_process.endpoint, "status"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert ["GATEWAY", "READY", "IPASSIGNED", "PROGRAMMED", "SINCE", "MESSAGE"] in rows
+    assert any(r[:4] == ["default", "True", "True", "Unknown"] for r in rows)

@@ -58,3 +58,37 @@ data "egress_gateway_status" "ghost" {
     res = acc.expect_failure(config)
     find_diagnostic(res.output, "Error: No egress node named 'worker9'", "data.egress_node.ghost", 'name = "worker9"')
     find_diagnostic(res.output, "Error: No egress_gateway named 'nope'", "data.egress_gateway_status.ghost")
+
+
+def test_policy_status_gives_the_holder_and_conditions_a_check_block_can_use(acc):
+    config = COMPLETE.read_text() + """
+data "egress_policy_status" "egress" {
+  name = egress_nat_policy.egress.name
+}
+
+output "policy_holder" {
+  value = data.egress_policy_status.egress.holder
+}
+
+output "policy_conditions" {
+  value = data.egress_policy_status.egress.conditions
+}
+
+output "gateway_ready_reason" {
+  value = data.egress_gateway_status.default.condition_reasons["Ready"]
+}
+
+check "egress_ready" {
+  assert {
+    condition     = data.egress_policy_status.egress.conditions["Ready"] == "True"
+    error_message = data.egress_policy_status.egress.condition_messages["Ready"]
+  }
+}
+"""
+    acc.step(config)
+    out = acc.tf.outputs()
+    assert out["policy_holder"] == "worker1"
+    # This agent runs no kernel datapath (--datapath off): nothing to program, so Programmed is Unknown.
+    assert out["policy_conditions"] == {"Ready": "True", "IPAssigned": "True", "Programmed": "Unknown"}
+    assert out["gateway_ready_reason"] == "AssignedNoDatapath"
+    acc.destroy()

@@ -52,6 +52,7 @@ def test_registry_layout():
         "docs/resources/egress_gateway.md",
         "docs/resources/egress_nat_policy.md",
         "docs/data-sources/egress_gateway_status.md",
+        "docs/data-sources/egress_policy_status.md",
         "docs/data-sources/egress_node.md",
         "docs/data-sources/egress_effective_ip.md",
     }

@@ -171,6 +171,7 @@ def _describe_gateway(client: EgressClient, name: str) -> str:
     for ip in gw.obj.floating_ips:
         holder = st.floating_ips.get(ip, "")
         lines.append(f"    {ip}: {holder}" if holder else f"    {ip}: <unassigned> ({st.unassigned_reasons.get(ip, '')})")
+    lines += _conditions(st.conditions)
     lines += _events(client.list_events("gateway", name))
     return "\n".join(lines)
 
@@ -227,6 +228,7 @@ def _describe_policy(client: EgressClient, name: str) -> str:
         "  Counters:",
         *[f"    {k}: {v}" for k, v in d.counters.items()],
     ]
+    lines += _conditions(d.conditions)
     lines += _events(d.events)
     return "\n".join(lines)
 
@@ -237,6 +239,24 @@ def _age(ts: float) -> str:
         if s >= size:
             return f"{s // size}{unit}"
     return f"{s}s"
+
+
+def _since(rfc3339: str) -> str:
+    """A condition's last transition as an age ("" when not known)."""
+    if not rfc3339:
+        return "<unknown>"
+    from datetime import datetime, timezone
+
+    return _age(datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+
+
+def _conditions(conditions: list) -> list[str]:
+    """kubectl describe's Conditions block: type, status, reason, since when, message."""
+    if not conditions:
+        return ["Conditions:  <none>"]
+    rows = [[c.type, c.status, c.reason, _since(c.last_transition_time), c.message] for c in conditions]
+    table = format_table(["Type", "Status", "Reason", "Since", "Message"], rows)
+    return ["Conditions:", *["  " + line for line in table.splitlines()]]
 
 
 def _events(events: list[Event]) -> list[str]:
@@ -276,14 +296,26 @@ def _status(client: EgressClient, args) -> str:
         ),
         "",
     ]
-    rows = []
+    rows, gateways = [], []
     for gw in client.list_gateways():
         st = client.gateway_status(gw.obj.name)
         for ip in gw.obj.floating_ips:
             holder = st.floating_ips.get(ip, "")
             rows.append([ip, gw.obj.name, holder or f"<unassigned: {st.unassigned_reasons.get(ip, '')}>"])
-    lines.append(format_table(["FLOATING IP", "GATEWAY", "HOLDER"], rows) if rows else "No gateways found.")
+        by_type = {c.type: c for c in st.conditions}
+        ready = by_type.get("Ready")
+        gateways.append([gw.obj.name, *(by_type[t].status if t in by_type else "-" for t in GATEWAY_CONDITIONS),
+                         _since(ready.last_transition_time) if ready else "-",
+                         ready.message if ready and ready.status != "True" else ""])
+    if not rows:
+        lines.append("No gateways found.")
+        return "\n".join(lines)
+    lines += [format_table(["GATEWAY", *(t.upper() for t in GATEWAY_CONDITIONS), "SINCE", "MESSAGE"], gateways), "",
+              format_table(["FLOATING IP", "GATEWAY", "HOLDER"], rows)]
     return "\n".join(lines)
+
+
+GATEWAY_CONDITIONS = ("Ready", "IPAssigned", "Programmed")
 
 
 COMMANDS = {"get": _get, "describe": _describe, "delete": _delete, "status": _status,

@@ -24,9 +24,8 @@ from typing import Callable, Optional
 
 from egress_agent.store import base
 from egress_agent.node.record import DatapathRecord
-from egress_agent.store.base import Put
+from egress_agent.store.base import DATAPATH, Put
 
-DATAPATH = "datapath"
 DEFAULT_WAIT = 10.0
 
 

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import Callable, Iterable
 
+from egress_agent.controller import conditions as cond
 from egress_agent.controller import effective, view
 from egress_agent.controller.nodes import NodeSource
 from egress_agent.store import base, typed
 from egress_agent.store.assignment import holder_of
-from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NAMESPACE, NODE, POD, POLICY
+from egress_agent.node.record import DatapathRecord
+from egress_agent.store.base import ASSIGNMENT, CONDITION, DATAPATH, EVENT, GATEWAY, NAMESPACE, NODE, POD, POLICY
 from egress_api import convert, models
 from egress_api.v1 import egress_pb2 as pb
 
 
 def gateway_status(store: base.Store, nodes: NodeSource, name: str) -> pb.GatewayStatus:
-    snap = store.snapshot([GATEWAY, ASSIGNMENT, NODE])
+    snap = store.snapshot([GATEWAY, ASSIGNMENT, NODE, DATAPATH])
     rec = snap.of(GATEWAY).get(name)
     if rec is None:
         raise base.NotFound(GATEWAY, name)
-    v = view.gateway_view(rec, snap.of(ASSIGNMENT), snap.of(NODE), nodes())
+    node_view = nodes()
+    v = view.gateway_view(rec, snap.of(ASSIGNMENT), snap.of(NODE), node_view)
     return pb.GatewayStatus(
-        name=v.name, nodes=v.nodes, floating_ips=v.floating_ips, unassigned_reasons=v.unassigned_reasons
+        name=v.name, nodes=v.nodes, floating_ips=v.floating_ips, unassigned_reasons=v.unassigned_reasons,
+        conditions=_conditions(store, GATEWAY, rec, cond.gateway_conditions(rec, snap.of(ASSIGNMENT),
+                                                                             _datapaths(snap), _up(node_view))),
     )
+
+
+def _datapaths(snap: base.Snapshot) -> dict[str, DatapathRecord]:
+    return {n: DatapathRecord.from_value(r.value) for n, r in snap.of(DATAPATH).items()}
+
+
+def _up(nodes: list) -> list[str]:
+    return [n.name for n in nodes if n.up]
+
+
+def _conditions(store: base.Store, kind: str, rec: base.Record, computed: list) -> list[pb.Condition]:
+    """The conditions computed now, with the transition times the leader kept (conditions.py)."""
+    stored = store.get(CONDITION, cond.record_name(kind, rec.name))
+    return [pb.Condition(type=c.type, status=c.status, reason=c.reason, message=c.message,
+                         last_transition_time=c.last_transition_time)
+            for c in cond.with_times(computed, stored, time.time())]
 
 
 def node_statuses(store: base.Store, nodes: NodeSource) -> list[pb.NodeStatus]:
@@ -76,9 +98,9 @@ def events_of(records: Iterable[base.Record], kind: str = "", name: str = "") ->
 
 
 def describe_policy(
-    store: base.Store, name: str, counters: Callable[[str, str], dict[str, int]]
+    store: base.Store, name: str, counters: Callable[[str, str], dict[str, int]], nodes: NodeSource
 ) -> pb.DescribePolicyResponse:
-    snap = store.snapshot([POLICY, ASSIGNMENT, EVENT])  # one read: spec, holder and events agree
+    snap = store.snapshot([POLICY, ASSIGNMENT, EVENT, DATAPATH])  # one read: spec, holder and events agree
     rec = snap.of(POLICY).get(name)
     if rec is None:
         raise base.NotFound(POLICY, name)
@@ -94,6 +116,8 @@ def describe_policy(
                     for c, r in effective.exclusions(policy, store.snapshot([NODE]).of(NODE).values())],
         shadowed=[pb.ShadowedTraffic(pod=s.pod, destination=s.destination, policy=s.policy) for s in shadows],
         shadowed_pods=shadowed_pods,
+        conditions=_conditions(store, POLICY, rec, cond.policy_conditions(rec, snap.of(ASSIGNMENT), _datapaths(snap),
+                                                                          _up(nodes()))),
     )
 
 

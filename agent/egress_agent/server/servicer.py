@@ -250,7 +250,7 @@ class EgressServicer(pb_grpc.EgressServicer):
     @_rpc
     def DescribePolicy(self, request, context):
         name = _name(request, "policy")
-        return reads.describe_policy(self.store, name, self.counters)
+        return reads.describe_policy(self.store, name, self.counters, self.nodes)
 
     @_rpc
     def GetPolicyImpact(self, request, context):

@@ -34,6 +34,8 @@ EVENT = "event"  # name = "<kind>/<object>/<reason>/<hash of message>", value = 
 # so a retried write (same request id) is answered with its result instead of failing (writes.Writes).
 WRITE = "write"
 RETAINED = "retained"  # name = floating IP a policy uses that its gateway let go, value = {"gateway": ...}
+DATAPATH = "datapath"  # name = node, value = node.record.DatapathRecord: what its kernel applied (node/status.py)
+CONDITION = "condition"  # name = "<kind>:<object>", value = {type: {status, time}} (controller/conditions.py)
 META = "meta"  # bookkeeping, e.g. ("meta", "desired") bumped by every desired-state write
 
 ANY_VERSION = None  # for Put/Delete: write whatever the current version is

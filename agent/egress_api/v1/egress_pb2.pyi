@@ -82,8 +82,22 @@ class PolicySelection(_message.Message):
     sample: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, selected_pods: _Optional[int] = ..., sample: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Condition(_message.Message):
+    __slots__ = ("type", "status", "reason", "message", "last_transition_time")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str
+    def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., last_transition_time: _Optional[str] = ...) -> None: ...
+
 class GatewayStatus(_message.Message):
-    __slots__ = ("name", "nodes", "floating_ips", "unassigned_reasons")
+    __slots__ = ("name", "nodes", "floating_ips", "unassigned_reasons", "conditions")
     class NodesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -109,11 +123,13 @@ class GatewayStatus(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
     UNASSIGNED_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     nodes: _containers.ScalarMap[str, str]
     floating_ips: _containers.ScalarMap[str, str]
     unassigned_reasons: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., nodes: _Optional[_Mapping[str, str]] = ..., floating_ips: _Optional[_Mapping[str, str]] = ..., unassigned_reasons: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    def __init__(self, name: _Optional[str] = ..., nodes: _Optional[_Mapping[str, str]] = ..., floating_ips: _Optional[_Mapping[str, str]] = ..., unassigned_reasons: _Optional[_Mapping[str, str]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("name", "role", "state", "node_ip", "floating_ips", "pod_cidr", "api_address", "labels", "service_cidrs")
@@ -325,7 +341,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., node: _Optional[str] = ..., store: _Optional[str] = ..., store_ok: bool = ..., detail: _Optional[str] = ..., leader: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class DescribePolicyResponse(_message.Message):
-    __slots__ = ("policy", "holder", "events", "counters", "exclusions", "shadowed", "shadowed_pods")
+    __slots__ = ("policy", "holder", "events", "counters", "exclusions", "shadowed", "shadowed_pods", "conditions")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +349,7 @@ class DescribePolicyResponse(_message.Message):
     EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
     SHADOWED_FIELD_NUMBER: _ClassVar[int]
     SHADOWED_PODS_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     policy: Policy
     holder: str
     events: _containers.RepeatedCompositeFieldContainer[Event]
@@ -340,7 +357,8 @@ class DescribePolicyResponse(_message.Message):
     exclusions: _containers.RepeatedCompositeFieldContainer[PolicyExclusion]
     shadowed: _containers.RepeatedCompositeFieldContainer[ShadowedTraffic]
     shadowed_pods: int
-    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., exclusions: _Optional[_Iterable[_Union[PolicyExclusion, _Mapping]]] = ..., shadowed: _Optional[_Iterable[_Union[ShadowedTraffic, _Mapping]]] = ..., shadowed_pods: _Optional[int] = ...) -> None: ...
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., holder: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., counters: _Optional[_Union[PolicyCounters, _Mapping]] = ..., exclusions: _Optional[_Iterable[_Union[PolicyExclusion, _Mapping]]] = ..., shadowed: _Optional[_Iterable[_Union[ShadowedTraffic, _Mapping]]] = ..., shadowed_pods: _Optional[int] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class PolicyExclusion(_message.Message):
     __slots__ = ("cidr", "reason")

@@ -10,3 +10,7 @@ output "floating_ip_holders" {
 output "gateway_nodes" {
   value = data.egress_gateway_status.default.nodes # e.g. { worker1 = "Up", worker2 = "Up" }
 }
+
+output "gateway_ready" {
+  value = data.egress_gateway_status.default.conditions["Ready"] # "True" once every IP is held and programmed
+}

@@ -9,6 +9,7 @@ from tf.schema import Attribute, Schema
 from tf.types import Map, String
 
 from egress_api import errors
+from egress_provider.data_sources import conditions
 from egress_provider.framework.diagnostics import add_api_error
 
 
@@ -52,6 +53,7 @@ class EgressGatewayStatus(DataSource):
                     computed=True,
                     description="For each floating IP no node holds, why (e.g. no Up node in its subnet).",
                 ),
+                *conditions.attributes("the gateway"),
             ],
         )
 
@@ -77,4 +79,5 @@ class EgressGatewayStatus(DataSource):
             "nodes": dict(st.nodes),
             "floating_ips": dict(st.floating_ips),
             "unassigned_reasons": dict(st.unassigned_reasons),
+            **conditions.values(st.conditions),
         }
