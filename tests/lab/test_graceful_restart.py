@@ -58,6 +58,11 @@ def test_restarting_the_holder_and_the_steering_node_loses_no_probe(clean_lab, k
     with clean_lab.client("worker3") as c:
         assert [e for e in c.list_events("gateway", "default") if e.reason == "FloatingIPMoved"] == []
         assert {n.name: n.state for n in c.list_nodes()} == dict.fromkeys(["master1", "worker1", "worker2", "worker3"], "Up")
+        # The restarted nodes applied everything again: the policy is Ready, programmed on all four nodes.
+        ready = eventually(lambda: {x.type: (x.status, x.reason) for x in c.describe_policy("egress").conditions},
+                           {"Ready": ("True", "Ready"), "IPAssigned": ("True", "Assigned"),
+                            "Programmed": ("True", "Applied")})
+        assert ready and "applied on every Up node (4)" in c.describe_policy("egress").conditions[2].message
     assert clean_lab.seen_as("fe2") == FIP
     log = agents.log_path("worker1").read_text(errors="replace")
     if not kill:
