@@ -15,6 +15,8 @@ import pytest
 from egress_api import models
 from helpers.agent import wait_for
 from helpers.agent_group import agreed_status, leader_of, moves
+from helpers.etcd import free_port
+from helpers.metrics import scrape
 
 pytestmark = pytest.mark.etcd
 
@@ -22,9 +24,16 @@ IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"]
 GW = models.Gateway(name="default", floating_ips=IPS)
 
 
-def three(group, *extra: str):
+def three(group, *extra: str, metrics: dict | None = None):
+    """worker1-3 on `group`; with `metrics` (a dict), each serves metrics at the address put in it."""
     extra = extra or ("--restart-window", "30")  # the product's default (the group's is 0)
-    agents = [group.add(f"worker{i}", "worker", f"192.0.2.1{i}/24", extra=list(extra)) for i in (1, 2, 3)]
+    agents = []
+    for i in (1, 2, 3):
+        more = []
+        if metrics is not None:
+            metrics[f"worker{i}"] = f"127.0.0.1:{free_port()}"
+            more = ["--metrics-listen", metrics[f"worker{i}"]]
+        agents.append(group.add(f"worker{i}", "worker", f"192.0.2.1{i}/24", extra=[*extra, *more]))
     agents[0].client.create_gateway(GW)
     st = agreed_status(agents, lambda s: all(s.floating_ips.get(ip) for ip in IPS), "the first assignment", timeout=20)
     return agents, dict(st.floating_ips)
@@ -95,13 +104,16 @@ def test_restart_window_zero_makes_sigterm_leave(empty_group):
 
 def test_a_crashed_agent_on_a_live_node_keeps_its_ips_a_silent_node_does_not(empty_group):
     """kill -9 leaves the kernel refusing probes (ICMP port unreachable): its agent crashed, its node is alive."""
-    agents, before = three(empty_group, "--restart-window", "5")
+    metrics: dict[str, str] = {}
+    agents, before = three(empty_group, "--restart-window", "5", metrics=metrics)
     leader = wait_for(lambda: leader_of(agents), what="a leader")
     victim = next(n for n in sorted(set(before.values())) if n != leader)
     rest = [a for a in agents if a.node != victim]
 
     empty_group[victim].kill()
     agreed_status(rest, lambda s: s.nodes[victim] == "Restarting", "the crashed node Restarting", timeout=5)
+    m = scrape(metrics[leader])
+    assert m.value("egress_peer_agent_gone", peer=victim) == 1 and m.value("egress_peer_up", peer=victim) == 0
     time.sleep(3.0)  # past its lease (2 s): only the refusals keep it
     assert agreed_status(rest, lambda s: True, "a stable status").floating_ips == before
     assert "refuses probes (its agent is gone, its node is alive)" in empty_group[leader].log()

@@ -233,6 +233,12 @@ class Detector:
                     "probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
                     "for %.0f ms before judging any", gap * 1000, self.window * 1000)
 
+    def held_states(self) -> dict[str, bool]:
+        """name -> held (see held()), for every peer probed."""
+        now = time.monotonic()
+        with self._lock:
+            return {n: self._held(st, now) for n, st in self._peers.items()}
+
     def held(self, name: str) -> bool:
         """Not answering, but its kernel refuses our probes (its agent is gone, its node alive), and its last
         answer is less than `crash_hold` ago: keep its IPs, it is being restarted (see the module docstring)."""

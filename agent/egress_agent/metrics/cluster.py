@@ -57,7 +57,8 @@ class Leadership(Collector):
 class FailureDetector(Collector):
     """The UDP failure detector (egress_agent.cluster.detector), read at scrape time; and its detection times.
 
-    egress_peer_up{peer}: this agent's verdict on each peer it probes. egress_probe_pauses_total: times this
+    egress_peer_up{peer}: this agent's verdict on each peer it probes. egress_peer_agent_gone{peer}: the peer's
+    node is alive but its agent is not (a crash: its IPs are held, cluster/detector.py). egress_probe_pauses_total: times this
     agent noticed it had itself been paused or starved (and re-observed its peers instead of judging them).
     egress_probe_rejected_total{kind,reason}: probe datagrams ignored (forged, replayed, stale, ...).
     """
@@ -83,6 +84,12 @@ class FailureDetector(Collector):
                                labels=["peer"])
         for peer, is_up in sorted(self.detector.states().items()):
             up.add_metric([peer], 1 if is_up else 0)
+        gone = GaugeMetricFamily(
+            "egress_peer_agent_gone",
+            "1 while the peer's node is alive but its agent is not (its kernel refuses the probes): the leader holds "
+            "its floating IPs for up to --restart-window", labels=["peer"])
+        for peer, held in sorted(self.detector.held_states().items()):
+            gone.add_metric([peer], 1 if held else 0)
         pauses = CounterMetricFamily(
             "egress_probe_pauses", "Times this agent noticed it had been paused or starved and re-observed its peers")
         pauses.add_metric([], self.detector.pauses)
@@ -97,5 +104,6 @@ class FailureDetector(Collector):
         for (kind, reason), n in sorted(counts.items()):  # e.g. ("unknown", "malformed")
             rejected.add_metric([kind, reason], n)
         yield up
+        yield gone
         yield pauses
         yield rejected
