@@ -49,11 +49,12 @@ NODES = [("worker1", "worker", "192.0.2.11/24"), ("worker2", "worker", "192.0.2.
 class Run:
     """One fresh cluster for one run of one fault."""
 
-    def __init__(self, base: Path, ips=IPS, extra_master: bool = False, nodes=NODES, gateways: int = 1):
+    def __init__(self, base: Path, ips=IPS, extra_master: bool = False, nodes=NODES, gateways: int = 1,
+                 agent_flags: tuple[str, ...] = ()):
         self.etcd = make_cluster(base / "etcd", size=3).start()
         self.group = AgentGroup(base, self.etcd)
         for name, role, ip in nodes + ([("master2", "master", "192.0.2.22/24")] if extra_master else []):
-            self.group.add(name, role, ip, extra=["--log-level", "INFO"])
+            self.group.add(name, role, ip, extra=["--log-level", "INFO", *agent_flags])
         self.agents = self.group.running()
         names = {n[0] for n in nodes} | ({"master2"} if extra_master else set())
         wait_for(lambda: {n.name for n in self.agents[0].client.list_nodes() if n.state == "Up"} == names,

@@ -1,0 +1,100 @@
+"""False alarms of the failure detector with both cores saturated, per probe interval x misses.
+
+    .venv/bin/python bench/false_alarms.py [--seconds 120] [--settings 0.02x10,0.02x25,0.05x10,...]
+
+For each setting, a fresh cluster (3 agents on a real 3-member etcd, as bench/faults.py: worker1,
+worker2, master1, 4 floating IPs) runs for `--seconds` while two busy processes (one per core, same
+priority as the agents) saturate the machine. Counted: Down verdicts of healthy peers (each agent's
+log), FloatingIPMoved events (false moves: nobody failed) and new leader terms. Then, still
+saturated, a holder is killed (kill -9) and the time until every surviving agent's API shows its IPs
+moved is measured (the failover time under load). Extrapolated per hour only as a rate: a run of
+two minutes does not see rare events.
+
+The agents on loopback share one kernel, so they run with --restart-window 0 (see
+tests/helpers/agent_group.py): the kill models a dead node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faults import Run, until_moved  # noqa: E402
+from machine import describe_machine, write_results  # noqa: E402
+
+from helpers.agent import wait_for  # noqa: E402  (faults put tests/ on the path)
+from helpers.agent_group import leader_of  # noqa: E402
+
+BUSY = "while True: pass"
+
+
+def parse_settings(text: str) -> list[tuple[float, int]]:
+    out = []
+    for item in text.split(","):
+        interval, misses = item.split("x")
+        out.append((float(interval), int(misses)))
+    return out
+
+
+def downs(run: Run) -> int:
+    return sum(a.log().count(" is Down (no valid answer") for a in run.group.agents.values())
+
+
+def one(base: Path, interval: float, misses: int, seconds: float) -> dict:
+    run = Run(base, agent_flags=("--probe-interval", str(interval), "--probe-misses", str(misses)))
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(2)]
+    try:
+        downs0 = downs(run)
+        time.sleep(seconds)
+        survivors = list(run.agents)
+        outcome = run.outcome(survivors, expected_moves=0)
+        quiet = {"down_verdicts": downs(run) - downs0, **outcome}
+        # Failover under the same load: kill -9 a holder that does not lead.
+        run.leader = wait_for(lambda: leader_of(run.agents), timeout=10, what="a leader")
+        run.before = run.status(run.agents, lambda h: all(h.get(ip) for ip in run.ips))  # after any false move
+        victim = run.holder_not_leader()
+        run.group[victim].kill()
+        survivors = [a for a in run.agents if a.node != victim]
+        took = until_moved(run, victim, survivors)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+        run.close()
+    return {"interval_s": interval, "misses": misses, "window_ms": round(interval * misses * 1000),
+            "seconds": seconds, **quiet, "failover_s": round(took, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--settings", default="0.02x10,0.02x15,0.02x25,0.05x6,0.05x10")
+    args = ap.parse_args()
+    results = {"machine": describe_machine(), "params": vars(args), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="egress-false-alarms-") as tmp:
+        for i, (interval, misses) in enumerate(parse_settings(args.settings)):
+            r = one(Path(tmp) / f"s{i}", interval, misses, args.seconds)
+            print(r, flush=True)
+            results["runs"].append(r)
+    write_results("false-alarms", results, render(results))
+
+
+def render(r: dict) -> str:
+    lines = [
+        f"3 agents on a 3-member etcd (loopback), both cores saturated by two busy Python processes for "
+        f"{r['params']['seconds']:.0f} s per setting; then, still saturated, kill -9 of a holder.", "",
+        "| probe interval x misses | window | Down verdicts of healthy peers | false moves | leader changes | "
+        "failover under load |", "|---|---|---|---|---|---|"]
+    for x in r["runs"]:
+        lines.append(f"| {x['interval_s'] * 1000:.0f} ms x {x['misses']} | {x['window_ms']} ms | {x['down_verdicts']} | "
+                     f"{x['false_moves']} | {x['leader_changes']} | {x['failover_s'] * 1000:.0f} ms |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
