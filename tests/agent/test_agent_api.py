@@ -317,8 +317,10 @@ def test_conditions_say_what_is_missing_and_since_when(agent_process):
     kinds = {x.type: (x.status, x.reason) for x in d.conditions}
     assert kinds == {"Ready": ("False", "NotAFloatingIP"), "IPAssigned": ("False", "NotAFloatingIP"),
                      "Programmed": ("Unknown", "NoDatapath")}  # --datapath off: nothing to program
-    before = wait_for(lambda: (t := {x.type: x.last_transition_time for x in c.describe_policy("egress").conditions})
-                      and all(t.values()) and t, what="transition times")
+    # The leader has kept the transition times (until then a read says "now").
+    store = SqliteStore(str(agent_process.store_path))
+    wait_for(lambda: store.get("condition", "policy:egress") is not None, what="the condition record")
+    before = {x.type: x.last_transition_time for x in c.describe_policy("egress").conditions}
     time.sleep(1.1)  # the times have a resolution of one second
     c.create_gateway(GW)
     d = wait_for(lambda: (d := c.describe_policy("egress")).holder and d, what="the holder")
