@@ -64,7 +64,8 @@ def test_plugin_handshake_first_with_unwritable_home_and_clean_shutdown(plugin):
     # The very first stdout line is the handshake (asserted by Plugin), then a real RPC over TLS.
     resp = plugin.provider.GetProviderSchema(pb.GetProviderSchema.Request(), timeout=10)
     assert set(resp.resource_schemas) == {"egress_gateway", "egress_nat_policy"}
-    assert set(resp.data_source_schemas) == {"egress_gateway_status", "egress_node", "egress_effective_ip"}
+    assert set(resp.data_source_schemas) == {"egress_gateway_status", "egress_policy_status", "egress_node",
+                                             "egress_effective_ip"}
     assert not resp.diagnostics
     start = time.monotonic()
     assert plugin.shutdown() == 0
