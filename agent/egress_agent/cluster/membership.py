@@ -212,9 +212,7 @@ class Membership:
             self._thread.join(timeout=5)
         if leave and self.lease_id:
             try:
-                self.client.call("kv/put", {"key": b64(self.store.key(MEMBERS, self.name)),
-                                            "value": b64(json.dumps({**self.node, "stopping": True}, sort_keys=True)),
-                                            "lease": str(self.lease_id)}, timeout=1.0, idempotent=False)
+                self.store.put_leased(MEMBERS, self.name, {**self.node, "stopping": True}, self.lease_id)
             except (Unavailable, EtcdError) as e:
                 log.info("could not mark node %s as stopping (%s)", self.name, e)
             self._revoke(self.lease_id)

@@ -21,7 +21,6 @@ says the machine is shutting down (`system_stopping`), and on SIGINT.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -42,9 +41,7 @@ def announce(store: EtcdStore, node: str, window: int, version: str) -> bool:
     try:
         grant = client.call("lease/grant", {"TTL": str(window)}, timeout=1.0)
         lease = int(grant["ID"])
-        value = {"window": window, "since": time.time(), "version": version}
-        client.call("kv/put", {"key": b64(store.key(RESTARTING, node)), "value": b64(json.dumps(value)),
-                               "lease": str(lease)}, timeout=1.0, idempotent=False)
+        store.put_leased(RESTARTING, node, {"window": window, "since": time.time(), "version": version}, lease)
     except (StoreError, EtcdError) as err:
         log.warning("could not tell the cluster that node %s is restarting (%s)", node, err)
         return False

@@ -39,7 +39,8 @@ class ConditionWriter:
         self.guard = guard
         self.clock = clock
         self.interval = interval
-        self._mirror = Mirror(store, KINDS, on_change=lambda rev, changes: self._wake.set())
+        self._mirror = Mirror(store, KINDS, on_change=self._on_change)
+        self._progress: dict[str, tuple[int, str]] = {}  # node -> (applied revision, error) last seen
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -49,6 +50,22 @@ class ConditionWriter:
         self._thread = threading.Thread(target=self._run, name="conditions", daemon=True)
         self._thread.start()
         self._wake.set()
+
+    def _on_change(self, revision: int, changes) -> None:
+        """Wake for any change but a node's counters: every node republishes those each second, and
+        Programmed only reads a datapath record's applied revision and error."""
+        wake = False
+        for c in changes:
+            if c.record.kind != DATAPATH:
+                wake = True
+                continue
+            progress = None if c.deleted else (int(c.record.value.get("applied_revision", 0)),
+                                               str(c.record.value.get("error") or ""))
+            if self._progress.get(c.record.name) != progress:
+                self._progress[c.record.name] = progress
+                wake = True
+        if wake:
+            self._wake.set()
 
     def trigger(self) -> None:
         """The node view changed (a node Up or Down changes which nodes must have applied)."""

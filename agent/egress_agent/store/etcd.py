@@ -92,6 +92,12 @@ class EtcdStore(Store):
             raise ValueError(f"record kind {kind!r} must be non-empty and contain no '/'")
         return f"{self.prefix}/{kind}/{name}"
 
+    def put_leased(self, kind: str, name: str, value: dict[str, Any], lease: int, timeout: float = 1.0) -> None:
+        """One record attached to an etcd lease (gone when the lease ends): liveness and restart markers.
+        Outside the desired state's versioned commits, on purpose: its life is the lease's."""
+        self.client.call("kv/put", {"key": b64(self.key(kind, name)), "value": b64(json.dumps(value, sort_keys=True)),
+                                    "lease": str(lease)}, timeout=timeout, idempotent=False)
+
     def kind_prefix(self, kind: str) -> str:
         return f"{self.prefix}/{kind}/"
 
