@@ -46,8 +46,31 @@ def _clear(lab: AgentLab) -> None:
         if not agents.running(st, agents.agent_key(spec.name)):
             lab.node_start(spec.name)
         st = labstate.require()
+    _wait_all_up(lab, [spec.name for spec in st.nodes()])
     with lab.client() as c:
         for p in c.list_policies():
             c.delete_policy(p.obj.name)
         for g in c.list_gateways():
             c.delete_gateway(g.obj.name)
+
+
+def _wait_all_up(lab: AgentLab, names: list[str], timeout: float = 20.0) -> None:
+    """Every agent sees every node Up. A node restarted by the test before is healthy on its own socket
+    before the leader has seen it answer probes; a gateway created in that gap goes to another node and,
+    assignment being sticky, stays there, so a test expecting the seed's first choice would fail."""
+    from egress_api import errors
+    from helpers.agent_lab import eventually
+
+    want = dict.fromkeys(names, "Up")
+
+    def views() -> bool:
+        for name in names:
+            with lab.client(name, timeout=2.0) as c:
+                try:
+                    if {n.name: n.state for n in c.list_nodes()} != want:
+                        return False
+                except errors.ApiError:
+                    return False
+        return True
+
+    eventually(views, True, timeout=timeout)
