@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,38 @@ def make_tls(base: Path) -> dict:
     run("x509", "-req", "-in", str(base / "cert.csr"), "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
         "-days", "1", "-extfile", str(cnf), "-extensions", "leaf")
     return {"ca": ca, "cert": cert, "key": key}
+
+
+class EtcdStalls:
+    """While entered, every member of `cluster` is frozen (SIGSTOP) for `stall` seconds every `period`
+    seconds, all at once: etcd as slow as a cluster whose disks stall on fsync. Short of the election
+    timeout, raft keeps its leader; clients see requests that take up to `stall` longer."""
+
+    def __init__(self, cluster: "EtcdCluster", stall: float, period: float):
+        assert 0 < stall < period
+        self.cluster, self.stall, self.period = cluster, stall, period
+        self.stalls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="etcd-stalls", daemon=True)
+
+    def __enter__(self) -> "EtcdStalls":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period - self.stall):
+            for m in self.cluster.members:
+                m.pause()
+            self.stalls += 1
+            try:
+                self._stop.wait(self.stall)
+            finally:
+                for m in self.cluster.members:
+                    m.resume()
 
 
 def make_cluster(base: Path, size: int = 1, tls: Optional[dict] = None, **timing) -> EtcdCluster:
