@@ -41,6 +41,7 @@ from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.steering import filter_attached
 from egress_agent.datapath.state import NodeDatapathState
+from egress_agent.loop import Loop
 from egress_agent.node import status
 from egress_agent.node.record import DatapathRecord
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
@@ -93,9 +94,10 @@ class NodeReconciler:
         self._seen_revision = 0  # newest revision a watch delivered
         self._published: Optional[DatapathRecord] = None
         self._published_at = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        # Passes on every watched change and every `resync`; between passes, counters every `counters_interval`.
+        self._loop = Loop("datapath", self._pass, resync=resync, tick=self._publish_counters,
+                          tick_interval=counters_interval)
+        self._stop = threading.Event()  # the classifier checker's
         self._checker: Optional[threading.Thread] = None
         # What the passes read: every watched record, kept by one watch (no store read per pass).
         self._mirror = Mirror(store, WATCHED, on_change=self._on_watch)
@@ -119,22 +121,20 @@ class NodeReconciler:
                 log.warning("datapath not programmed yet (%s); continuing in the background", self.last_error)
                 break
             time.sleep(0.2)
-        self._thread = threading.Thread(target=self._run, name="datapath", daemon=True)
-        self._thread.start()
+        self._loop.start(now=False)
         self._checker = threading.Thread(target=self._check_classifiers, name="classifier-check", daemon=True)
         self._checker.start()
 
     def trigger(self) -> None:
-        self._wake.set()
+        self._loop.trigger()
 
     def stop(self, release: bool = True) -> None:
         """Stop following the store. `release`: give up floating IPs (and their SNAT); steering stays (fail static)."""
         self._stop.set()
-        self._wake.set()
         self._mirror.stop()
-        for thread in (self._thread, self._checker):
-            if thread:
-                thread.join(timeout=10)
+        self._loop.stop(timeout=10)
+        if self._checker:
+            self._checker.join(timeout=10)
         with self._apply_lock:
             if release and self._last_state is not None:
                 try:
@@ -148,7 +148,7 @@ class NodeReconciler:
 
     def _on_watch(self, revision: int, changes) -> None:
         self._seen_revision = max(self._seen_revision, revision)
-        self._wake.set()
+        self._loop.trigger()
 
     def _on_held(self, ip: str, held: bool, reason: str) -> None:
         assert self._held is not None
@@ -158,27 +158,18 @@ class NodeReconciler:
             self._held.discard(ip)
         # Apply from the last snapshot now: no store round trip (the store may be what failed).
         self._apply_from(self._snapshot, why=f"{'holds' if held else 'released'} {ip} ({reason})")
-        self._wake.set()
+        self._loop.trigger()
 
     # --- passes ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        last_pass = time.monotonic()
-        while not self._stop.is_set():
-            woke = self._wake.wait(min(self.resync, self.counters_interval))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            if not woke and time.monotonic() - last_pass < self.resync:
-                # Between resyncs only the counters move: publish them from the last applied state.
-                if self._published is not None and not self.last_error:
-                    self._publish(self._published_applied(), dict(self._published.pending), force=False)
-                continue
-            last_pass = time.monotonic()
-            self.reconcile_once()
-            if self.last_error:
-                time.sleep(0.2)  # back off a failing apply a little, then retry
-                self._wake.set()
+    def _pass(self) -> Optional[float]:
+        self.reconcile_once()
+        return 0.2 if self.last_error else None  # back off a failing apply a little, then retry
+
+    def _publish_counters(self) -> None:
+        """Between resyncs only the counters move: publish them from the last applied state."""
+        if self._published is not None and not self.last_error:
+            self._publish(self._published_applied(), dict(self._published.pending), force=False)
 
     def reconcile_once(self) -> bool:
         """Read the store, apply, publish. True when the kernel now reflects the snapshot."""
