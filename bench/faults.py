@@ -286,7 +286,11 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     p.add_argument("--only", default="", help="run only the faults whose name contains this text (no throughput; "
                                               "results go to faults-subset-*)")
+    p.add_argument("--throughput-only", action="store_true", help="only the API write runs (faults-throughput-*)")
+    p.add_argument("--clients", default="10,50", help="client counts of the throughput runs")
     args = p.parse_args()
+    if args.throughput_only:
+        FAULTS.clear()
     if args.only:
         for k in [k for k in FAULTS if args.only not in k]:
             del FAULTS[k]
@@ -294,10 +298,12 @@ def main() -> int:
            "settings": "3 agents (`--datapath off`) on a 3-member etcd 3.4 (heartbeat 100 ms, election 1 s) on "
                        "127.0.0.1; probes every 20 ms, Down after 10 misses; lease TTL 2 s"}
     with tempfile.TemporaryDirectory(prefix="egress-bench-faults-") as tmp:
-        out["matrix"] = matrix(Path(tmp) / "m", args.runs)
+        out["matrix"] = matrix(Path(tmp) / "m", args.runs) if FAULTS else {}
+        clients = [int(c) for c in args.clients.split(",")]
         out["throughput"] = [] if args.only else [
-            throughput(Path(tmp) / f"t{a}-{c}", a, c, args.seconds) for a in (1, 3) for c in (10, 50)]
-    write_results("faults-subset" if args.only else "faults", out, render(out))
+            throughput(Path(tmp) / f"t{a}-{c}", a, c, args.seconds) for a in (1, 3) for c in clients]
+    name = "faults-subset" if args.only else "faults-throughput" if args.throughput_only else "faults"
+    write_results(name, out, render(out))
     return 0
 
 
