@@ -383,6 +383,9 @@ class Writes:
             failed: list[tuple[_Waiting, BaseException]] = []
             left: list[_Waiting] = []
             for w in todo:
+                if (w.req.kind, w.req.name) in touched:
+                    left.append(w)  # its object changes in this group: plan it against the committed result
+                    continue
                 try:
                     p = plan(view, w.req)
                 except Exception as err:  # the caller's error, valid in the world the group commits
