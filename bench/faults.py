@@ -210,6 +210,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
         pool = [f"192.0.2.{100 + c}" for c in range(clients)]  # each policy needs its own source IP
         agents[0].client.create_gateway(models.Gateway(name="default", floating_ips=pool))
         lat: list[float] = []
+        per_agent = [0] * agents_n  # ops answered through each agent: is one agent's writers starved?
         errs: dict[str, int] = {}
         lock = threading.Lock()
         stop = time.monotonic() + seconds
@@ -231,6 +232,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
                         exists = not exists
                         with lock:
                             lat.append(time.monotonic() - t0)
+                            per_agent[c % len(agents)] += 1
                     except errors.ApiError as e:
                         with lock:
                             key = type(e).__name__ + (" (deadline)" if "timed out" in str(e) else "")
@@ -251,7 +253,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
         return {"agents": agents_n, "clients": clients, "ops": len(ms), "ops_per_s": round(len(ms) / wall, 1),
                 "p50_ms": round(statistics.median(ms), 1) if ms else None,
                 "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
-                "max_ms": round(ms[-1], 1) if ms else None, "errors": errs}
+                "max_ms": round(ms[-1], 1) if ms else None, "errors": errs, "ops_per_agent": per_agent}
     finally:
         g.close()
         etcd.close()
@@ -272,11 +274,12 @@ def render(out: dict) -> str:
     if not out["throughput"]:
         return "\n".join(lines)
     lines += ["", "API writes (CreatePolicy/DeletePolicy, guarded), 3-member etcd, client deadline 10 s:", "",
-              "| agents | clients | ops | ops/s | p50 (ms) | p99 (ms) | max (ms) | errors |",
-              "|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| agents | clients | ops | ops/s | p50 (ms) | p99 (ms) | max (ms) | ops per agent | errors |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in out["throughput"]:
         lines.append(f"| {r['agents']} | {r['clients']} | {r['ops']} | {r['ops_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
-                     f"{r['max_ms']} | {', '.join(f'{k}: {v}' for k, v in r['errors'].items()) or 'none'} |")
+                     f"{r['max_ms']} | {' / '.join(str(n) for n in r.get('ops_per_agent', []))} | "
+                     f"{', '.join(f'{k}: {v}' for k, v in r['errors'].items()) or 'none'} |")
     return "\n".join(lines)
 
 
