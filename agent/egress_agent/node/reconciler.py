@@ -46,7 +46,8 @@ from egress_agent.node import status
 from egress_agent.node.record import DatapathRecord
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
 from egress_agent.store import base
-from egress_agent.store.base import GATEWAY, Snapshot
+from egress_agent.store.assignment import AssignmentRecord
+from egress_agent.store.base import ASSIGNMENT, GATEWAY, Snapshot
 from egress_agent.store.mirror import Mirror
 from egress_api import models
 
@@ -59,6 +60,8 @@ class HeldSource(Protocol):
     """What fencing offers (cluster.fencing.Fencing): events 'I hold / no longer hold IP X'."""
 
     def subscribe(self, callback: Callable[[str, bool, str], None]) -> None: ...
+
+    def observe(self, revision: int, changes: list) -> None: ...
 
 
 class NodeReconciler:
@@ -88,6 +91,7 @@ class NodeReconciler:
         self._apply_lock = threading.Lock()  # the loop and fencing events both apply
         self._memo = DesiredMemo()  # used under _apply_lock only
         self._held: Optional[set[str]] = None  # None: no fencing source, assignments decide
+        self._held_source: Optional[HeldSource] = None
         self._snapshot: Optional[Snapshot] = None
         self._last_state: Optional[NodeDatapathState] = None
         self._ifindex: dict[str, int] = {}
@@ -111,6 +115,7 @@ class NodeReconciler:
         follow the store."""
         if held is not None:
             self._held = set()
+            self._held_source = held
             held.subscribe(self._on_held)
             gone = FloatingIPs(self._ipr, self.netns).release_all_but(self.uplink, self.node.node_ip, self._held)
             if gone:
@@ -148,6 +153,12 @@ class NodeReconciler:
 
     def _on_watch(self, revision: int, changes) -> None:
         self._seen_revision = max(self._seen_revision, revision)
+        assignments = [c for c in changes if c.record.kind == ASSIGNMENT]
+        if assignments and self._held_source is not None:
+            # Fencing decides on a new assignment before the pass below reads it, so a takeover is one pass
+            # with the IP. Otherwise fencing's own watch, a few ms later, granted it after a first pass had
+            # made this node the policy's gateway without the IP (50-85 ms, bench/results/failover-timeline-*).
+            self._held_source.observe(revision, assignments)
         self._loop.trigger()
 
     def _on_held(self, ip: str, held: bool, reason: str) -> None:
@@ -156,9 +167,19 @@ class NodeReconciler:
             self._held.add(ip)
         else:
             self._held.discard(ip)
+        if held and not self._assigned_here(ip):
+            # An IP newly assigned to us: the pass triggered below reads its assignment with it.
+            self._loop.trigger()
+            return
         # Apply from the last snapshot now: no store round trip (the store may be what failed).
         self._apply_from(self._snapshot, why=f"{'holds' if held else 'released'} {ip} ({reason})")
         self._loop.trigger()
+
+    def _assigned_here(self, ip: str) -> bool:
+        """The last applied snapshot already assigns `ip` to this node (e.g. fencing lifted after an outage)."""
+        if self._snapshot is None:
+            return False
+        return AssignmentRecord.of(self._snapshot.of(ASSIGNMENT).get(ip)).node == self.node.name
 
     # --- passes ---------------------------------------------------------------------------
 
