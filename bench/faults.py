@@ -210,6 +210,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
         pool = [f"192.0.2.{100 + c}" for c in range(clients)]  # each policy needs its own source IP
         agents[0].client.create_gateway(models.Gateway(name="default", floating_ips=pool))
         lat: list[float] = []
+        per_agent = [0] * agents_n  # ops answered through each agent: is one agent's writers starved?
         errs: dict[str, int] = {}
         lock = threading.Lock()
         stop = time.monotonic() + seconds
@@ -231,6 +232,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
                         exists = not exists
                         with lock:
                             lat.append(time.monotonic() - t0)
+                            per_agent[c % len(agents)] += 1
                     except errors.ApiError as e:
                         with lock:
                             key = type(e).__name__ + (" (deadline)" if "timed out" in str(e) else "")
@@ -251,7 +253,7 @@ def throughput(base: Path, agents_n: int, clients: int, seconds: float) -> dict:
         return {"agents": agents_n, "clients": clients, "ops": len(ms), "ops_per_s": round(len(ms) / wall, 1),
                 "p50_ms": round(statistics.median(ms), 1) if ms else None,
                 "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
-                "max_ms": round(ms[-1], 1) if ms else None, "errors": errs}
+                "max_ms": round(ms[-1], 1) if ms else None, "errors": errs, "ops_per_agent": per_agent}
     finally:
         g.close()
         etcd.close()
@@ -272,11 +274,12 @@ def render(out: dict) -> str:
     if not out["throughput"]:
         return "\n".join(lines)
     lines += ["", "API writes (CreatePolicy/DeletePolicy, guarded), 3-member etcd, client deadline 10 s:", "",
-              "| agents | clients | ops | ops/s | p50 (ms) | p99 (ms) | max (ms) | errors |",
-              "|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| agents | clients | ops | ops/s | p50 (ms) | p99 (ms) | max (ms) | ops per agent | errors |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in out["throughput"]:
         lines.append(f"| {r['agents']} | {r['clients']} | {r['ops']} | {r['ops_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
-                     f"{r['max_ms']} | {', '.join(f'{k}: {v}' for k, v in r['errors'].items()) or 'none'} |")
+                     f"{r['max_ms']} | {' / '.join(str(n) for n in r.get('ops_per_agent', []))} | "
+                     f"{', '.join(f'{k}: {v}' for k, v in r['errors'].items()) or 'none'} |")
     return "\n".join(lines)
 
 
@@ -286,7 +289,11 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     p.add_argument("--only", default="", help="run only the faults whose name contains this text (no throughput; "
                                               "results go to faults-subset-*)")
+    p.add_argument("--throughput-only", action="store_true", help="only the API write runs (faults-throughput-*)")
+    p.add_argument("--clients", default="10,50", help="client counts of the throughput runs")
     args = p.parse_args()
+    if args.throughput_only:
+        FAULTS.clear()
     if args.only:
         for k in [k for k in FAULTS if args.only not in k]:
             del FAULTS[k]
@@ -294,10 +301,12 @@ def main() -> int:
            "settings": "3 agents (`--datapath off`) on a 3-member etcd 3.4 (heartbeat 100 ms, election 1 s) on "
                        "127.0.0.1; probes every 20 ms, Down after 10 misses; lease TTL 2 s"}
     with tempfile.TemporaryDirectory(prefix="egress-bench-faults-") as tmp:
-        out["matrix"] = matrix(Path(tmp) / "m", args.runs)
+        out["matrix"] = matrix(Path(tmp) / "m", args.runs) if FAULTS else {}
+        clients = [int(c) for c in args.clients.split(",")]
         out["throughput"] = [] if args.only else [
-            throughput(Path(tmp) / f"t{a}-{c}", a, c, args.seconds) for a in (1, 3) for c in (10, 50)]
-    write_results("faults-subset" if args.only else "faults", out, render(out))
+            throughput(Path(tmp) / f"t{a}-{c}", a, c, args.seconds) for a in (1, 3) for c in clients]
+    name = "faults-subset" if args.only else "faults-throughput" if args.throughput_only else "faults"
+    write_results(name, out, render(out))
     return 0
 
 

@@ -298,8 +298,35 @@ def test_many_parallel_writes_through_one_agent_all_succeed(agent_process):
 
     with ThreadPoolExecutor(10) as pool:
         versions = list(pool.map(create, range(100)))
-    assert len(set(versions)) == 100  # each create committed on its own revision
-    assert len(agent_process.client.list_policies()) == 100
+    stored = {p.obj.name: p.resource_version for p in agent_process.client.list_policies()}
+    assert stored == {f"p{i}": versions[i] for i in range(100)}  # each answered with the revision it landed at
+    # Group commit: writes that waited together went to the store together (fewer revisions than writes).
+    assert len(set(versions)) < 100
+
+
+def test_a_group_commit_validates_each_write_against_the_ones_before_it(agent_process):
+    """Writes committed together are planned in order: of 8 policies racing for one source IP through one
+    agent exactly one wins, and the group's other writes still land."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ips = [f"192.0.2.{100 + i}" for i in range(20)]
+    agent_process.client.create_gateway(models.Gateway(name="default", floating_ips=ips))
+
+    def create(i):
+        source = ips[0] if i % 2 else ips[i + 1]  # odd: all the same IP
+        with EgressClient(agent_process.endpoint) as c:
+            try:
+                c.create_policy(policy(f"p{i}", source=source))
+                return "created"
+            except errors.InvalidArgument:
+                return "rejected"
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(create, range(16)))
+    assert [results[i] for i in range(0, 16, 2)] == ["created"] * 8
+    assert sorted(results[i] for i in range(1, 16, 2)) == ["created"] + ["rejected"] * 7
+    owners = [p.obj.name for p in agent_process.client.list_policies() if p.obj.egress_source_ip == ips[0]]
+    assert len(owners) == 1
 
 
 def test_closed_client_raises_an_api_error(agent_process):

@@ -139,6 +139,8 @@ def test_seed_example_per_node_view():
         ([w("worker1", "198.51.100.11/24")], "no node's subnet contains 192.0.2.100"),
         ([], "no node's subnet contains 192.0.2.100"),
         ([w("worker1", up=False), m("master1", up=False)], "every node in 192.0.2.100's subnet is Down (master1, worker1)"),
+        ([restarting("worker1"), m("master1", up=False)],
+         "every node in 192.0.2.100's subnet is Down or Restarting (master1 Down, worker1 Restarting)"),
     ],
 )
 def test_unassignable_reason(nodes, reason):

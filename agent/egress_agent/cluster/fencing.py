@@ -94,7 +94,7 @@ class Fencing:
                 self._assigned = {ip: (AssignmentRecord.of(r).node, r.version) for ip, r in snap.of(ASSIGNMENT).items()}
         except Unavailable:
             pass  # the watch re-lists once etcd answers
-        self._cancel_watch = self.store.watch([ASSIGNMENT], self._on_assignments, start_revision=since)
+        self._cancel_watch = self.store.watch([ASSIGNMENT], self.observe, start_revision=since)
         self._thread = threading.Thread(target=self._loop, name="fencing", daemon=True)
         self._thread.start()
         self.evaluate()
@@ -106,7 +106,9 @@ class Fencing:
         if self._thread:
             self._thread.join(timeout=2)
 
-    def _on_assignments(self, rev: int, changes) -> None:
+    def observe(self, rev: int, changes) -> None:
+        """Assignment changes, from our own watch or from whoever saw them first (the datapath's watch: it
+        then applies the new assignment and the IP it grants in one pass). A change seen twice counts once."""
         with self._lock:
             for c in changes:
                 held = self._assigned.get(c.record.name)

@@ -151,11 +151,15 @@ def _why_unassignable(ip: ipaddress.IPv4Address, nodes: Iterable[NodeInfo], wher
     if not selected:
         names = ", ".join(sorted(n.name for n in in_subnet))
         return f"no node in {ip}'s subnet matches {where.selector_text()} ({names} do not)"
-    names = ", ".join(sorted(n.name for n in selected))
     if not any(n.up for n in selected):
+        # A Restarting node keeps what it holds but takes nothing new: name it so, an operator waits for it.
+        if any(n.restarting for n in selected):
+            state, names = "Down or Restarting", ", ".join(sorted(f"{n.name} {n.state}" for n in selected))
+        else:
+            state, names = "Down", ", ".join(sorted(n.name for n in selected))
         if where.selector is None:
-            return f"every node in {ip}'s subnet is Down ({names})"
-        return f"every node in {ip}'s subnet that {where.selector_text()} selects is Down ({names})"
+            return f"every node in {ip}'s subnet is {state} ({names})"
+        return f"every node in {ip}'s subnet that {where.selector_text()} selects is {state} ({names})"
     up = ", ".join(sorted(n.name for n in selected if n.up))
     return (f"every Up node that may hold it already holds max_ips_per_node={where.max_per_node} of gateway "
             f"{where.gateway!r}'s IPs ({up})")

@@ -13,12 +13,12 @@ deleted policies and gateways are deleted.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from egress_agent.controller import conditions as cond
 from egress_agent.controller.nodes import Leadership, NodeSource
+from egress_agent.loop import Loop
 from egress_agent.node.record import DatapathRecord
 from egress_agent.store import base
 from egress_agent.store.base import ASSIGNMENT, CONDITION, DATAPATH, GATEWAY, POLICY, Delete, Put
@@ -41,15 +41,12 @@ class ConditionWriter:
         self.interval = interval
         self._mirror = Mirror(store, KINDS, on_change=self._on_change)
         self._progress: dict[str, tuple[int, str]] = {}  # node -> (applied revision, error) last seen
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        # Also every 5 s without a change: leadership may have come to us without one.
+        self._loop = Loop("conditions", self._pass, resync=5.0, min_interval=interval)
         self.writes = 0  # condition records written or deleted (tests)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="conditions", daemon=True)
-        self._thread.start()
-        self._wake.set()
+        self._loop.start()
 
     def _on_change(self, revision: int, changes) -> None:
         """Wake for any change but a node's counters: every node republishes those each second, and
@@ -65,31 +62,22 @@ class ConditionWriter:
                 self._progress[c.record.name] = progress
                 wake = True
         if wake:
-            self._wake.set()
+            self._loop.trigger()
 
     def trigger(self) -> None:
         """The node view changed (a node Up or Down changes which nodes must have applied)."""
-        self._wake.set()
+        self._loop.trigger()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._loop.stop()
         self._mirror.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(5.0)  # also now and then: leadership may have come to us without a change
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            if self.leadership.is_leader():
-                try:
-                    self.write_once()
-                except base.StoreError as err:
-                    log.info("condition times not written (%s); retrying on the next change", err)
-            self._stop.wait(self.interval)  # changes in between coalesce into the next pass
+    def _pass(self) -> None:
+        if self.leadership.is_leader():
+            try:
+                self.write_once()
+            except base.StoreError as err:
+                log.info("condition times not written (%s); retrying on the next change", err)
 
     def write_once(self) -> int:
         """Write the changed condition records; returns how many operations were committed."""
@@ -113,7 +101,7 @@ class ConditionWriter:
             try:
                 self.store.commit(batch)
             except (base.Conflict, base.AlreadyExists, base.NotFound):
-                self._wake.set()  # raced with a write (a former leader's, or an object just deleted): next pass
+                self._loop.trigger()  # raced with a write (a former leader's, or an object just deleted): next pass
                 return 0
         self.writes += len(ops)
         return len(ops)

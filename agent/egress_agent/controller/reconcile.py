@@ -23,14 +23,14 @@ gateways/policies are removed with them.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable, Optional, Sequence
 
 from egress_agent.controller import events as ev
 from egress_agent.controller.assignment import Assignment, Placement, assign
-from egress_agent.node_info import NodeInfo
 from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
+from egress_agent.loop import Loop
+from egress_agent.node_info import NodeInfo
 from egress_agent.store import base, typed
 from egress_agent.store.assignment import AssignmentRecord, holders
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, RETAINED, Delete, Put, Snapshot
@@ -72,9 +72,7 @@ class Controller:
         self.guard = guard
         self.clock = clock
         self.resync = resync
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._loop = Loop("controller", self._pass, resync=resync)
         self._cancel_watch: Optional[Callable[[], None]] = None
         self._active: set[tuple] = set()  # conditions whose event was already recorded
         self.passes = 0  # completed reconcile passes (for tests and Health)
@@ -83,37 +81,26 @@ class Controller:
 
     def start(self) -> None:
         self._cancel_watch = self.store.watch([GATEWAY, POLICY, NODE, RETAINED], lambda rev, changes: self.trigger())
-        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
-        self._thread.start()
-        self.trigger()
+        self._loop.start()
 
     def trigger(self) -> None:
         """Ask for a reconcile soon (e.g. the cluster layer saw a node's lease expire)."""
-        self._wake.set()
+        self._loop.trigger()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
         if self._cancel_watch:
             self._cancel_watch()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.resync)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.reconcile_once()
-            except (base.Conflict, base.NotFound, base.AlreadyExists) as err:
-                log.info("reconcile raced with another writer (%s); retrying", err)
-                self._wake.set()
-            except base.Unavailable as err:
-                log.warning("reconcile skipped: %s", err)
-            except Exception:
-                log.exception("reconcile failed")
+    def _pass(self) -> Optional[float]:
+        try:
+            self.reconcile_once()
+        except (base.Conflict, base.NotFound, base.AlreadyExists) as err:
+            log.info("reconcile raced with another writer (%s); retrying", err)
+            return 0.0
+        except base.Unavailable as err:
+            log.warning("reconcile skipped: %s", err)
+        return None
 
     # --- one pass ----------------------------------------------------------------------
 

@@ -41,11 +41,13 @@ from egress_agent.datapath.kernel import Datapath
 from egress_agent.datapath.netlink import iproute
 from egress_agent.datapath.steering import filter_attached
 from egress_agent.datapath.state import NodeDatapathState
+from egress_agent.loop import Loop
 from egress_agent.node import status
 from egress_agent.node.record import DatapathRecord
 from egress_agent.node.desired import KINDS, DesiredMemo, desired_state, local_pod_keys
 from egress_agent.store import base
-from egress_agent.store.base import GATEWAY, Snapshot
+from egress_agent.store.assignment import AssignmentRecord
+from egress_agent.store.base import ASSIGNMENT, GATEWAY, Snapshot
 from egress_agent.store.mirror import Mirror
 from egress_api import models
 
@@ -58,6 +60,8 @@ class HeldSource(Protocol):
     """What fencing offers (cluster.fencing.Fencing): events 'I hold / no longer hold IP X'."""
 
     def subscribe(self, callback: Callable[[str, bool, str], None]) -> None: ...
+
+    def observe(self, revision: int, changes: list) -> None: ...
 
 
 class NodeReconciler:
@@ -87,15 +91,17 @@ class NodeReconciler:
         self._apply_lock = threading.Lock()  # the loop and fencing events both apply
         self._memo = DesiredMemo()  # used under _apply_lock only
         self._held: Optional[set[str]] = None  # None: no fencing source, assignments decide
+        self._held_source: Optional[HeldSource] = None
         self._snapshot: Optional[Snapshot] = None
         self._last_state: Optional[NodeDatapathState] = None
         self._ifindex: dict[str, int] = {}
         self._seen_revision = 0  # newest revision a watch delivered
         self._published: Optional[DatapathRecord] = None
         self._published_at = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        # Passes on every watched change and every `resync`; between passes, counters every `counters_interval`.
+        self._loop = Loop("datapath", self._pass, resync=resync, tick=self._publish_counters,
+                          tick_interval=counters_interval)
+        self._stop = threading.Event()  # the classifier checker's
         self._checker: Optional[threading.Thread] = None
         # What the passes read: every watched record, kept by one watch (no store read per pass).
         self._mirror = Mirror(store, WATCHED, on_change=self._on_watch)
@@ -109,6 +115,7 @@ class NodeReconciler:
         follow the store."""
         if held is not None:
             self._held = set()
+            self._held_source = held
             held.subscribe(self._on_held)
             gone = FloatingIPs(self._ipr, self.netns).release_all_but(self.uplink, self.node.node_ip, self._held)
             if gone:
@@ -119,22 +126,20 @@ class NodeReconciler:
                 log.warning("datapath not programmed yet (%s); continuing in the background", self.last_error)
                 break
             time.sleep(0.2)
-        self._thread = threading.Thread(target=self._run, name="datapath", daemon=True)
-        self._thread.start()
+        self._loop.start(now=False)
         self._checker = threading.Thread(target=self._check_classifiers, name="classifier-check", daemon=True)
         self._checker.start()
 
     def trigger(self) -> None:
-        self._wake.set()
+        self._loop.trigger()
 
     def stop(self, release: bool = True) -> None:
         """Stop following the store. `release`: give up floating IPs (and their SNAT); steering stays (fail static)."""
         self._stop.set()
-        self._wake.set()
         self._mirror.stop()
-        for thread in (self._thread, self._checker):
-            if thread:
-                thread.join(timeout=10)
+        self._loop.stop(timeout=10)
+        if self._checker:
+            self._checker.join(timeout=10)
         with self._apply_lock:
             if release and self._last_state is not None:
                 try:
@@ -148,7 +153,13 @@ class NodeReconciler:
 
     def _on_watch(self, revision: int, changes) -> None:
         self._seen_revision = max(self._seen_revision, revision)
-        self._wake.set()
+        assignments = [c for c in changes if c.record.kind == ASSIGNMENT]
+        if assignments and self._held_source is not None:
+            # Fencing decides on a new assignment before the pass below reads it, so a takeover is one pass
+            # with the IP. Otherwise fencing's own watch, a few ms later, granted it after a first pass had
+            # made this node the policy's gateway without the IP (50-85 ms, bench/results/failover-timeline-*).
+            self._held_source.observe(revision, assignments)
+        self._loop.trigger()
 
     def _on_held(self, ip: str, held: bool, reason: str) -> None:
         assert self._held is not None
@@ -156,29 +167,30 @@ class NodeReconciler:
             self._held.add(ip)
         else:
             self._held.discard(ip)
+        if held and not self._assigned_here(ip):
+            # An IP newly assigned to us: the pass triggered below reads its assignment with it.
+            self._loop.trigger()
+            return
         # Apply from the last snapshot now: no store round trip (the store may be what failed).
         self._apply_from(self._snapshot, why=f"{'holds' if held else 'released'} {ip} ({reason})")
-        self._wake.set()
+        self._loop.trigger()
+
+    def _assigned_here(self, ip: str) -> bool:
+        """The last applied snapshot already assigns `ip` to this node (e.g. fencing lifted after an outage)."""
+        if self._snapshot is None:
+            return False
+        return AssignmentRecord.of(self._snapshot.of(ASSIGNMENT).get(ip)).node == self.node.name
 
     # --- passes ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        last_pass = time.monotonic()
-        while not self._stop.is_set():
-            woke = self._wake.wait(min(self.resync, self.counters_interval))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            if not woke and time.monotonic() - last_pass < self.resync:
-                # Between resyncs only the counters move: publish them from the last applied state.
-                if self._published is not None and not self.last_error:
-                    self._publish(self._published_applied(), dict(self._published.pending), force=False)
-                continue
-            last_pass = time.monotonic()
-            self.reconcile_once()
-            if self.last_error:
-                time.sleep(0.2)  # back off a failing apply a little, then retry
-                self._wake.set()
+    def _pass(self) -> Optional[float]:
+        self.reconcile_once()
+        return 0.2 if self.last_error else None  # back off a failing apply a little, then retry
+
+    def _publish_counters(self) -> None:
+        """Between resyncs only the counters move: publish them from the last applied state."""
+        if self._published is not None and not self.last_error:
+            self._publish(self._published_applied(), dict(self._published.pending), force=False)
 
     def reconcile_once(self) -> bool:
         """Read the store, apply, publish. True when the kernel now reflects the snapshot."""
