@@ -22,7 +22,7 @@ tests/helpers/agent_group.py): the kill models a dead node.
 from __future__ import annotations
 
 import argparse
-import subprocess
+import contextlib
 import sys
 import tempfile
 import time
@@ -33,10 +33,9 @@ from faults import Run, until_moved  # noqa: E402
 from machine import describe_machine, write_results  # noqa: E402
 
 from helpers.agent import wait_for  # noqa: E402  (faults put tests/ on the path)
-from helpers.agent_group import leader_of  # noqa: E402
+from helpers.agent_group import down_verdicts, leader_of  # noqa: E402
 from helpers.etcd import EtcdStalls  # noqa: E402
-
-BUSY = "while True: pass"
+from helpers.load import busy_processes  # noqa: E402
 
 
 def parse_settings(text: str) -> list[tuple[float, int]]:
@@ -47,37 +46,26 @@ def parse_settings(text: str) -> list[tuple[float, int]]:
     return out
 
 
-def downs(run: Run) -> int:
-    return sum(a.log().count(" is Down (no valid answer") for a in run.group.agents.values())
-
-
 def one(base: Path, interval: float, misses: int, seconds: float, n_busy: int,
         etcd_stall: tuple[float, float] | None) -> dict:
     run = Run(base, agent_flags=("--probe-interval", str(interval), "--probe-misses", str(misses)))
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(n_busy)]
+    agents = list(run.group.agents.values())
+    stalls = EtcdStalls(run.etcd, *etcd_stall) if etcd_stall else None
     try:
-        downs0 = downs(run)
-        stalls = 0
-        if etcd_stall:
-            with EtcdStalls(run.etcd, *etcd_stall) as s:
+        with busy_processes(n_busy):
+            downs0 = down_verdicts(agents)
+            with stalls or contextlib.nullcontext():
                 time.sleep(seconds)
-            stalls = s.stalls
-        else:
-            time.sleep(seconds)
-        survivors = list(run.agents)
-        outcome = run.outcome(survivors, expected_moves=0)
-        quiet = {"down_verdicts": downs(run) - downs0, "etcd_stalls": stalls, **outcome}
-        # Failover under the same load: kill -9 a holder that does not lead.
-        run.leader = wait_for(lambda: leader_of(run.agents), timeout=10, what="a leader")
-        run.before = run.status(run.agents, lambda h: all(h.get(ip) for ip in run.ips))  # after any false move
-        victim = run.holder_not_leader()
-        run.group[victim].kill()
-        survivors = [a for a in run.agents if a.node != victim]
-        took = until_moved(run, victim, survivors)
+            outcome = run.outcome(list(run.agents), expected_moves=0)
+            quiet = {"down_verdicts": down_verdicts(agents) - downs0, "etcd_stalls": stalls.stalls if stalls else 0,
+                     **outcome}
+            # Failover under the same load: kill -9 a holder that does not lead.
+            run.leader = wait_for(lambda: leader_of(run.agents), timeout=10, what="a leader")
+            run.before = run.status(run.agents, lambda h: all(h.get(ip) for ip in run.ips))  # after any false move
+            victim = run.holder_not_leader()
+            run.group[victim].kill()
+            took = until_moved(run, victim, [a for a in run.agents if a.node != victim])
     finally:
-        for p in busy:
-            p.kill()
-            p.wait()
         run.close()
     return {"interval_s": interval, "misses": misses, "window_ms": round(interval * misses * 1000),
             "seconds": seconds, **quiet, "failover_s": round(took, 3)}

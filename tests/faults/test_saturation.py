@@ -12,16 +12,15 @@ Bounded for the suite; bench/false_alarms.py runs the same for ten minutes and p
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
 from egress_api import models
 from helpers.agent import wait_for
-from helpers.agent_group import agreed_status, leader_of, leader_terms, moves
+from helpers.agent_group import agreed_status, down_verdicts, leader_of, leader_terms, moves
 from helpers.etcd import EtcdStalls
+from helpers.load import busy_processes
 
 pytestmark = pytest.mark.etcd
 
@@ -29,11 +28,6 @@ IPS = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103"]
 SATURATED_S = 75.0
 STALLED_S = 30.0
 STALL_S, STALL_PERIOD_S = 0.5, 2.0
-BUSY = "while True: pass"
-
-
-def down_verdicts(agents) -> int:
-    return sum(a.log().count(" is Down (no valid answer") for a in agents)
 
 
 @pytest.mark.timeout(240)
@@ -45,8 +39,7 @@ def test_minutes_of_saturation_and_etcd_stalls_move_nothing_and_a_death_still_mo
     leader = wait_for(lambda: leader_of(agents), what="one leader")
     moves0, terms0, downs0 = moves(group[leader]), leader_terms(agents), down_verdicts(agents)
 
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(2)]
-    try:
+    with busy_processes(2):
         time.sleep(SATURATED_S - STALLED_S)
         with EtcdStalls(etcd3, STALL_S, STALL_PERIOD_S) as stalls:
             time.sleep(STALLED_S)
@@ -64,9 +57,5 @@ def test_minutes_of_saturation_and_etcd_stalls_move_nothing_and_a_death_still_mo
         after = agreed_status(rest, lambda s: victim not in s.floating_ips.values()
                               and all(s.floating_ips.get(ip) for ip in IPS), "the dead holder's IPs moved",
                               timeout=15).floating_ips
-    finally:
-        for p in busy:
-            p.kill()
-            p.wait()
     assert {ip for ip in IPS if after[ip] != before[ip]} == its_ips
     assert moves(group[leader]) - moves0 == len(its_ips)

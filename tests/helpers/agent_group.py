@@ -71,6 +71,11 @@ def leader_terms(agents) -> int:
     return sum(a.log().count("is now the controller leader") for a in agents)
 
 
+def down_verdicts(agents) -> int:
+    """How many times any of `agents` judged a peer Down (from their logs)."""
+    return sum(a.log().count(" is Down (no valid answer") for a in agents)
+
+
 def moves(agent, gateway="default") -> int:
     """FloatingIPMoved events recorded on `gateway` (folded repeats counted), read through `agent`."""
     return sum(e.count for e in agent.client.list_events("gateway", gateway) if e.reason == "FloatingIPMoved")

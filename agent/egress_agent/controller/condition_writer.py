@@ -38,7 +38,6 @@ class ConditionWriter:
         self.leadership = leadership
         self.guard = guard
         self.clock = clock
-        self.interval = interval
         self._mirror = Mirror(store, KINDS, on_change=self._on_change)
         self._progress: dict[str, tuple[int, str]] = {}  # node -> (applied revision, error) last seen
         # Also every 5 s without a change: leadership may have come to us without one.

@@ -71,7 +71,6 @@ class Controller:
         self.leadership = leadership or Standalone()
         self.guard = guard
         self.clock = clock
-        self.resync = resync
         self._loop = Loop("controller", self._pass, resync=resync)
         self._cancel_watch: Optional[Callable[[], None]] = None
         self._active: set[tuple] = set()  # conditions whose event was already recorded
