@@ -233,6 +233,18 @@ class Detector:
                     "probe: this agent did not run for %.0f ms (paused or starved): re-observing every peer "
                     "for %.0f ms before judging any", gap * 1000, self.window * 1000)
 
+    def hears_others_than(self, name: str) -> bool:
+        """Whether a peer other than `name` answered within the last `pause_threshold`, or there is none.
+
+        Corroboration before acting on `name`'s silence: a node cut off from the network sees every peer
+        fall silent at the same moment, so "`name` is Down" from it says nothing about `name`. With a
+        third node still answering, the silence is `name`'s own. (Two-node clusters cannot tell.)
+        """
+        now = time.monotonic()
+        with self._lock:
+            others = [st for n, st in self._peers.items() if n != name and st.member]
+            return not others or any(st.last_reply and now - st.last_reply <= self.pause_threshold for st in others)
+
     def held_states(self) -> dict[str, bool]:
         """name -> held (see held()), for every peer probed."""
         now = time.monotonic()

@@ -72,8 +72,12 @@ class Cluster:
         self.fencing = Fencing(store, self.membership, self.detector)
 
     def _probe_verdict(self, name: str, up: bool) -> None:
-        if not up and self.options.depose_dead_leader:
-            self.election.depose_dead_leader(name)
+        if not up and self.options.depose_dead_leader and self.election.leader() == name:
+            if self.detector.hears_others_than(name):
+                self.election.depose_dead_leader(name)
+            else:
+                log.info("controller leader %s stopped answering probes, and so did every other peer: this node "
+                         "may be the one cut off, so it leaves the leader's lease alone (it expires on its own)", name)
         self.nodes.changed()
 
     def start(self) -> None:

@@ -19,6 +19,12 @@ each endpoint; this module adds what a cluster member needs on top:
   one request deadline instead of blocking watches and requests on it. (The
   checks are kept sparse on purpose: five a second per member cost
   measurable latency on a busy 2-core machine.);
+- requests abandoned at their deadline are gone for good: every connection
+  closes with a reset (SO_LINGER 0), which makes the kernel discard what it
+  has not delivered yet. A normal close would keep retransmitting it, so a
+  request sent into a partition (say, a cut-off agent revoking the leader's
+  lease it wrongly judged dead) would land when the cable returns, seconds
+  after its sender gave up and decided otherwise;
 - int64 fields as Python ints and keys/values as str (the gateway sends
   int64 as JSON strings and bytes as base64).
 
@@ -33,12 +39,15 @@ import base64
 import logging
 import re
 import socket
+import struct
 import threading
 from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit
 
 import requests
 from etcd3gw.client import Etcd3Client
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
 from egress_agent.store.base import StoreError, Unavailable
 
@@ -98,6 +107,31 @@ def parse_endpoints(text: str) -> list[str]:
     return out
 
 
+# l_onoff=1, l_linger=0: close() resets the connection and drops its unsent data (see the module docstring).
+_RESET_ON_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class _ResetOnClose(HTTPAdapter):
+    """Connections whose undelivered bytes die with them, instead of reaching etcd after the caller gave up."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["socket_options"] = [*HTTPConnection.default_socket_options, _RESET_ON_CLOSE]
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _session(ca_cert: Optional[str] = None, cert_file: Optional[str] = None,
+             key_file: Optional[str] = None) -> requests.Session:
+    """A session whose connections reset on close, with the TLS settings etcd3gw would have given it."""
+    session = requests.Session()
+    if ca_cert is not None:
+        session.verify = ca_cert
+    if cert_file is not None and key_file is not None:
+        session.cert = (cert_file, key_file)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _ResetOnClose())
+    return session
+
+
 class EtcdClient:
     """Thread-safe; requests go to the current endpoint and fail over in order."""
 
@@ -123,11 +157,9 @@ class EtcdClient:
                     host=host,
                     port=port,
                     protocol=scheme,
-                    ca_cert=ca_cert,
-                    cert_cert=cert_file,
-                    cert_key=key_file,
                     timeout=timeout,
                     api_path="/v3/",
+                    session=_session(ca_cert, cert_file, key_file),
                 )
             )
         self._current = 0
@@ -156,7 +188,7 @@ class EtcdClient:
 
     def _health_loop(self, idx: int, interval: float, timeout: float) -> None:
         client = self._clients[idx]
-        session = requests.Session()  # its own connection: never queued behind requests or streams
+        session = _session()  # its own connection: never queued behind requests or streams
         try:
             while not self._health_stop.is_set():
                 ok, why = self._probe(session, client, timeout)
@@ -298,7 +330,7 @@ class EtcdClient:
         errors = []
         for idx in self._order(prefer % len(self._clients)):
             client = self._clients[idx]
-            session = requests.Session()  # a stream holds its connection: never share it
+            session = _session()  # a stream holds its connection: never share it
             try:
                 resp = session.post(
                     client.get_url(path), json=body, stream=True, timeout=(self.timeout, None), **self._tls_kwargs(client)
