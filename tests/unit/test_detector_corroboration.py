@@ -29,11 +29,13 @@ def test_one_silent_peer_is_corroborated_by_the_others_and_everyone_silent_is_no
         dets["c"].stop()  # c falls silent; b still answers: c's silence is c's own
         wait_for(lambda: not dets["a"].is_up("c"), timeout=3, what="c Down for a")
         assert dets["a"].hears_others_than("c")
+        assert dets["a"].answering({"b", "c"}) == {"b"}
 
         dets["b"].stop()  # now nobody answers a: as seen from a cut-off node, nothing says c is the one gone
         wait_for(lambda: not dets["a"].is_up("b"), timeout=3, what="b Down for a")
         assert not dets["a"].hears_others_than("c")
         assert not dets["a"].hears_others_than("b")
+        assert dets["a"].answering({"b", "c"}) == set()
     finally:
         for d in dets.values():
             d.stop()  # again for b and c: stopping twice is harmless

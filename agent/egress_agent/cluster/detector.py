@@ -240,10 +240,16 @@ class Detector:
         fall silent at the same moment, so "`name` is Down" from it says nothing about `name`. With a
         third node still answering, the silence is `name`'s own. (Two-node clusters cannot tell.)
         """
+        with self._lock:
+            others = [n for n, st in self._peers.items() if n != name and st.member]
+        return not others or bool(self.answering(others))
+
+    def answering(self, names) -> set[str]:
+        """Those of `names` that answered within the last `pause_threshold`."""
         now = time.monotonic()
         with self._lock:
-            others = [st for n, st in self._peers.items() if n != name and st.member]
-            return not others or any(st.last_reply and now - st.last_reply <= self.pause_threshold for st in others)
+            return {n for n in names
+                    if (st := self._peers.get(n)) and st.last_reply and now - st.last_reply <= self.pause_threshold}
 
     def held_states(self) -> dict[str, bool]:
         """name -> held (see held()), for every peer probed."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -73,12 +74,45 @@ class Cluster:
 
     def _probe_verdict(self, name: str, up: bool) -> None:
         if not up and self.options.depose_dead_leader and self.election.leader() == name:
-            if self.detector.hears_others_than(name):
-                self.election.depose_dead_leader(name)
-            else:
-                log.info("controller leader %s stopped answering probes, and so did every other peer: this node "
-                         "may be the one cut off, so it leaves the leader's lease alone (it expires on its own)", name)
+            self._depose_when_corroborated(name)
         self.nodes.changed()
+
+    def _depose_when_corroborated(self, leader: str) -> None:
+        """Depose the silent `leader` once another peer shows the silence is the leader's and not ours.
+
+        A node cut off from the network sees every peer fall silent together; deposing from there once
+        revoked a healthy leader's lease (and so moved its IPs) when the cable came back. A peer that
+        answers right now settles it. One that was Up at the verdict but whose last answer is a little old
+        (a busy machine) gets up to one detection window to answer again; if it is judged Down instead,
+        this node is the one cut off (or several died at once) and the leader's lease expires on its own.
+        """
+        if self.detector.hears_others_than(leader):
+            self.election.depose_dead_leader(leader)
+            return
+        witnesses = {n for n, up in self.detector.states().items() if up and n != leader}
+        if witnesses:
+            threading.Thread(target=self._await_witness, args=(leader, witnesses), name="depose-witness",
+                             daemon=True).start()
+        else:
+            self._leave_lease(leader)
+
+    def _await_witness(self, leader: str, witnesses: set[str]) -> None:
+        deadline = time.monotonic() + self.detector.window
+        while not self._stop.wait(self.detector.interval):
+            if self.election.leader() != leader or self.detector.is_up(leader):
+                return  # another node deposed it, or it answers again
+            states = self.detector.states()
+            if not all(states.get(n, False) for n in witnesses) or time.monotonic() > deadline:
+                break
+            if self.detector.answering(witnesses):
+                self.election.depose_dead_leader(leader)
+                return
+        self._leave_lease(leader)
+
+    @staticmethod
+    def _leave_lease(leader: str) -> None:
+        log.info("controller leader %s stopped answering probes, and so did every other peer: this node may be "
+                 "the one cut off, so it leaves the leader's lease alone (it expires on its own)", leader)
 
     def start(self) -> None:
         self.store.client.start_health_checks()  # before anything talks to etcd: a hung member is avoided
@@ -124,6 +158,7 @@ class Cluster:
         return restart.announce(self.store, self.membership.name, window, version)
 
     def stop(self) -> None:
+        self._stop.set()  # ends a wait for a witness (_await_witness)
         for step in (self.fencing.stop, self.election.stop, self.nodes.stop, self.membership.stop, self.detector.stop):
             try:
                 step()
