@@ -1,7 +1,7 @@
 """Allocated source IPs: which floating IP a policy that names only its `gateway` leaves with.
 
 Pure rules over the stored objects, used by the agent's write path
-(`egress_agent.server.writes`), where the commit is a compare-and-swap on the
+(`egress_agent.server.write_plan`), where the commit is a compare-and-swap on the
 desired-state guard: two agents allocating at once cannot both commit the same
 IP, the loser re-reads and picks again. The pick is deterministic (the lowest
 free address), so a retry of the same write against the same store picks the

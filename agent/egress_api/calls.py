@@ -14,7 +14,7 @@ endpoint is tried:
   request id* (on the next endpoint, or the same one once it answers) until
   it is answered or the caller's deadline passes; the agent answers a replay
   of a request it already applied with that request's result (see
-  egress_agent.server.writes), so the retry resolves the unknown outcome and
+  egress_agent.server.write_plan), so the retry resolves the unknown outcome and
   never applies a write twice. A delete retried after an unknown outcome that
   finds nothing to delete was done by the earlier attempt.
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from egress_agent.server.writes import Writes, read_desired
+from egress_agent.server.write_plan import read_desired
+from egress_agent.server.writes import Writes
 from egress_agent.store import base
 from egress_agent.store.base import GATEWAY, POLICY
 from egress_agent.store.sqlite import SqliteStore

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from egress_agent.server.writes import Request, Writes, _Waiting
+from egress_agent.server.write_plan import Request
+from egress_agent.server.writes import Writes, _Waiting
 from egress_agent.store.base import GATEWAY, POLICY
 from egress_agent.store.sqlite import SqliteStore
 from egress_api import models

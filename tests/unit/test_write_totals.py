@@ -1,10 +1,11 @@
-"""server.writes.check_totals: the cluster totals of egress_api.limits, on a real sqlite store."""
+"""server.write_plan.check_totals: the cluster totals of egress_api.limits, on a real sqlite store."""
 
 from __future__ import annotations
 
 import pytest
 
-from egress_agent.server.writes import Writes, check_totals, read_desired
+from egress_agent.server.write_plan import check_totals, read_desired
+from egress_agent.server.writes import Writes
 from egress_agent.store.base import GATEWAY, Put
 from egress_agent.store.sqlite import SqliteStore
 from egress_api import limits, models

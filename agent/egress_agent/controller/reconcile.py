@@ -12,7 +12,7 @@ node source that changes without a store write is noticed) the leader:
    (Warning) for an IP two gateways list, `FloatingIPRetained` (Warning) for
    a policy whose source IP is kept although its gateway let it go.
 
-Retained IPs (`server.writes.retention_ops`) are assigned like any gateway's,
+Retained IPs (`server.write_plan.retention_ops`) are assigned like any gateway's,
 so a gateway deleted or replaced under a policy changes nothing in traffic.
 
 A condition that persists emits its event once, when it starts (or when the

@@ -1,7 +1,7 @@
 """The gRPC servicer: every RPC of egress.v1.Egress.
 
 Each write validates the request with `models.parse` (INVALID_ARGUMENT with
-attribute paths on failure) and hands the model to `writes.Writes`, which
+attribute paths on failure) and hands the model to `writes.Writes` (planned by `write_plan`), which
 checks it against the other objects and commits atomically. Errors are mapped
 to status codes in one place (`_rpc`), so no handler decides codes itself.
 """
@@ -19,7 +19,9 @@ from egress_agent.controller.nodes import Leadership, NodeSource, Standalone
 from egress_agent.node.status import PodNotProgrammed
 from egress_agent.server import reads
 from egress_agent.server.pods import DirectPods, LabelsUnknown, PodWriter
-from egress_agent.server.writes import Expired, StaleVersion, Writes
+from egress_agent.server import write_plan
+from egress_agent.server.write_plan import StaleVersion
+from egress_agent.server.writes import Expired, Writes
 from egress_agent.store import base, typed
 from egress_agent.store.base import GATEWAY, NAMESPACE, POD, POLICY, Delete, Put
 from egress_api import allocation, convert, limits, models
@@ -254,7 +256,7 @@ class EgressServicer(pb_grpc.EgressServicer):
 
     @_rpc
     def GetPolicyImpact(self, request, context):
-        return reads.policy_impact(self.store, self.writes.preview(convert.policy_from_proto(request)))
+        return reads.policy_impact(self.store, write_plan.preview(self.store, convert.policy_from_proto(request)))
 
     @_rpc
     def GetGatewayImpact(self, request, context):
@@ -374,7 +376,7 @@ class EgressServicer(pb_grpc.EgressServicer):
             obj = parse()
         except models.InvalidObject as err:
             return pb.ValidateResult(errors=[convert.violation_to_proto(v) for v in err.violations])
-        errors, warnings = self.writes.validate(obj, self.nodes)
+        errors, warnings = write_plan.validate(self.store, obj, self.nodes)
         return pb.ValidateResult(
             errors=[convert.violation_to_proto(v) for v in errors],
             warnings=[convert.violation_to_proto(v) for v in warnings],

@@ -13,7 +13,7 @@ commit increases, as etcd does.
 `commit` applies a list of operations atomically. `Check` operations write
 nothing but make the whole commit fail with `Conflict` when a record's version
 differs; the API server uses them to make "validate against the other objects,
-then write" serialisable across agents (see `server.writes`).
+then write" serialisable across agents (see `server.write_plan`).
 """
 
 from __future__ import annotations
