@@ -30,7 +30,10 @@ A verdict needs a fresh view: when this agent itself was paused or starved
 silence it sees is its own, not its peers'. It then re-observes: every peer
 gets a full window, counted from the moment the loop runs again, before it
 can be judged Down. So a node that resumes never declares healthy peers Down
-(nor deposes a healthy leader) from its stale view.
+(nor deposes a healthy leader) from its stale view. A peer already Down stays
+Down through our pause: that we did not run says nothing about it coming back
+(counting it Up for the re-observation let a starved leader publish a dead
+node Up and Down again with every pause).
 
 The clock window (30 s) only has to tolerate skew between nodes' clocks:
 freshness of answers does not depend on clocks (an answer counts only if it
@@ -274,7 +277,10 @@ class Detector:
     def _silence(self, st: PeerState, now: float) -> float:
         """How long the peer has not answered, as far as this agent could observe."""
         self._notice_pause(now)
-        return now - max(st.last_reply or st.first_probe, self._fresh_from)
+        since = st.last_reply or st.first_probe
+        if st.up is False:  # already judged Down: our pause is no sign that it came back
+            return now - since
+        return now - max(since, self._fresh_from)
 
     def states(self) -> dict[str, bool]:
         """name -> Up, for every peer probed (what `on_change` last reported, or Up while undecided)."""

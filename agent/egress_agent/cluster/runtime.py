@@ -107,7 +107,8 @@ class Cluster:
             if self.detector.answering(witnesses):
                 self.election.depose_dead_leader(leader)
                 return
-        self._leave_lease(leader)
+        if not self._stop.is_set():  # stopping: nothing was decided
+            self._leave_lease(leader)
 
     @staticmethod
     def _leave_lease(leader: str) -> None:
