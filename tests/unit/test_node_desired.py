@@ -95,6 +95,16 @@ def test_holder_state_holds_the_ip_from_assignments_or_fencing():
     assert fenced.policies[0].gateway_node_ip is None
 
 
+def test_an_ip_fencing_granted_ahead_of_the_snapshot_makes_this_node_the_gateway():
+    # Fencing's watch saw the takeover commit before the reconciler's mirror did: the snapshot still names
+    # the dead holder. Steering this node's pods there while it holds the IP would lose them for a pass.
+    snap = snapshot(SEED_PODS, SEED_NS, [SEED_POLICY], {"192.0.2.100": "worker2"})
+    st = desired_state(snap, W1, "eth0", held={"192.0.2.100"})
+    assert st.held_floating_ips == {"192.0.2.100"}
+    assert st.policies[0].gateway_node_ip == "192.0.2.11"
+    assert [p.name for p in st.held_policies()] == ["egress"]
+
+
 @pytest.mark.parametrize("assignments", [{}, {"192.0.2.100": ""}, {"192.0.2.100": "gone-node"}])
 def test_no_holder_fails_closed(assignments):
     st = desired_state(snapshot(SEED_PODS, SEED_NS, [SEED_POLICY], assignments), W1, "eth0")

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -86,7 +84,7 @@ class Announcer:
                 try:
                     self._send(uplink, ip)
                     self.sent += 1
-                except (OSError, subprocess.SubprocessError) as err:
+                except OSError as err:
                     log.warning("repeating the gratuitous ARP for %s on %s failed: %s", ip, uplink, err)
             if wait > 0:
                 self._wake.wait(wait)
@@ -96,7 +94,7 @@ class Announcer:
 class FloatingIPs:
     def __init__(self, ipr, netns: str | None, announcements: Announcements = Announcements()) -> None:
         self._ipr = ipr
-        self._netns = netns
+        self._garp = garp.Sender(netns)
         self.announcer = Announcer(lambda uplink, ip: self.announce(uplink, ip, count=1), announcements)
 
     def _index(self, uplink: str) -> int:
@@ -133,13 +131,10 @@ class FloatingIPs:
         return desired - have, have - desired
 
     def announce(self, uplink: str, ip: str, count: int = 2) -> None:
-        if self._netns is None:
-            garp.send(uplink, ip, count)
-            return
-        subprocess.run(
-            ["ip", "netns", "exec", self._netns, sys.executable, "-m", "egress_agent.datapath.garp", uplink, ip, str(count)],
-            check=True, capture_output=True, timeout=10,
-        )
+        self._garp.send(uplink, ip, count)
+
+    def close(self) -> None:
+        self._garp.close()
 
     def release_all_but(self, uplink: str, node_ip: str, keep: set[str]) -> set[str]:
         """Remove every floating IP on the uplink but `keep` (adding none); returns those removed."""

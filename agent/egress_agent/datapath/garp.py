@@ -4,18 +4,29 @@ Sent as a raw frame (an ARP request and an ARP reply, both broadcast, with
 sender = target = IP), because neighbours differ in which one they accept and
 the two `arping` implementations take different flags. Linux neighbours update
 an existing entry on either; that is what moves traffic at once.
-Run as `python -m egress_agent.datapath.garp IFACE IP [COUNT]` inside a namespace.
+
+One packet socket per datapath, opened once and kept: closing a packet socket
+waits for an RCU grace period (synchronize_net), 8-30 ms measured here, and a
+takeover's first announcement is on the failover's critical path. The socket
+is opened with protocol 0, so it is hooked to no traffic and never receives;
+each frame names its interface and EtherType in `sendto`. A socket belongs to
+the network namespace it was opened in, so `Sender(netns=...)` announces there.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import socket
 import struct
-import sys
+import threading
+from typing import Optional
+
+from .netlink import open_in
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
+SIOCGIFHWADDR = 0x8927
 
 
 def frames(mac: bytes, ip: str) -> list[bytes]:
@@ -28,14 +39,34 @@ def frames(mac: bytes, ip: str) -> list[bytes]:
     return out
 
 
-def send(iface: str, ip: str, count: int = 1) -> None:
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as s:
-        s.bind((iface, ETH_P_ARP))
-        mac = s.getsockname()[4]
+class Sender:
+    """Sends gratuitous ARP on any interface of one namespace (thread-safe: the pass and the repeat thread share it)."""
+
+    def __init__(self, netns: Optional[str] = None) -> None:
+        self._netns = netns
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+
+    def _socket(self) -> socket.socket:
+        with self._lock:
+            if self._sock is None:
+                self._sock = open_in(self._netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+            return self._sock
+
+    def mac(self, iface: str) -> bytes:
+        """The interface's hardware address, asked of the socket's own namespace."""
+        req = struct.pack("256s", iface.encode()[:15])
+        return fcntl.ioctl(self._socket().fileno(), SIOCGIFHWADDR, req)[18:24]
+
+    def send(self, iface: str, ip: str, count: int = 1) -> None:
+        sock = self._socket()
+        out = frames(self.mac(iface), ip)
         for _ in range(count):
-            for frame in frames(mac, ip):
-                s.send(frame)
+            for frame in out:
+                sock.sendto(frame, (iface, ETH_P_ARP))
 
-
-if __name__ == "__main__":
-    send(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None

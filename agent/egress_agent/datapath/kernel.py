@@ -78,8 +78,10 @@ class Datapath:
         self._nat.apply(state)  # SNAT is ready before the floating IP is announced
         self._fips.apply(state.uplink, state.node_ip, set(state.held_floating_ips))
         self.steering.apply(state, marks)
-        self._routing.apply(state.uplink, gateways)
+        # A moved flow answers again only once its old conntrack binding is gone: forget before pruning
+        # the routes nothing is steered to any more (a failover's last step on the critical path).
         self._forget_moved_flows(self._last, state)
+        self._routing.apply(state.uplink, gateways)
         self._last = state
 
     def _forget_moved_flows(self, old: NodeDatapathState | None, new: NodeDatapathState) -> None:
@@ -127,4 +129,5 @@ class Datapath:
         if self._steering is not None:
             self._steering.close()
             self._steering = None
+        self._fips.close()
         self._ipr.close()

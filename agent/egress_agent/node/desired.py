@@ -200,7 +200,11 @@ def desired_state(
     for p in policies:
         holder = holder_of(p.egress_source_ip, assignments)
         gateway = node_address.get(holder) if holder else None
-        if gateway == me and p.egress_source_ip not in held_ips:
+        if held is not None and p.egress_source_ip in held_ips:
+            # Fencing granted it from an assignment newer than this snapshot (its watch saw the commit a few
+            # ms before the reconciler's mirror did): this node is the gateway now, not the old holder.
+            gateway = me
+        elif gateway == me and p.egress_source_ip not in held_ips:
             gateway = None  # assigned here but fenced (or not yet confirmed): drop rather than masquerade
         paths.append(
             PolicyPath(
