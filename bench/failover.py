@@ -7,7 +7,7 @@ down, and writes bench/results/failover-<date>.json and .md with the machine not
 Measured:
   * failover gap: a selected pod pings the external host every 10 ms
     (`ping -D -i 0.01`); the node holding the policy's floating IP is stopped
-    (`egress-lab node stop`: agent killed -9, uplink down); the gap is the time
+    (`egress-lab node stop`: uplink down, agent killed -9); the gap is the time
     between the last answered probe before the stop and the first one after.
     Median and max over --runs runs (the stopped node is started again between runs);
   * restart gap: the same ping while the holder's agent is restarted in place
@@ -301,7 +301,7 @@ def render_failover(r: dict) -> str:
     lines = [
         "Lab: 3 workers + 1 master in network namespaces, etcd 3.4 on the etcd host, one egress-agent per node "
         "(`--datapath kernel`, lease TTL 2 s, fast failure detector). The holder of 192.0.2.100 is stopped with "
-        "`egress-lab node stop` (agent killed -9, uplink down).",
+        "`egress-lab node stop` (uplink down, agent killed -9).",
         "",
         "| measure | value |",
         "|---|---|",

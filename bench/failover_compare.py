@@ -89,7 +89,7 @@ def render(out: dict) -> str:
     b, c = s["baseline"], s["candidate"]
     lines = [
         f"bench/failover.py's failover gap (a pod pings the external host every 10 ms; the floating IP's holder is "
-        f"stopped: agent killed -9, uplink down) for two revisions on the same machine, in alternating rounds. "
+        f"stopped: uplink down, agent killed -9) for two revisions on the same machine, in alternating rounds. "
         f"Baseline `{out['params']['baseline']}` ({rev.get('baseline', '?')}), candidate "
         f"`{out['params']['candidate']}` ({rev.get('candidate', '?')}).",
         "",
