@@ -65,6 +65,12 @@ class Announcer:
         with self._lock:
             self._due.pop(ip, None)
 
+    def cancel(self) -> None:
+        """Announce nothing more (the datapath is closing); the thread exits when it wakes."""
+        with self._lock:
+            self._due.clear()
+        self._wake.set()
+
     def _run(self) -> None:
         while True:
             with self._lock:
@@ -134,6 +140,7 @@ class FloatingIPs:
         self._garp.send(uplink, ip, count)
 
     def close(self) -> None:
+        self.announcer.cancel()
         self._garp.close()
 
     def release_all_but(self, uplink: str, node_ip: str, keep: set[str]) -> set[str]:

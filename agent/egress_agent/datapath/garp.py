@@ -45,10 +45,13 @@ class Sender:
     def __init__(self, netns: Optional[str] = None) -> None:
         self._netns = netns
         self._sock: Optional[socket.socket] = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def _socket(self) -> socket.socket:
         with self._lock:
+            if self._closed:
+                raise OSError("gratuitous ARP sender closed")
             if self._sock is None:
                 self._sock = open_in(self._netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
             return self._sock
@@ -67,6 +70,7 @@ class Sender:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None

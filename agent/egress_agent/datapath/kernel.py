@@ -130,4 +130,5 @@ class Datapath:
             self._steering.close()
             self._steering = None
         self._fips.close()
+        self._nat.close()
         self._ipr.close()

@@ -19,7 +19,8 @@ a pod, cluster-wide) in which a policy it holds wins some destination:
     just moved) is dropped, never masqueraded to the node IP;
   * a filter chain after NAT counts packets/bytes per egress IP (named
     counters `snat_<ip>`, found by one map lookup), shown by `nft list counters table inet egress`.
-Changes are applied as one nft transaction each (atomic).
+Changes are applied as one nft transaction each (atomic), in process through
+libnftables (`nft.py`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import subprocess
 from dataclasses import dataclass
 
 from egress_api.precedence import group_ranges
 
+from .nft import Nft
 from .routing import MARK_BASE
 from .state import NodeDatapathState
 
@@ -76,19 +77,15 @@ class EgressIPCounters:
 
 class Nat:
     def __init__(self, netns: str | None) -> None:
-        self._netns = netns
+        self._nft = Nft(netns)
         self._applied: dict[str, HeldGroup] | None = None  # None: table not built by us yet
         self._applied_rules: tuple | None = None
         self._applied_incluster: frozenset[str] = frozenset()
         self._applied_podcidrs: frozenset[str] = frozenset()
         self._applied_ips: set[str] = set()  # egress IPs with a counter
 
-    def nft(self, script: str, *args: str) -> str:
-        argv = (["ip", "netns", "exec", self._netns] if self._netns else []) + ["nft", *args]
-        res = subprocess.run(argv, input=script, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"nft {' '.join(args)} failed: {res.stderr.strip()}\n--- script ---\n{script}")
-        return res.stdout
+    def close(self) -> None:
+        self._nft.close()
 
     # --- desired state -------------------------------------------------------
 
@@ -195,7 +192,7 @@ class Nat:
             lines.append(f"delete element {t} snat_counters {{ {ip} }}")
             lines.append(f"delete counter {t} {counter_name(ip)}")
         if lines:
-            self.nft("\n".join(lines) + "\n", "-f", "-")
+            self._nft.run("\n".join(lines) + "\n")
         self._applied, self._applied_rules, self._applied_incluster = held, rules, incluster
         self._applied_podcidrs = podcidrs
         self._applied_ips = new_ips
@@ -207,14 +204,14 @@ class Nat:
                 "snat_range_elements": sum(len(h.snat) for h in held.values())}
 
     def cleanup(self) -> None:
-        self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n", "-f", "-")
+        self._nft.run(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         self._applied = None
         self._applied_rules = None
         self._applied_incluster = frozenset()
 
     def counters(self) -> dict[str, EgressIPCounters]:
         """Packets/bytes that left translated, per egress IP held here."""
-        out = self.nft("", "-j", "list", "counters", "table", FAMILY, TABLE)
+        out = self._nft.run(f"list counters table {FAMILY} {TABLE}", json_output=True)
         result = {}
         for obj in json.loads(out)["nftables"]:
             c = obj.get("counter")
