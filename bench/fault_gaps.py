@@ -172,9 +172,9 @@ def one_run(lab: AgentLab, names: list[str], fault: Fault) -> dict:
     pod = next(p for p, n in PROBE_PODS.items() if n != holder)
     pod_node = PROBE_PODS[pod]
     leader = leader_without_ip(lab, names, holder) if fault.inject is leader_killed else moves_and_leader(lab, pod_node)[1]
-    watcher = next(n for n in names if n not in (holder, leader, pod_node)) if fault.inject is leader_killed else pod_node
-    if fault.inject is pod_node_paused:
-        watcher = next(n for n in names if n not in (pod_node,))
+    # Whose API the outcome is read from: an agent the fault leaves alone.
+    touched = {leader_killed: {leader}, pod_node_paused: {pod_node}}.get(fault.inject, {holder})
+    watcher = next(n for n in [pod_node, *names] if n not in touched)
     moves_before, _ = moves_and_leader(lab, watcher)
     ping = subprocess.Popen(["ip", "netns", "exec", T.pod_ns(pod), "ping", "-D", "-n", "-i", "0.01", T.EXT_HOST_IP],
                             stdout=subprocess.PIPE, text=True)
