@@ -81,6 +81,11 @@ class Agent:
             return False
         return self._relabelled(self.labels.from_config(labels, source))
 
+    def relabel_refused(self, why: str, source: str = "SIGHUP") -> None:
+        """The re-read configuration was refused before any label could apply: audit it (labels unchanged)."""
+        if self.labels is not None:
+            self.labels.refused(source, why)
+
     def _kube_relabel(self, labels: dict[str, str]) -> None:
         """--node-labels-from-kubernetes: this node's Node object has these labels now."""
         self._relabelled(self.labels.from_kubernetes(labels))

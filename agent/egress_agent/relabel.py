@@ -87,13 +87,19 @@ class NodeLabels:
         self._record(source, "OK", new.labels)
         return True
 
-    def _record(self, source: str, outcome: str, labels: Mapping[str, str]) -> None:
+    def refused(self, source: str, why: str) -> None:
+        """The configuration itself was refused (e.g. a malformed label in the file): nothing changes, but
+        the attempt is audited like any other relabel."""
+        self._record(source, "INVALID_ARGUMENT", None, error=why)
+
+    def _record(self, source: str, outcome: str, labels: Mapping[str, str] | None, error: str = "") -> None:
         if self._audit is None:
             return
+        extra = {"error": error} if error else {}
         try:
             self._audit.record(identity=f"node/{self._node.name}", role=None, method="Relabel",
                                object=f"node/{self._node.name}", outcome=outcome, source=source,
-                               labels=dict(labels))
+                               labels=None if labels is None else dict(labels), **extra)
         except OSError as err:  # a full disk must not undo a relabel that is done
             log.error("audit log %s: %s", self._audit.target, err)
 

@@ -31,6 +31,16 @@ def test_sighup_relabels_a_standalone_node_and_its_gateway_follows(tmp_path):
         assert [(r["method"], r["object"], r["outcome"], r["source"], r["labels"]) for r in lines
                 if r["method"] == "Relabel"] == [("Relabel", "node/worker1", "OK", "SIGHUP", {"egress": "no", "zone": "z1"})]
 
+        # A malformed label: the file is refused as a whole, nothing changes, and the attempt is audited.
+        conf.write_text("node_labels: {\"bad label\": \"yes\"}\n")
+        a.reload()
+        wait_for(lambda: "SIGHUP: configuration not applied, nothing changed" in a.log(), what="the refusal")
+        refused = wait_for(lambda: [r for r in map(json.loads, audit.read_text().splitlines())
+                                    if r["method"] == "Relabel" and r["outcome"] == "INVALID_ARGUMENT"],
+                           what="the refusal audited")
+        assert refused[0]["source"] == "SIGHUP" and refused[0]["labels"] is None and "bad label" in refused[0]["error"]
+        assert c.get_node("worker1").labels == {"egress": "no", "zone": "z1"}
+
         conf.write_text("node_labels: {egress: \"yes\"}\n")
         a.reload()
         wait_for(lambda: c.gateway_status("edge").floating_ips == {"192.0.2.100": "worker1"}, what="back on worker1")

@@ -222,6 +222,7 @@ def _reload(agent, reread: Callable[[], cfg.AgentConfig | None], log: logging.Lo
         fresh = reread()
     except cfg.ConfigError as err:  # the same checks as at start: a bad label is refused, nothing changes
         log.error("SIGHUP: configuration not applied, nothing changed: %s", err)
+        agent.relabel_refused(str(err))
         return
     if fresh is None:
         log.warning("SIGHUP: no --config file to re-read (node labels come from --node-label only; restart to "
