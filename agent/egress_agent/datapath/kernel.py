@@ -70,18 +70,25 @@ class Datapath:
             # came in on; an ICMP redirect would only confuse the pod.
             self._sysctl({"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.send_redirects": 0,
                           f"net.ipv4.conf.{state.uplink}.send_redirects": 0})
-        me = state.node_address
-        gateways = {p.gateway_node_ip for p in state.policies if p.gateway_node_ip and p.gateway_node_ip != me}
+        gateways = _remote_gateways(state)
+        last = self._last
+        # Policy routes and floating IPs are read back from the kernel (netlink dumps, 2-25 ms each on a busy
+        # node) only when what they follow changed: a pass for a new pod, the common one, needs neither.
+        routes_change = last is None or last.uplink != state.uplink or _remote_gateways(last) != gateways
+        fips_change = last is None or (last.uplink, last.node_ip, last.held_floating_ips) != (
+            state.uplink, state.node_ip, state.held_floating_ips)
         previous = set(self._routing.marks) if self._routing.marks else set()
         # Add routes first, move steering, then prune: no packet ever carries a mark without a route.
-        marks = self._routing.apply(state.uplink, gateways | previous)
+        marks = self._routing.apply(state.uplink, gateways | previous) if routes_change else self._routing.marks
         self._nat.apply(state)  # SNAT is ready before the floating IP is announced
-        self._fips.apply(state.uplink, state.node_ip, set(state.held_floating_ips))
+        if fips_change:
+            self._fips.apply(state.uplink, state.node_ip, set(state.held_floating_ips))
         self.steering.apply(state, marks)
         # A moved flow answers again only once its old conntrack binding is gone: forget before pruning
         # the routes nothing is steered to any more (a failover's last step on the critical path).
-        self._forget_moved_flows(self._last, state)
-        self._routing.apply(state.uplink, gateways)
+        self._forget_moved_flows(last, state)
+        if routes_change:
+            self._routing.apply(state.uplink, gateways)
         self._last = state
 
     def _forget_moved_flows(self, old: NodeDatapathState | None, new: NodeDatapathState) -> None:
@@ -132,3 +139,9 @@ class Datapath:
         self._fips.close()
         self._nat.close()
         self._ipr.close()
+
+
+def _remote_gateways(state: NodeDatapathState) -> set[str]:
+    """The other nodes this node's pods are steered to (one policy route each)."""
+    me = state.node_address
+    return {p.gateway_node_ip for p in state.policies if p.gateway_node_ip and p.gateway_node_ip != me}
