@@ -57,7 +57,7 @@ def test_a_stale_arp_entry_is_corrected_by_a_repeated_announcement(clean_lab):
 
 def make_stale(wrong_mac: str) -> None:
     """Point the router's entry at `wrong_mac`. A repeat that lands between the write and the read-back
-    corrects it at once (CI saw this once in ~800 runs); that is the repeat doing its job, so write again."""
+    corrects it at once (CI saw it once); that is the repeat doing its job, so write again."""
     for _ in range(3):
         netns.run(T.router_ns(), ["ip", "neigh", "replace", FIP, "lladdr", wrong_mac, "dev", T.UPLINK, "nud", "reachable"])
         if router_sees(FIP) == wrong_mac:
