@@ -87,6 +87,33 @@ def probe_pod(lab: AgentLab, holder: str) -> str:
     return next(p for p, n in PROBE_PODS.items() if n != holder)
 
 
+def add_probe_pods(lab: AgentLab) -> None:
+    """The pods that ping through the floating IP, one on each of two workers, in namespace alice."""
+    lab.label_namespace("alice", user="alice")
+    for pod, node in PROBE_PODS.items():
+        lab.add_pod(pod, node, "alice")
+
+
+def create_probe_policy(lab: AgentLab) -> None:
+    """Gateway `default` with FIP, and policy `probe` sending alice's pods to 198.51.100.0/24 through it."""
+    with lab.client() as c:
+        c.create_gateway(models.Gateway(name="default", floating_ips=[FIP]))
+        c.create_policy(models.Policy.model_validate({
+            "name": "probe", "egress": [{"namespace_selector": {"match_labels": {"user": "alice"}}}],
+            "destination_cidrs": ["198.51.100.0/24"], "egress_source_ip": FIP}))
+
+
+def ping_answers(out: str) -> list[float]:
+    """The `ping -D` timestamps of answered probes, in order."""
+    return sorted(float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M))
+
+
+def ping_totals(out: str) -> tuple[int, int]:
+    """(sent, received) from ping's summary line (ping ended with SIGINT)."""
+    sent, received = re.search(r"(\d+) packets transmitted, (\d+) received", out).groups()
+    return int(sent), int(received)
+
+
 def failover_gap(lab: AgentLab) -> dict:
     holder = lab.holder(FIP)
     pod = probe_pod(lab, holder)
@@ -101,7 +128,7 @@ def failover_gap(lab: AgentLab) -> dict:
     time.sleep(1.5)
     ping.terminate()
     out = ping.communicate()[0]
-    answered = sorted(float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M))
+    answered = ping_answers(out)
     new_holder = lab.holder(FIP, via=PROBE_PODS[pod])
     lab.node_start(holder)
     # The outage: the longest silence between two answered probes that ends after the stop.
@@ -134,8 +161,8 @@ def restart_gap(lab: AgentLab, kill: bool) -> dict:
     time.sleep(2.0)
     ping.send_signal(2)
     out = ping.communicate()[0]
-    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
-    answered = sorted(float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M))
+    sent, received = ping_totals(out)
+    answered = ping_answers(out)
     spans = [b - a for a, b in zip(answered, answered[1:]) if b > t_stop]
     with lab.client(via) as c:
         moves = sum(e.count for e in c.list_events("gateway", "default") if e.reason == "FloatingIPMoved") - moves_before
@@ -231,16 +258,10 @@ def main() -> None:
         # Named after EGRESS_TEST_NS_TAG, so two checkouts can run it side by side ("egf-" by default).
         lab = AgentLab(Path(tmp) / "run", workers=3, masters=1, prefix=os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "f-")
         try:
-            lab.label_namespace("alice", user="alice")
-            for pod, node in PROBE_PODS.items():
-                lab.add_pod(pod, node, "alice")
+            add_probe_pods(lab)
             if not args.only:
                 results["change_latency"] = change_latency(lab, Path(tmp) / "tf", args.changes)
-            with lab.client() as c:
-                c.create_gateway(models.Gateway(name="default", floating_ips=[FIP]))
-                c.create_policy(models.Policy.model_validate({
-                    "name": "probe", "egress": [{"namespace_selector": {"match_labels": {"user": "alice"}}}],
-                    "destination_cidrs": ["198.51.100.0/24"], "egress_source_ip": FIP}))
+            create_probe_policy(lab)
             eventually(lambda: lab.seen_as("probe-a"), FIP)
             if args.only in (None, "restart"):
                 for kill in (False, True):

@@ -77,9 +77,10 @@ class Datapath:
         routes_change = last is None or last.uplink != state.uplink or _remote_gateways(last) != gateways
         fips_change = last is None or (last.uplink, last.node_ip, last.held_floating_ips) != (
             state.uplink, state.node_ip, state.held_floating_ips)
-        previous = set(self._routing.marks) if self._routing.marks else set()
-        # Add routes first, move steering, then prune: no packet ever carries a mark without a route.
-        marks = self._routing.apply(state.uplink, gateways | previous) if routes_change else self._routing.marks
+        # Add routes first (the old ones kept), move steering, then prune: no packet ever carries a mark
+        # without a route.
+        marks = self._routing.apply(state.uplink, gateways | set(self._routing.marks)) if routes_change \
+            else self._routing.marks
         self._nat.apply(state)  # SNAT is ready before the floating IP is announced
         if fips_change:
             self._fips.apply(state.uplink, state.node_ip, set(state.held_floating_ips))
