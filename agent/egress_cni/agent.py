@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Optional
 
 
 class AgentFailure(Exception):
@@ -43,7 +42,7 @@ class AgentCalls:
     def get_pod(self, key: str) -> dict:
         return self._call("GET", key, None, f"checking pod {key}", timeout=5)
 
-    def _call(self, verb: str, key: str, body: Optional[dict], what: str, timeout: Optional[float] = None) -> dict:
+    def _call(self, verb: str, key: str, body: dict | None, what: str, timeout: float | None = None) -> dict:
         timeout = timeout or self.timeout
         data = json.dumps(body).encode() if body is not None else b""
         request = (f"{verb} /v1/pods/{_quote(key)} HTTP/1.1\r\nHost: egress-agent\r\nConnection: close\r\n"

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import time
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from io import TextIOBase as TextIO
 
 from . import spec
 from .request import Request, parse, read_conf
@@ -174,6 +174,8 @@ def install_plugin(directory: str) -> str:
     machine ~100 ms per start) and -I, and puts just the directory holding this package on sys.path: the
     plugin needs nothing else, it imports only the standard library.
     """
+    import shlex
+
     target = os.path.join(directory, "egress")
     home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {json.dumps(home)}); from egress_cni.main import main; main()"

@@ -2,6 +2,9 @@
 
 Everything the plugin needs is read and checked here, so `main` only decides
 what to do. Errors are `CniError`s with the spec's codes.
+
+Named tuples, not dataclasses, and no `typing`: the runtime starts the plugin for every pod, and those two
+imports (with `inspect`, which dataclasses pulls in) were a third of its start-up (bench/pod_start.py).
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from collections import namedtuple
+from collections.abc import Mapping
 
 from .spec import (
     DECODE_FAILURE,
@@ -26,26 +29,24 @@ DEFAULT_TIMEOUT = 15.0  # seconds an ADD waits for the agent (labels + programmi
 FAILURE_POLICIES = ("closed", "open")
 
 
-@dataclass(frozen=True)
-class Request:
-    command: str
-    cni_version: str
-    container_id: str
-    netns: str
-    ifname: str
-    args: dict[str, str]  # CNI_ARGS, e.g. K8S_POD_NAMESPACE
-    conf: dict[str, Any]  # the plugin's netconf as given (prevResult included)
-    agent_socket: str = DEFAULT_SOCKET
-    failure_policy: str = "closed"
-    timeout: float = DEFAULT_TIMEOUT
-    labels: dict[str, str] = field(default_factory=dict)  # args.cni.labels (CNI conventions), when a runtime passes them
+class Request(namedtuple("Request", "command cni_version container_id netns ifname args conf agent_socket "
+                                    "failure_policy timeout labels")):
+    """One invocation, checked (`parse`).
+
+    command, cni_version, container_id, netns, ifname: CNI_COMMAND, the netconf's cniVersion, CNI_*;
+    args: CNI_ARGS (e.g. K8S_POD_NAMESPACE); conf: the plugin's netconf as given (prevResult included);
+    agent_socket, failure_policy, timeout: from the netconf (defaults applied);
+    labels: args.cni.labels (CNI conventions), when a runtime passes them.
+    """
+
+    __slots__ = ()
 
     @property
-    def prev_result(self) -> Optional[dict[str, Any]]:
+    def prev_result(self) -> dict | None:
         return self.conf.get("prevResult")
 
     @property
-    def pod(self) -> Optional[tuple[str, str, str]]:
+    def pod(self) -> tuple[str, str, str] | None:
         """(namespace, name, uid) from CNI_ARGS, or None when the runtime gave no Kubernetes pod."""
         ns, name = self.args.get("K8S_POD_NAMESPACE", ""), self.args.get("K8S_POD_NAME", "")
         if not ns or not name:
@@ -66,7 +67,7 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return out
 
 
-def read_conf(stdin: str) -> dict[str, Any]:
+def read_conf(stdin: str) -> dict:
     try:
         conf = json.loads(stdin)
     except ValueError as err:
@@ -76,7 +77,7 @@ def read_conf(stdin: str) -> dict[str, Any]:
     return conf
 
 
-def conf_version(conf: Mapping[str, Any]) -> str:
+def conf_version(conf: Mapping) -> str:
     version = conf.get("cniVersion", "")
     if version not in SUPPORTED_VERSIONS:
         raise CniError(
@@ -118,7 +119,7 @@ def parse(env: Mapping[str, str], stdin: str) -> Request:
     )
 
 
-def _convention_labels(conf: Mapping[str, Any]) -> dict[str, str]:
+def _convention_labels(conf: Mapping) -> dict[str, str]:
     """`args.cni.labels` ([{"key", "value"}], CNI CONVENTIONS.md): pod labels from runtimes without Kubernetes."""
     labels = ((conf.get("args") or {}).get("cni") or {}).get("labels") or []
     try:
@@ -127,12 +128,10 @@ def _convention_labels(conf: Mapping[str, Any]) -> dict[str, str]:
         raise CniError(INVALID_CONFIG, 'args.cni.labels must be a list of {"key": K, "value": V}') from None
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(namedtuple("Attachment", "ip host_interface")):
     """What the main plugin made for the pod: its IPv4 and the host-side interface."""
 
-    ip: str
-    host_interface: str
+    __slots__ = ()
 
 
 def attachment(req: Request, sys_class_net: str = "/sys/class/net", proc_route: str = "/proc/net/route") -> Attachment:
@@ -156,7 +155,7 @@ def attachment(req: Request, sys_class_net: str = "/sys/class/net", proc_route: 
     return Attachment(ip=ip, host_interface=host)
 
 
-def _pod_ipv4(prev: Mapping[str, Any], interfaces: list, ifname: str) -> str:
+def _pod_ipv4(prev: Mapping, interfaces: list, ifname: str) -> str:
     candidates = []
     for entry in prev.get("ips") or []:
         try:
