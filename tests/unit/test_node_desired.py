@@ -165,16 +165,18 @@ def test_a_memo_between_passes_changes_no_output():
 
 
 def test_a_memo_follows_random_pod_and_namespace_changes_exactly():
-    """Pods come, go, change labels or IP (two may share an IP), namespaces are relabelled, policies
-    change: at every pass the memo's answer equals a pass computed from scratch (versions as a store
-    gives them: every write a new one)."""
+    """Pods come, go, change labels or IP (two may share an IP), namespaces are relabelled, floating IPs
+    move between nodes, policies change: at every pass the memo's answer equals a pass computed from
+    scratch (versions as a store gives them: every write a new one)."""
     import random
 
-    from egress_agent.store.base import NAMESPACE, POD, POLICY, Record, Snapshot
+    from egress_agent.store.base import ASSIGNMENT, NAMESPACE, NODE, POD, POLICY, Record, Snapshot
 
     rng = random.Random(7)
     version = iter(range(1, 1_000_000))
-    recs = {k: {} for k in (POD, NAMESPACE, POLICY)}
+    recs = {k: {} for k in (POD, NAMESPACE, POLICY, ASSIGNMENT, NODE)}
+    for name, ip in (("worker1", "192.0.2.11/24"), ("worker2", "192.0.2.12/24")):
+        recs[NODE][name] = Record(NODE, name, {"name": name, "node_ip": ip}, next(version))
     for ns in ("alice", "bob", "paul"):
         recs[NAMESPACE][ns] = Record(NAMESPACE, ns, {"name": ns, "labels": {"user": ns}}, next(version))
     policies = [
@@ -194,8 +196,12 @@ def test_a_memo_follows_random_pod_and_namespace_changes_exactly():
             value = pod(name, ns, rng.choice(["worker1", "worker2"]), f"10.244.1.{rng.randrange(2, 30)}",
                         role=rng.choice(["frontend", "backend", "db"]))
             recs[POD][f"{ns}/{name}"] = Record(POD, f"{ns}/{name}", value, next(version))
-        elif action < 0.85:  # a pod goes
+        elif action < 0.8:  # a pod goes
             del recs[POD][rng.choice(sorted(recs[POD]))]
+        elif action < 0.87:  # a floating IP moves to another node, or loses its holder
+            ip, holder = rng.choice(["192.0.2.100", "192.0.2.101", "192.0.2.102"]), rng.choice(["worker1", "worker2", ""])
+            recs[ASSIGNMENT][ip] = Record(ASSIGNMENT, ip, {"node": holder, "gateway": "default", "reason": ""},
+                                          next(version))
         elif action < 0.95:  # a namespace is relabelled
             ns = rng.choice(["alice", "bob", "paul"])
             recs[NAMESPACE][ns] = Record(NAMESPACE, ns, {"name": ns, "labels": {"user": rng.choice(["alice", "bob"])}},
@@ -205,3 +211,20 @@ def test_a_memo_follows_random_pod_and_namespace_changes_exactly():
             recs[POLICY][p["name"]] = Record(POLICY, p["name"], p, next(version))
         snap = Snapshot(revision=step, records={k: dict(v) for k, v in recs.items()})
         assert desired_state(snap, W1, "eth0", memo=memo) == desired_state(snap, W1, "eth0"), step
+
+
+def test_a_memo_reuses_the_paths_of_policies_whose_inputs_did_not_change():
+    """A pod start rebuilds only the paths of the policies selecting it; a moved floating IP only its
+    policy's. Reused paths are the same objects, so comparing with the applied state is cheap."""
+    others = {**SEED_POLICY, "name": "backends", "egress_source_ip": "192.0.2.101",
+              "egress": [{"pod_selector": {"match_labels": {"role": "backend"}}}]}
+    memo = DesiredMemo()
+    assignments = {"192.0.2.100": "worker1", "192.0.2.101": "worker2"}
+    first = desired_state(snapshot(SEED_PODS, SEED_NS, [SEED_POLICY, others], assignments), W1, "eth0", memo=memo)
+    started = [*SEED_PODS, pod("fe3", "alice", "worker1", "10.244.1.9", role="frontend")]
+    second = desired_state(snapshot(started, SEED_NS, [SEED_POLICY, others], assignments), W1, "eth0", memo=memo)
+    assert second.policies[0] is first.policies[0]  # backends: not selecting fe3
+    assert second.policies[1] is not first.policies[1] and "10.244.1.9" in second.policies[1].selected_pod_ips
+    moved = desired_state(snapshot(started, SEED_NS, [SEED_POLICY, others], {**assignments, "192.0.2.101": "worker1"}),
+                          W1, "eth0", memo=memo)
+    assert moved.policies[0].gateway_node_ip == "192.0.2.11" and moved.policies[1] is second.policies[1]

@@ -93,6 +93,8 @@ class DesiredMemo:
     _group_ips: dict[tuple, Counter] = field(default_factory=dict)
     _policy_groups: dict[str, set] = field(default_factory=dict)
     _selected: dict[str, frozenset] = field(default_factory=dict)
+    # path(): policy name -> (its model, gateway, selection) and the PolicyPath built from them
+    _paths: dict[str, tuple[models.Policy, Optional[str], frozenset, PolicyPath]] = field(default_factory=dict)
 
     def policy(self, name: str, value: dict) -> models.Policy:
         hit = self._policies.get(name)
@@ -156,9 +158,22 @@ class DesiredMemo:
                 self._policy_groups[n].discard(group)
         changed.add(group)
 
+    def path(self, policy: models.Policy, gateway: Optional[str], selected: frozenset[str]) -> PolicyPath:
+        """The PolicyPath of the last pass when its inputs are the same objects: building 1,000 of them (their
+        frozensets and precedence rules) was a third of a pod-start pass, and a reused one also compares equal
+        to the applied state's by identity."""
+        hit = self._paths.get(policy.name)
+        if hit is not None and hit[0] is policy and hit[1] == gateway and hit[2] is selected:
+            return hit[3]
+        built = policy_path(policy, gateway, selected)
+        self._paths[policy.name] = (policy, gateway, selected, built)
+        return built
+
     def forget_policies_except(self, names: set[str]) -> None:
         for name in set(self._policies) - names:
             del self._policies[name]
+        for name in set(self._paths) - names:
+            del self._paths[name]
 
     def matches_for(self, policies: list[models.Policy]) -> dict[tuple, tuple[str, ...]]:
         """The label set -> matching policy names cache, emptied when any policy object changed."""
@@ -206,17 +221,7 @@ def desired_state(
             gateway = me
         elif gateway == me and p.egress_source_ip not in held_ips:
             gateway = None  # assigned here but fenced (or not yet confirmed): drop rather than masquerade
-        paths.append(
-            PolicyPath(
-                name=p.name,
-                destination_cidrs=frozenset(p.destination_cidrs),
-                egress_source_ip=p.egress_source_ip,
-                gateway_node_ip=gateway,
-                selected_pod_ips=frozenset(selected[p.name]),
-                excluded_cidrs=frozenset(p.excluded_cidrs),
-                priority=p.priority,
-            )
-        )
+        paths.append(policy_path(p, gateway, selected[p.name]) if memo is None else memo.path(p, gateway, selected[p.name]))
 
     local_pods: dict[str, str] = {}
     for rec in snapshot.of(POD).values():
@@ -237,6 +242,18 @@ def desired_state(
                                 | set(node.service_cidrs)),
         node_subnets=frozenset(str(ipaddress.ip_interface(rec.value["node_ip"]).network)
                                for rec in node_records.values() if rec.value.get("node_ip")),
+    )
+
+
+def policy_path(policy: models.Policy, gateway: Optional[str], selected: frozenset[str]) -> PolicyPath:
+    return PolicyPath(
+        name=policy.name,
+        destination_cidrs=frozenset(policy.destination_cidrs),
+        egress_source_ip=policy.egress_source_ip,
+        gateway_node_ip=gateway,
+        selected_pod_ips=frozenset(selected),
+        excluded_cidrs=frozenset(policy.excluded_cidrs),
+        priority=policy.priority,
     )
 
 
