@@ -59,6 +59,13 @@ lease has expired. A dead or cut-off node sends no ICMP and fails over as
 before. The ICMP is not authenticated: whoever can send packets from a dead
 node's address to the leader can delay that node's failover by at most
 `crash_hold` (0 turns the hold off).
+
+The restarted agent answers probes a moment before the leader sees its new
+lease (a separate etcd watch). In that moment the peer is neither held (it
+answers) nor a member: `rejoining()` covers it, for at most `crash_hold`
+after its lease went, so the leader never judges a restarting node Down
+between the two (it moved a crashed agent's IPs in 1 of 3 runs once the
+controller stopped reading the store before each pass).
 """
 
 from __future__ import annotations
@@ -108,7 +115,8 @@ class PeerState:
     up: Optional[bool] = None  # last reported state (None: not decided yet)
     held: bool = False  # last reported crash hold (see held())
     refused_at: float = float("-inf")  # when its kernel last refused a probe (nothing bound to the probe port)
-    member: bool = True  # registered; False: kept only while held, after its lease went
+    member: bool = True  # registered; False: kept only while held or rejoining, after its lease went
+    left_at: float = float("-inf")  # when (our monotonic clock) it stopped being a member while held
     answers: SeqWindow = field(default_factory=SeqWindow)  # seqs of our probes it answered (each counts once)
 
 
@@ -195,8 +203,10 @@ class Detector:
         with self._lock:
             for name in list(self._peers):
                 if name not in peers:
-                    if self._held(self._peers[name], now):
-                        self._peers[name].member = False  # its lease went with its agent; its node is alive
+                    st = self._peers[name]
+                    if self._held(st, now) or self._rejoining(st, now):
+                        if st.member:  # its lease went with its agent; its node is alive
+                            st.member, st.left_at = False, now
                     else:
                         del self._peers[name]
             for name, addr in peers.items():
@@ -266,6 +276,16 @@ class Detector:
         with self._lock:
             st = self._peers.get(name)
             return st is not None and self._held(st, time.monotonic())
+
+    def rejoining(self, name: str) -> bool:
+        """Its lease went while it was held, and it answers again, less than `crash_hold` later: its agent
+        restarted and is registering (the leader has not seen its new lease yet). Keep its IPs meanwhile."""
+        with self._lock:
+            st = self._peers.get(name)
+            return st is not None and self._rejoining(st, time.monotonic())
+
+    def _rejoining(self, st: PeerState, now: float) -> bool:
+        return not st.member and now - st.left_at < self.crash_hold and self._up(st, now)
 
     def _up(self, st: PeerState, now: float) -> bool:
         return self._silence(st, now) <= self.window
@@ -471,8 +491,8 @@ class Detector:
                 if held != st.held:
                     held_changed.append((name, held, silence))
                     st.held = held
-                if not st.member and not held:
-                    del self._peers[name]  # kept only while held (set_peers)
+                if not st.member and not held and not self._rejoining(st, now):
+                    del self._peers[name]  # kept only while held or rejoining (set_peers)
         for name, held, silence in held_changed:
             if held:
                 log.info("probe: node %s refuses probes (its agent is gone, its node is alive): holding its "

@@ -9,7 +9,9 @@ Inputs, kept current by one store watch:
 The leader *decides*: a node is Up when its liveness key exists and it answers
 probes; otherwise Restarting while its restart marker exists, or while its
 kernel refuses our probes (its agent crashed, its node is alive: the
-detector's crash hold) unless its agent said it stopped on purpose; else Down. It
+detector's crash hold), or while its restarted agent answers before its new
+lease is seen (`Detector.rejoining`), unless its agent said it stopped on
+purpose; else Down. It
 publishes the decision as one record, `nodestate/cluster`
 ({name: "Up"|"Restarting"|"Down"}), written with its election guard, and the controller
 assigns from the same decision. Every agent's status reads the *published*
@@ -131,7 +133,8 @@ class ClusterNodes:
         out = []
         for name, v in sorted(nodes.items()):
             up = name in members and (self.detector is None or self.detector.is_up(name))
-            crashed = self.detector is not None and name not in stopped and self.detector.held(name)
+            crashed = self.detector is not None and name not in stopped and (
+                self.detector.held(name) or self.detector.rejoining(name))
             out.append(NodeInfo(name=name, role=v.get("role", "worker"), node_ip=v["node_ip"], up=up,
                                 restarting=not up and (name in restarting or crashed),
                                 routers=tuple(v.get("routers") or ()), labels=dict(v.get("labels") or {})))
