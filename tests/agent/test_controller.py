@@ -1,7 +1,8 @@
 """The reconcile loop on a real SqliteStore, with a node view that changes (failover, joins, leadership).
 
-Passes are driven with `reconcile_once()` so each step is deterministic; the
-threaded loop itself is exercised by the agent-process tests.
+Passes are driven with `reconcile_once(after=<the store's revision>)` so each step is deterministic
+(the controller reads a watch-fed mirror; the test's own writes must be in it); the threaded loop
+itself is exercised by the agent-process tests.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def store(tmp_path):
     s.close()
 
 
+def run_pass(ctl: Controller, store) -> bool:
+    """One controller pass that sees every write made so far."""
+    return ctl.reconcile_once(after=store.snapshot(()).revision)
+
+
 def holders(store) -> dict[str, str]:
     return {r.name: r.value["node"] for r in store.list(ASSIGNMENT)}
 
@@ -64,12 +70,12 @@ def test_seed_assignment_failover_and_join(store):
     cluster = Cluster(NodeInfo("worker1", "worker", "192.0.2.11/24"), NodeInfo("worker2", "worker", "192.0.2.12/24"))
     ctl = Controller(store, cluster, clock=lambda: 1000.0)
     Writes(store).create(GW)
-    assert ctl.reconcile_once()
+    assert run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "worker1", "192.0.2.101": "worker2", "192.0.2.102": "worker1"}
-    assert not ctl.reconcile_once()  # nothing changed: nothing written
+    assert not run_pass(ctl, store)  # nothing changed: nothing written
 
     cluster.set("worker2", up=False)
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "worker1", "192.0.2.101": "worker1", "192.0.2.102": "worker1"}
     (moved,) = events(store, "FloatingIPMoved")
     assert moved["type"] == "Normal" and moved["kind"] == "gateway" and moved["name"] == "default"
@@ -77,7 +83,7 @@ def test_seed_assignment_failover_and_join(store):
 
     cluster.set("worker2", up=True)  # back Up, and a new node joins: nothing moves (no flapping)
     cluster.nodes["worker3"] = NodeInfo("worker3", "worker", "192.0.2.13/24")
-    assert not ctl.reconcile_once()
+    assert not run_pass(ctl, store)
     assert set(holders(store).values()) == {"worker1"}
 
     snap = store.snapshot([ASSIGNMENT, NODE, "gateway"])
@@ -91,14 +97,14 @@ def test_master_only_when_no_worker_and_unassignable_events(store):
     w = Writes(store)
     w.create(models.Gateway(name="default", floating_ips=["192.0.2.100", "203.0.113.10"]))
     w.create(policy("far", source="203.0.113.10"))
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "master1", "203.0.113.10": ""}
     assert store.get(ASSIGNMENT, "203.0.113.10").value["reason"] == "no node's subnet contains 203.0.113.10"
     (unassignable,) = events(store, "Unassignable")
     (unknown,) = events(store, "UnknownEgressIP")
     assert unknown["name"] == "far" and unknown["type"] == "Warning"
-    ctl.reconcile_once()
-    ctl.reconcile_once()
+    run_pass(ctl, store)
+    run_pass(ctl, store)
     assert events(store, "UnknownEgressIP")[0]["count"] == 1  # a persisting condition is recorded once
 
 
@@ -107,11 +113,11 @@ def test_down_holder_with_no_other_node_leaves_ip_unassigned(store):
     ctl = Controller(store, cluster)
     Writes(store).create(models.Gateway(name="default", floating_ips=["192.0.2.100"]))
     Writes(store).create(policy())
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "worker1"}
     assert events(store, "UnknownEgressIP") == []
     cluster.set("worker1", up=False)
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": ""}
     assert "every node in 192.0.2.100's subnet is Down (worker1)" in events(store, "UnknownEgressIP")[0]["message"]
 
@@ -125,17 +131,17 @@ def test_only_the_leader_writes_and_guard_fences_commits(store):
     Writes(store).create(GW)
 
     leader.leading = False
-    assert not ctl.reconcile_once()
+    assert not run_pass(ctl, store)
     assert holders(store) == {}
 
     leader.leading = True
     store.commit([Put("meta", "leader", {"node": "someone-else"})])  # a newer term began elsewhere
     with pytest.raises(base.Conflict):
-        ctl.reconcile_once()
+        run_pass(ctl, store)
     assert holders(store) == {}  # the deposed leader wrote nothing
 
     term = store.get("meta", "leader").version
-    assert ctl.reconcile_once()
+    assert run_pass(ctl, store)
     assert set(holders(store).values()) == {"worker1"}
 
 
@@ -144,9 +150,9 @@ def test_removed_ips_lose_their_assignment(store):
     ctl = Controller(store, cluster)
     w = Writes(store)
     w.create(GW)
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     w.update(models.Gateway(name="default", floating_ips=["192.0.2.101"]), 0)
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.101": "worker1"}
 
 
@@ -158,16 +164,16 @@ def test_live_relabel_moves_once_with_an_event_naming_the_selector(store):
     ctl = Controller(store, cluster, clock=lambda: 1000.0)
     Writes(store).create(models.parse("gateway", {"name": "edge", "floating_ips": ["192.0.2.100", "192.0.2.101"],
                                                   "node_selector": {"match_labels": {"egress": "yes"}}}))
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "worker1", "192.0.2.101": "worker2"}
 
     cluster.nodes["worker1"] = NodeInfo(w1.name, w1.role, w1.node_ip, labels={"egress": "no"})
-    ctl.reconcile_once()
+    run_pass(ctl, store)
     assert holders(store) == {"192.0.2.100": "worker2", "192.0.2.101": "worker2"}
     (moved,) = events(store, "FloatingIPMoved")
     assert moved["message"] == ("floating IP 192.0.2.100 moved from worker1 to worker2: worker1 no longer matches "
                                 "gateway 'edge''s node_selector {egress=yes}")
 
     cluster.nodes["worker1"] = NodeInfo(w1.name, w1.role, w1.node_ip, labels={"egress": "yes"})
-    assert not ctl.reconcile_once()  # labelled back: nothing moves back
+    assert not run_pass(ctl, store)  # labelled back: nothing moves back
     assert holders(store) == {"192.0.2.100": "worker2", "192.0.2.101": "worker2"}

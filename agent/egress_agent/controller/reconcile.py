@@ -1,7 +1,8 @@
 """The reconcile loop: floating IPs -> nodes, written as ASSIGNMENT records, plus events.
 
 On every change to gateways, policies or nodes (and on a periodic resync, so a
-node source that changes without a store write is noticed) the leader:
+node source that changes without a store write is noticed) the leader, reading
+a watch-fed mirror of the records it needs (`store.mirror`), not the store:
 
 1. collects every gateway's floating IPs and the node view from the NodeSource;
 2. runs the pure `assignment.assign` with the stored assignments as `previous`;
@@ -34,8 +35,15 @@ from egress_agent.node_info import NodeInfo
 from egress_agent.store import base, typed
 from egress_agent.store.assignment import AssignmentRecord, holders
 from egress_agent.store.base import ASSIGNMENT, EVENT, GATEWAY, NODE, POLICY, RETAINED, Delete, Put, Snapshot
+from egress_agent.store.mirror import Mirror
 
 log = logging.getLogger(__name__)
+
+#: What a pass reads, and which of those changes call for a pass (its own writes are assignments and events).
+READ = (GATEWAY, POLICY, ASSIGNMENT, EVENT, RETAINED, NODE)
+TRIGGERS = frozenset({GATEWAY, POLICY, NODE, RETAINED})
+#: How long a pass waits for the mirror to show a revision it must see before reading the store instead.
+OWN_COMMIT_WAIT = 1.0
 
 #: Extra operations prepended to every controller commit, e.g. a Check on the
 #: leader key so a deposed leader's write fails (fencing).
@@ -72,43 +80,55 @@ class Controller:
         self.guard = guard
         self.clock = clock
         self._loop = Loop("controller", self._pass, resync=resync)
-        self._cancel_watch: Optional[Callable[[], None]] = None
+        # A store read per pass was 10-60 ms of every failover (700 assignments and their events: 30-60 ms on
+        # 20 agents, bench/failover_scale.py); the mirror answers from memory. Every op carries its expected
+        # version, so a stale mirror can only make a commit fail (Conflict: the pass is retried), never wrong.
+        self._mirror = Mirror(store, READ, on_change=self._on_change)
+        self._committed = 0  # revision of this controller's last commit: a pass waits until the mirror has it
         self._active: set[tuple] = set()  # conditions whose event was already recorded
         self.passes = 0  # completed reconcile passes (for tests and Health)
 
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        self._cancel_watch = self.store.watch([GATEWAY, POLICY, NODE, RETAINED], lambda rev, changes: self.trigger())
+        try:
+            self._mirror.snapshot()  # primes it: its watch triggers the passes
+        except base.Unavailable as err:
+            log.warning("store unavailable at start (%s): the controller reads it at its first pass", err)
         self._loop.start()
+
+    def _on_change(self, revision: int, changes) -> None:
+        if any(c.record.kind in TRIGGERS for c in changes):
+            self.trigger()
 
     def trigger(self) -> None:
         """Ask for a reconcile soon (e.g. the cluster layer saw a node's lease expire)."""
         self._loop.trigger()
 
     def stop(self) -> None:
-        if self._cancel_watch:
-            self._cancel_watch()
-        self._loop.stop()
+        self._loop.stop()  # first: a pass still running must not prime the mirror again after it stopped
+        self._mirror.stop()
 
     def _pass(self) -> Optional[float]:
         try:
             self.reconcile_once()
         except (base.Conflict, base.NotFound, base.AlreadyExists) as err:
+            # Another writer got there first; the mirror shows its write within a few ms.
             log.info("reconcile raced with another writer (%s); retrying", err)
-            return 0.0
+            return 0.01
         except base.Unavailable as err:
             log.warning("reconcile skipped: %s", err)
         return None
 
     # --- one pass ----------------------------------------------------------------------
 
-    def reconcile_once(self) -> bool:
-        """One pass; returns True when it wrote something."""
+    def reconcile_once(self, after: int = 0) -> bool:
+        """One pass; returns True when it wrote something. `after`: a store revision the pass must see (a
+        caller's own write; the passes the loop runs are triggered by the mirror, so they see what woke them)."""
         if not self.leadership.is_leader():
             self._active.clear()  # a future leader term re-announces current conditions
             return False
-        snap = self.store.snapshot([GATEWAY, POLICY, ASSIGNMENT, EVENT, RETAINED])
+        snap = self._read(max(after, self._committed))
         gateway_of = claims(snap)
         nodes = list(self.nodes())
         previous = holders(snap.of(ASSIGNMENT))
@@ -134,7 +154,7 @@ class Controller:
         # Every record carries its own expected version, so each commit stands alone.
         if ops:
             for batch in base.batches(ops, self.store.max_commit_ops, self.guard()):
-                self.store.commit(batch)
+                self._committed = self.store.commit(batch)
         self._active = set(conditions)
         self.passes += 1
         for ip, reason, spec in moves:
@@ -142,6 +162,15 @@ class Controller:
             if self.on_move is not None:
                 self.on_move(ip, reason)
         return bool(ops)
+
+    def _read(self, revision: int) -> Snapshot:
+        """The records a pass needs, from the mirror once it shows `revision` (at least this controller's own
+        last commit: a pass on an older view would only repeat that commit's writes and fail); from the store
+        if the mirror lags."""
+        if self._mirror.wait_for(revision, OWN_COMMIT_WAIT):
+            return self._mirror.snapshot()
+        log.warning("the store watch lags %.0f s behind revision %d: reading the store", OWN_COMMIT_WAIT, revision)
+        return self.store.snapshot(READ)
 
     @staticmethod
     def _assignment_ops(snap: Snapshot, gateway_of: dict[str, str], result: Assignment) -> list[base.Op]:

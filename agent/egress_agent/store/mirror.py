@@ -4,9 +4,10 @@ Primed with one snapshot, then every watched commit is applied in order. The sto
 after a compaction or an outage and deliver the difference, so a mirror converges to the store.
 
 `snapshot()` is what a store read would have returned at the newest revision the watch delivered,
-without asking the store. That matters twice: a node's reconcile pass no longer reads every pod and
-policy from etcd (at 10,000 pods that read was most of a pass), and while the store is unreachable a
-reader keeps what it last knew instead of failing (fail static).
+without asking the store. That matters three times: a node's reconcile pass no longer reads every pod
+and policy from etcd (at 10,000 pods that read was most of a pass); the controller's pass after a node
+dies no longer reads every assignment and event (`controller.reconcile`); and while the store is
+unreachable a reader keeps what it last knew instead of failing (fail static).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Mirror:
         self.store = store
         self.kinds = tuple(kinds)
         self.on_change = on_change  # called after the mirror has applied each delivered commit
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._records: dict[str, dict[str, Record]] = {k: {} for k in self.kinds}
         self._revision = 0
         self._cancel: Optional[Callable[[], None]] = None
@@ -35,6 +36,17 @@ class Mirror:
             self._prime()
         with self._lock:
             return Snapshot(self._revision, {k: dict(v) for k, v in self._records.items()})
+
+    def wait_for(self, revision: int, timeout: float) -> bool:
+        """Wait until the mirror has applied `revision` (e.g. the reader's own commit); False on timeout.
+        Returns at once when the mirror has not been primed yet: its first snapshot reads the store."""
+        with self._lock:
+            return self._cancel is None or self._lock.wait_for(lambda: self._revision >= revision, timeout)
+
+    @property
+    def revision(self) -> int:
+        with self._lock:
+            return self._revision
 
     def stop(self) -> None:
         cancel, self._cancel = self._cancel, None
@@ -57,5 +69,6 @@ class Mirror:
                 else:
                     recs[c.record.name] = c.record
             self._revision = max(self._revision, revision)
+            self._lock.notify_all()
         if self.on_change is not None:
             self.on_change(revision, changes)
