@@ -43,11 +43,6 @@ class Mirror:
         with self._lock:
             return self._cancel is None or self._lock.wait_for(lambda: self._revision >= revision, timeout)
 
-    @property
-    def revision(self) -> int:
-        with self._lock:
-            return self._revision
-
     def stop(self) -> None:
         cancel, self._cancel = self._cancel, None
         if cancel is not None:
