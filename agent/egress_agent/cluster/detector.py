@@ -64,8 +64,9 @@ The restarted agent answers probes a moment before the leader sees its new
 lease (a separate etcd watch). In that moment the peer is neither held (it
 answers) nor a member: `rejoining()` covers it, for at most `crash_hold`
 after its lease went, so the leader never judges a restarting node Down
-between the two (it moved a crashed agent's IPs in 1 of 3 runs once the
-controller stopped reading the store before each pass).
+between the two (a crashed agent's IPs moved in 3 of 10 runs of
+test_cluster_restart's crash test once the controller stopped reading the
+store before each pass: that read's latency had hidden the gap).
 """
 
 from __future__ import annotations

@@ -160,8 +160,8 @@ class DesiredMemo:
 
     def path(self, policy: models.Policy, gateway: Optional[str], selected: frozenset[str]) -> PolicyPath:
         """The PolicyPath of the last pass when its inputs are the same objects: building 1,000 of them (their
-        frozensets and precedence rules) was a third of a pod-start pass, and a reused one also compares equal
-        to the applied state's by identity."""
+        frozensets and precedence rules) was half of a pod-start pass's desired state, and a reused one also
+        compares equal to the applied state's by identity."""
         hit = self._paths.get(policy.name)
         if hit is not None and hit[0] is policy and hit[1] == gateway and hit[2] is selected:
             return hit[3]
