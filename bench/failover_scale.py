@@ -36,9 +36,10 @@ from failover_control_plane import Group, machine, summary, wait_until  # noqa: 
 from helpers.etcd import make_cluster  # noqa: E402
 from machine import write_results  # noqa: E402
 
-from egress_agent.store.assignment import AssignmentRecord  # noqa: E402
+from egress_agent.store.assignment import holders as holders_of  # noqa: E402
 from egress_agent.store.base import ASSIGNMENT  # noqa: E402
 from egress_agent.store.etcd import EtcdStore  # noqa: E402
+from egress_agent.store.mirror import Mirror  # noqa: E402
 from egress_api import models  # noqa: E402
 
 SUBNETS = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
@@ -69,37 +70,31 @@ def holdings(client, gateways: list[models.Gateway]) -> dict[str, str]:
 
 
 class Holders:
-    """Floating IP -> holder as etcd has it, kept by a watch in this process, with the time of each change:
-    what every agent's own watch receives a moment later. Polling agents' APIs instead (each call a snapshot
-    of every assignment) loaded etcd and the two cores enough to slow the failover being measured."""
+    """Floating IP -> holder as etcd has it, kept by a watch in this process (`store.mirror.Mirror`), with the
+    time of the last change: what every agent's own watch receives a moment later. Polling agents' APIs instead
+    (each call a snapshot of every assignment) loaded etcd and the two cores enough to slow the failover being
+    measured."""
 
     def __init__(self, endpoints: list[str]):
         self._store = EtcdStore(endpoints)
         self._cond = threading.Condition()
-        snap = self._store.snapshot([ASSIGNMENT])
-        self._held = {ip: AssignmentRecord.of(r).node for ip, r in snap.of(ASSIGNMENT).items()}
         self._changed_at = time.monotonic()
-        self._cancel = self._store.watch([ASSIGNMENT], self._on_change, start_revision=snap.revision)
+        self._mirror = Mirror(self._store, [ASSIGNMENT], on_change=self._on_change)
+        self._mirror.snapshot()  # primes it: its watch runs from here on
 
     def _on_change(self, revision: int, changes) -> None:
         with self._cond:
-            for c in changes:
-                if c.deleted:
-                    self._held.pop(c.record.name, None)
-                else:
-                    self._held[c.record.name] = AssignmentRecord.of(c.record).node
             self._changed_at = time.monotonic()
             self._cond.notify_all()
 
     def now(self) -> dict[str, str]:
-        with self._cond:
-            return dict(self._held)
+        return holders_of(self._mirror.snapshot().of(ASSIGNMENT))
 
     def wait(self, done, timeout: float = 30.0) -> float | None:
         """The monotonic time of the change that made `done(holders)` true; None if it never did."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not done(self._held):
+            while not done(self.now()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -107,7 +102,7 @@ class Holders:
             return self._changed_at
 
     def close(self) -> None:
-        self._cancel()
+        self._mirror.stop()
         self._store.close()
 
 
@@ -191,6 +186,7 @@ def main() -> int:
             holders = Holders(etcd.endpoints)
             for name, gateways in estates().items():
                 out["estates"][name] = run_estate(g, holders, gateways, args.runs)
+            holders.close()
         finally:
             g.close()
             etcd.close()
