@@ -167,8 +167,9 @@ class Membership:
                 except Unavailable as e:
                     log.warning("node %s: re-registration failed: %s", self.name, e)
 
-    def _keepalive(self, timeout: Optional[float] = None) -> int:
-        res = self.client.call("lease/keepalive", {"ID": str(self.lease_id)}, timeout=timeout or min(1.0, self.ttl / 2))
+    def _keepalive(self, timeout: Optional[float] = None, deadline: Optional[float] = None) -> int:
+        res = self.client.call("lease/keepalive", {"ID": str(self.lease_id)}, timeout=timeout or min(1.0, self.ttl / 2),
+                               deadline=deadline)
         return int(res.get("result", {}).get("TTL", -1))
 
     def _renewed(self, sent: float) -> None:
@@ -185,8 +186,8 @@ class Membership:
         if not self.lease_id:
             return False
         sent = time.monotonic()
-        try:
-            ttl = self._keepalive(timeout)
+        try:  # within `timeout` in all, however many members fail to answer
+            ttl = self._keepalive(timeout, deadline=sent + timeout)
         except (Unavailable, EtcdError):
             return False
         if ttl > 0:

@@ -41,6 +41,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit
 
@@ -229,18 +230,30 @@ class EtcdClient:
 
     # -- unary calls ---------------------------------------------------------
 
-    def call(self, path: str, body: dict[str, Any], *, idempotent: bool = True, timeout: Optional[float] = None) -> dict:
+    def call(self, path: str, body: dict[str, Any], *, idempotent: bool = True, timeout: Optional[float] = None,
+             deadline: Optional[float] = None) -> dict:
         """POST `body` to /v3/`path` and return the decoded JSON answer.
 
-        Tries each endpoint once, starting with the one that last worked.
+        Tries each endpoint once, starting with the one that last worked, healthy ones first; each try
+        waits at most `timeout` (else the client's). `deadline` (a time.monotonic() value) bounds the
+        whole request, as a clientv3 context does, for a caller that must decide by then whatever the
+        number of members: a cut-off agent's lease check took 0.5 s per member without it, so with three
+        members it held its floating IPs a second longer. Without one, a hung member costs one try and the
+        next member still gets a full one (the lease keepalives rely on that).
         """
         with self._lock:
             start = self._current
         errors = []
         for idx in self._order(start):
             client = self._clients[idx]
+            left = timeout or self.timeout
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    errors.append(f"{self.endpoints[idx]}: not tried, the request's deadline passed")
+                    continue
             try:
-                result = self._post(client, path, body, timeout)
+                result = self._post(client, path, body, left)
             except _Unreachable as e:
                 errors.append(f"{self.endpoints[idx]}: {e.reason}")
                 self._set_health(idx, False, e.reason)
