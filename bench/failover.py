@@ -51,7 +51,7 @@ WATCHER = r"""
 import json, sys, time
 from egress_agent.store.etcd import EtcdStore
 from egress_agent.node.status import DATAPATH
-store = EtcdStore([sys.argv[1]])
+store = EtcdStore(sys.argv[1].split(","))
 def on(rev, changes):
     for c in changes:
         if not c.deleted:
@@ -203,7 +203,7 @@ def tcp_stream(lab: AgentLab, seconds: int = 8) -> dict:
 
 def change_latency(lab: AgentLab, workdir: Path, changes: int) -> dict:
     nodes = [n.name for n in lab.state.nodes()]
-    watcher = subprocess.Popen(["ip", "netns", "exec", T.etcd_ns(), sys.executable, "-c", WATCHER, T.etcd_url()],
+    watcher = subprocess.Popen(["ip", "netns", "exec", T.etcd_ns(), sys.executable, "-c", WATCHER, lab.etcd_endpoints],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert watcher.stdout.readline().strip() == "ready"

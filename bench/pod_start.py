@@ -46,7 +46,7 @@ INVENTORY = r"""
 import ipaddress, sys
 from egress_agent.store.base import NAMESPACE, POD, Put
 from egress_agent.store.etcd import EtcdStore
-store = EtcdStore([sys.argv[1]])
+store = EtcdStore(sys.argv[1].split(","))
 count = int(sys.argv[2])
 store.commit([Put(NAMESPACE, f"inv{i}", {"name": f"inv{i}", "labels": {"team": f"t{i}"}}) for i in range(10)])
 base = ipaddress.ip_address("10.244.16.0")  # outside every lab node's pod CIDR
@@ -182,7 +182,7 @@ def main() -> None:
             # Scale: 1,000 policies and 10,000 pods in the inventory.
             with lab.client(timeout=120) as c:
                 policies(c, args.policies)
-            netns.run(lab.node(NODE).netns, [sys.executable, "-c", INVENTORY, T.etcd_url(), str(args.inventory)],
+            netns.run(lab.node(NODE).netns, [sys.executable, "-c", INVENTORY, lab.etcd_endpoints, str(args.inventory)],
                       timeout=600)
             time.sleep(5)  # let every node converge on the big snapshot before measuring
             big = f"{args.policies} policies + {args.inventory} pods"

@@ -1,8 +1,10 @@
 """The lab's control plane: etcd on the etcd host, one `egress-agent` per node, and clients to them.
 
-etcd (Debian's etcd-server) runs in the etcd host namespace at 192.0.2.250;
-each agent runs inside its node's namespace with `--store etcd:...
---datapath kernel --interface eth0`, so it programs only that node, and
+etcd (Debian's etcd-server) runs in the etcd host namespace at 192.0.2.250:
+one member, or three (`--etcd-members 3`) so that faults can hang or kill one
+while the cluster keeps its quorum. Each agent runs inside its node's
+namespace with `--store etcd:... --datapath kernel --interface eth0` (every
+member listed), so it programs only that node, and
 serves its API on a unix socket under the lab run dir, which Terraform and
 egressctl reach from the root namespace unchanged.
 """
@@ -72,7 +74,7 @@ def reload_agent(st: LabState, node: str) -> bool:
     return True
 
 
-def agent_argv(spec: T.NodeSpec) -> list[str]:
+def agent_argv(st: LabState, spec: T.NodeSpec) -> list[str]:
     pki = pki_dir()
     return [
         *agent_command(),
@@ -90,20 +92,21 @@ def agent_argv(spec: T.NodeSpec) -> list[str]:
         "--tls-client-ca", str(pki / "ca.pem"),
         "--audit-log", str(T.run_dir() / "audit" / f"{spec.name}.jsonl"),
         "--metrics-listen", f"{spec.ip}:{T.METRICS_PORT}",
-        "--store", f"etcd:{T.etcd_url()}",
+        "--store", "etcd:" + ",".join(T.etcd_urls(st.etcd_members)),
         "--datapath", "kernel",
         "--config", str(T.agent_config(spec.name)),  # node_labels: `egress-lab node label` edits it and sends SIGHUP
     ]
 
 
-def etcd_argv() -> list[str]:
-    data = T.run_dir() / "etcd"
-    peer = "http://127.0.0.1:2380"  # the etcd host's loopback: one member, no peers
+def etcd_argv(st: LabState, member: T.EtcdMember) -> list[str]:
+    members = T.etcd_members(st.etcd_members)
     return [
-        ETCD, "--name", "lab", "--data-dir", str(data),
-        "--listen-client-urls", T.etcd_url(), "--advertise-client-urls", T.etcd_url(),
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"lab={peer}", "--log-level", "warn", "--logger", "zap",
+        ETCD, "--name", member.name, "--data-dir", str(T.run_dir() / "etcd" / member.name),
+        "--listen-client-urls", member.url, "--advertise-client-urls", member.url,
+        "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
+        "--initial-cluster", ",".join(f"{m.name}={m.peer_url}" for m in members),
+        "--initial-cluster-state", "new", "--initial-cluster-token", f"egress-lab-{st.prefix}",
+        "--log-level", "warn", "--logger", "zap",
     ]
 
 
@@ -142,24 +145,46 @@ def kill(st: LabState, what: str, sig: int = signal.SIGKILL) -> None:
         time.sleep(0.01)
 
 
-def start_etcd(st: LabState) -> None:
-    (T.run_dir() / "etcd").mkdir(parents=True, exist_ok=True)
-    start_process(st, "etcd", T.etcd_ns(), etcd_argv())
+def start_etcd(st: LabState, only: str | None = None) -> None:
+    """Start the lab's etcd members (or the one named `only`) unless running; with their data if they had some.
+
+    Waits until each listens for clients: a member of three serves only once a quorum is up,
+    and the agents retry until then."""
+    members = [m for m in T.etcd_members(st.etcd_members) if only in (None, m.name)]
+    if not members:
+        raise KeyError(f"no etcd member {only!r} in the lab")
+    for m in members:
+        (T.run_dir() / "etcd" / m.name).mkdir(parents=True, exist_ok=True)
+        start_process(st, m.name, T.etcd_ns(), etcd_argv(st, m))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        out = netns.run(T.etcd_ns(), ["ss", "-Hltn", f"src {T.ETCD_IP}:{T.ETCD_PORT}"], check=False).stdout
-        if out.strip():
-            return
-        if not running(st, "etcd"):
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"etcd did not start on {T.etcd_url()}: see {etcd_log_path()}")
+    for m in members:
+        while True:
+            out = netns.run(T.etcd_ns(), ["ss", "-Hltn", f"src {T.ETCD_IP}:{m.client_port}"], check=False).stdout
+            if out.strip():
+                break
+            if not running(st, m.name) or time.monotonic() > deadline:
+                raise RuntimeError(f"etcd member {m.name} did not start on {m.url}: see {etcd_log_path(m.name)}")
+            time.sleep(0.05)
+
+
+def stop_etcd(st: LabState, only: str | None = None) -> None:
+    """kill -9 the lab's etcd members (or the one named `only`); their data stays for `start_etcd`."""
+    for m in T.etcd_members(st.etcd_members):
+        if only in (None, m.name):
+            kill(st, m.name)
+
+
+def signal_etcd(st: LabState, member: str, sig: int) -> None:
+    """Send `sig` to one running member: SIGSTOP hangs it (it accepts connections, answers nothing)."""
+    if not running(st, member):
+        raise RuntimeError(f"etcd member {member!r} is not running")
+    os.kill(st.processes[member], sig)
 
 
 def start_agent(st: LabState, spec: T.NodeSpec) -> bool:
     T.agent_socket(spec.name).parent.mkdir(parents=True, exist_ok=True)
     write_agent_config(spec.name, st.node_labels.get(spec.name, {}))
-    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(spec))
+    return start_process(st, agent_key(spec.name), spec.netns, agent_argv(st, spec))
 
 
 def wait_healthy(st: LabState, nodes: list[T.NodeSpec], timeout: float = AGENT_START_TIMEOUT) -> None:
@@ -185,8 +210,8 @@ def log_path(node: str) -> Path:
     return T.run_dir() / f"{agent_key(node)}.log"
 
 
-def etcd_log_path() -> Path:
-    return T.run_dir() / "etcd.log"  # start_process's <run dir>/<what>.log for etcd
+def etcd_log_path(member: str) -> Path:
+    return T.run_dir() / f"{member}.log"  # start_process's <run dir>/<what>.log
 
 
 def log_tail(node: str, lines: int = 15) -> str:

@@ -144,22 +144,25 @@ def _wait_listening(ns: str, host: str, port: int, timeout: float = 10.0) -> Non
     raise RuntimeError(f"nothing listens on {host}:{port} in {ns}: see {T.run_dir()}")
 
 
-def up(workers: int, masters: int, agents: bool = True) -> LabState:
+def up(workers: int, masters: int, agents: bool = True, etcd_members: int = 1) -> LabState:
     """Build (or repair) the lab. A lab that is up with another shape must be taken down first.
 
-    `agents`: also start etcd and one egress-agent per node (the product); without
-    them the lab is bare topology whose datapaths tests program directly.
+    `agents`: also start etcd (`etcd_members` of them) and one egress-agent per node
+    (the product); without them the lab is bare topology whose datapaths tests program directly.
     """
     specs = T.node_specs(workers, masters)
+    T.etcd_members(etcd_members)  # checks the count before anything is built
     with labstate.locked():
         st = labstate.load()
-        if st is not None and (st.workers, st.masters, st.prefix, st.agents) != (workers, masters, T.prefix(), agents):
+        shape = (workers, masters, T.prefix(), agents, etcd_members)
+        if st is not None and (st.workers, st.masters, st.prefix, st.agents, st.etcd_members) != shape:
             raise RuntimeError(
                 f"the lab is up with {st.workers} workers and {st.masters} masters (prefix {st.prefix!r}"
-                f"{'' if st.agents else ', no agents'}): "
+                f"{f', {st.etcd_members} etcd members' if st.agents else ', no agents'}): "
                 "run `egress-lab down` first to change its shape"
             )
-        st = st or LabState(prefix=T.prefix(), workers=workers, masters=masters, agents=agents)
+        st = st or LabState(prefix=T.prefix(), workers=workers, masters=masters, agents=agents,
+                            etcd_members=etcd_members)
         _bridge()
         _router()
         _etcd_host()

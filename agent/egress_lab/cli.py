@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--masters", type=int, default=1)
     p.add_argument("--no-agents", dest="agents", action="store_false",
                    help="bare topology: no etcd and no agents (tests that program datapaths directly)")
+    p.add_argument("--etcd-members", type=int, default=1, choices=[1, 3],
+                   help="etcd members on the etcd host (3: one can hang or die while the cluster keeps its quorum)")
     sub.add_parser("down", help="remove every namespace, process and file the lab made")
     sub.add_parser("status", help="nodes, roles, links, pods, floating IPs")
 
@@ -102,12 +104,12 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd == "up":
-        st = build.up(args.workers, args.masters, agents=args.agents)
+        st = build.up(args.workers, args.masters, agents=args.agents, etcd_members=args.etcd_members)
         print(status.render(st))
         print(f"\nstate: {labstate.state_path()}")
         if st.agents:
             first = st.nodes()[0].name
-            print(f"etcd: {T.etcd_url()} (in {T.etcd_ns()})")
+            print(f"etcd: {','.join(T.etcd_urls(st.etcd_members))} (in {T.etcd_ns()})")
             print(f"agents: one per node; API endpoint of {first}: {agents.endpoint(first)}")
             print("use it with Terraform / egressctl:")
             print(f"  export EGRESS_ENDPOINT={agents.endpoint(first)}")

@@ -41,6 +41,7 @@ class LabState:
     denies: list[tuple[str, str]] = field(default_factory=list)  # (pod, cidr)
     processes: dict[str, int] = field(default_factory=dict)  # what -> pid
     agents: bool = True  # etcd + one egress-agent per node (False: tests program datapaths directly)
+    etcd_members: int = 1  # 1 or 3 (topology.ETCD_MEMBER_PORTS)
     node_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> its agent's labels (--config node_labels)
 
     def nodes(self) -> list[topology.NodeSpec]:

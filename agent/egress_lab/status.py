@@ -43,7 +43,7 @@ def cluster_view(st: LabState) -> list[str]:
     try:
         with agents.client(st, timeout=3) as c:
             leader = c.health().leader or "-"
-            out = [f"cluster: etcd {T.etcd_url()}, controller leader {leader}"]
+            out = [f"cluster: etcd {','.join(T.etcd_urls(st.etcd_members))}, controller leader {leader}"]
             for gw in c.list_gateways():
                 status = c.gateway_status(gw.obj.name)
                 for ip, node in sorted(status.floating_ips.items()):

@@ -22,7 +22,9 @@ DEFAULT_RUN_DIR = "/run/egress-lab"
 NODE_NET = ipaddress.ip_network("192.0.2.0/24")
 ROUTER_IP = "192.0.2.1"
 ETCD_IP = "192.0.2.250"
-ETCD_PORT = 2379
+# Client and peer port of each etcd member on the etcd host (etcd's own convention for a local cluster).
+# One member by default; three let faults take one member away while the cluster keeps its quorum.
+ETCD_MEMBER_PORTS = ((2379, 2380), (22379, 22380), (32379, 32380))
 AGENT_PORT = 7443  # each agent's API + probe address, on its node IP (inside the lab only)
 METRICS_PORT = 9464  # each agent's Prometheus /metrics, on its node IP (inside the lab only)
 FIRST_NODE_HOST = 11  # worker1 = 192.0.2.11
@@ -75,6 +77,23 @@ class NodeSpec:
     @property
     def bridge_port(self) -> str:
         return "n-" + self.name  # the node's cable, on the bridge side
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    """One etcd member on the etcd host: clients reach it on the node network, its peers on the host's loopback."""
+
+    name: str  # also its process key in the lab state and its log's name (<run dir>/<name>.log)
+    client_port: int
+    peer_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{ETCD_IP}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
 
 
 def node_specs(workers: int, masters: int) -> list[NodeSpec]:
@@ -132,5 +151,12 @@ def inventory_socket(node: str) -> Path:
     return run_dir() / "agents" / f"{node}-inventory.sock"
 
 
-def etcd_url() -> str:
-    return f"http://{ETCD_IP}:{ETCD_PORT}"
+def etcd_members(count: int) -> list[EtcdMember]:
+    """The lab's etcd members (`egress-lab up --etcd-members N`), in the order every agent lists them."""
+    if count not in (1, len(ETCD_MEMBER_PORTS)):  # two members would lose their quorum with either one
+        raise ValueError(f"the lab runs 1 or {len(ETCD_MEMBER_PORTS)} etcd members (--etcd-members), not {count}")
+    return [EtcdMember(f"etcd{i}", client, peer) for i, (client, peer) in enumerate(ETCD_MEMBER_PORTS[:count], 1)]
+
+
+def etcd_urls(count: int) -> list[str]:
+    return [m.url for m in etcd_members(count)]

@@ -8,6 +8,7 @@ through `egress_lab` exactly as the `egress-lab` CLI does them.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,14 +21,15 @@ V = TypeVar("V")
 
 
 class AgentLab:
-    def __init__(self, run_dir: Path, workers: int = 3, masters: int = 1, prefix: str | None = None) -> None:
+    def __init__(self, run_dir: Path, workers: int = 3, masters: int = 1, prefix: str | None = None,
+                 etcd_members: int = 1) -> None:
         self._saved_env = {k: os.environ.get(k) for k in ("EGRESS_LAB_PREFIX", "EGRESS_LAB_DIR")}
         os.environ["EGRESS_LAB_PREFIX"] = prefix or os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "a-"
         os.environ["EGRESS_LAB_DIR"] = str(run_dir)
         self.env = dict(os.environ)
         build.down()  # whatever a crashed run left behind
         try:
-            self.state = build.up(workers, masters, agents=True)
+            self.state = build.up(workers, masters, agents=True, etcd_members=etcd_members)
         except BaseException:
             self.close()
             raise
@@ -92,19 +94,36 @@ class AgentLab:
     def heal(self, node: str) -> None:
         build.build_cable(self.node(node), "up")
 
-    def etcd_stop(self) -> None:
-        """The lab's etcd goes away for everyone (kill -9)."""
+    @property
+    def etcd_members(self) -> list[T.EtcdMember]:
+        """The etcd members, in the order every agent lists them."""
+        return T.etcd_members(self.state.etcd_members)
+
+    @property
+    def etcd_endpoints(self) -> str:
+        """Every member's client URL, comma-separated (EtcdStore and `--store etcd:` take this form)."""
+        return ",".join(T.etcd_urls(self.state.etcd_members))
+
+    def etcd_stop(self, member: str | None = None) -> None:
+        """The lab's etcd (or one member) goes away for everyone (kill -9)."""
         with labstate.locked():
             st = labstate.require()
-            agents.kill(st, "etcd")
+            agents.stop_etcd(st, member)
             labstate.save(st)
 
-    def etcd_start(self) -> None:
-        """etcd comes back with its data."""
+    def etcd_start(self, member: str | None = None) -> None:
+        """etcd (or one member) comes back with its data."""
         with labstate.locked():
             st = labstate.require()
-            agents.start_etcd(st)
+            agents.start_etcd(st, member)
             labstate.save(st)
+
+    def etcd_pause(self, member: str) -> None:
+        """SIGSTOP one member: it hangs (accepts connections, answers nothing) until `etcd_resume`."""
+        agents.signal_etcd(labstate.require(), member, signal.SIGSTOP)
+
+    def etcd_resume(self, member: str) -> None:
+        agents.signal_etcd(labstate.require(), member, signal.SIGCONT)
 
     def floating_ips_on(self, node: str) -> set[str]:
         """The addresses on `node`'s uplink now, as the kernel has them (its node IP excluded)."""
@@ -113,11 +132,15 @@ class AgentLab:
                              capture_output=True, text=True, check=True).stdout
         return {f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]} - {spec.ip}
 
+    def agent_log(self, node: str) -> str:
+        return agents.log_path(node).read_text(errors="replace")
+
     def log_tails(self, lines: int = 40) -> str:
         """The last `lines` of every node's agent log and of etcd's (for failure reports)."""
         parts = [f"--- {spec.name} ({agents.log_path(spec.name)})\n{agents.log_tail(spec.name, lines)}"
                  for spec in labstate.require().nodes()]
-        parts.append(f"--- etcd ({agents.etcd_log_path()})\n{agents.tail(agents.etcd_log_path(), lines)}")
+        parts += [f"--- {m.name} ({agents.etcd_log_path(m.name)})\n{agents.tail(agents.etcd_log_path(m.name), lines)}"
+                  for m in self.etcd_members]
         return "\n".join(parts)
 
     def close(self) -> None:
@@ -135,8 +158,8 @@ class KernelPoller:
     """Polls the nodes' uplinks in a thread and records, at every poll, where each floating IP was.
 
     `violations()` lists the polls at which an IP was not on exactly its
-    expected holder; `longest_gap()` is the longest time an IP was absent from
-    its holder (between the last poll that saw it and the next that did).
+    expected holder; `longest_absence()` is the longest time an IP was on no
+    node at all (between the last poll that saw it and the next that did).
     """
 
     def __init__(self, lab: AgentLab, nodes: list[str], interval: float = 0.02) -> None:
@@ -172,6 +195,11 @@ class KernelPoller:
         t0 = self.polls[0][0] if self.polls else 0.0
         return [(t - t0, ip, where.get(ip, set())) for t, where in self.polls for ip, holder in expected.items()
                 if where.get(ip, set()) != {holder}]
+
+    def longest_absence(self, ip: str) -> float:
+        """Seconds between a poll that saw `ip` on some node and the next that did, at most (0: never absent)."""
+        seen = [t for t, where in self.polls if where.get(ip)]
+        return max((b - a for a, b in zip(seen, seen[1:])), default=0.0)
 
 
 def eventually(fn: Callable[[], V], expect: V, timeout: float = 10.0, interval: float = 0.05) -> V:

@@ -23,7 +23,8 @@ def test_restart_replaces_the_agent_with_the_same_settings(clean_lab, flag):
     assert "agent on worker2 restarted" in r.stdout and "healthy after" in r.stdout
     after = labstate.require().processes[agents.agent_key("worker2")]
     assert after != before and Path(f"/proc/{after}").exists()
-    argv = agents.agent_argv(labstate.require().node("worker2"))
+    st = labstate.require()
+    argv = agents.agent_argv(st, st.node("worker2"))
     running = Path(f"/proc/{after}/cmdline").read_bytes().split(b"\0")[:-1]  # [python,] egress-agent, flags...
     assert running[-(len(argv) - 1):] == [a.encode() for a in argv[1:]]  # the same flags
     with clean_lab.client("worker2") as c:

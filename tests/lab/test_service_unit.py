@@ -55,7 +55,7 @@ def test_the_units_capabilities_are_enough_for_the_datapath(clean_lab):
     key = agents.agent_key("worker1")
     agents.kill(st, key, signal.SIGTERM)
     bounding = "-all," + ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
-    argv = ["setpriv", "--bounding-set", bounding, "--inh-caps=-all", "--", *agents.agent_argv(spec)]
+    argv = ["setpriv", "--bounding-set", bounding, "--inh-caps=-all", "--", *agents.agent_argv(st, spec)]
     try:
         agents.start_process(st, key, spec.netns, argv)
         labstate.save(st)
