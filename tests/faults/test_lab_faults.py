@@ -6,7 +6,12 @@ egress-agent and the kernel datapath; a poller reads every node's uplink address
   node's nftables/tc state changed;
 - a holder partitioned (its cable down, its agent running): its IP moves to
   another node within the failover bound, the cut-off node releases it once
-  its lease may have expired, and nothing moves back when the cable returns.
+  its lease may have expired, and nothing moves back when the cable returns;
+- one etcd member hung (SIGSTOP) and then a holder dead: its IP is absent
+  from every kernel for no longer than with a healthy etcd.
+
+The lab runs three etcd members (the first in every agent's list is the one
+hung), so that one can hang while the cluster keeps its quorum.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ LEASE_TTL = 2.0  # the agents' default (cluster/membership.py)
 KEEPALIVE = 0.5  # its default keepalive interval: the last renewal before a cut may be that old
 RENEW_DEADLINE = 0.5  # fencing's re-observation (Membership.renew_now)
 FENCE_CHECK = 0.1  # fencing's check interval
+ETCD_ELECTION = 1.0  # etcd's default election timeout: a hung raft leader is replaced within it
+HEALTH_DETECTION = 1.5  # each agent marks a hung member unhealthy when a keepalive to it times out
+FAILOVER_BOUND = 1.5  # the failover bound of tests/cluster: detection 200 ms + one commit, with room for a busy host
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,8 @@ def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("kernel fault tests need root (network namespaces, eBPF, nftables): run them as root")
     tag = os.environ.get("EGRESS_TEST_NS_TAG", "eg")
-    lab = AgentLab(tmp_path_factory.mktemp("faultlab") / "run", workers=3, masters=0, prefix=tag + "f-")
+    lab = AgentLab(tmp_path_factory.mktemp("faultlab") / "run", workers=3, masters=0, prefix=tag + "f-",
+                  etcd_members=3)
     try:
         yield lab
     finally:
@@ -146,3 +155,35 @@ def test_partitioned_holder_hands_over_and_takes_nothing_back(lab, gateway):
     if leader != cut:
         with lab.client(others[0]) as c:
             assert c.health().leader == leader
+
+
+def test_holder_dies_while_an_etcd_member_hangs_moves_in_normal_time(lab, gateway):
+    nodes = [n.name for n in lab.state.nodes()]
+    with lab.client() as c:
+        leader = c.health().leader
+    # The leader when it holds an IP: it must both take over the controller and move its own IP.
+    ip, victim = next(((i, n) for i, n in gateway.items() if n == leader), next(iter(gateway.items())))
+    others = [n for n in nodes if n != victim]
+    hung = lab.etcd_members[0]  # first in every agent's endpoint list
+    with KernelPoller(lab, nodes) as poller:
+        lab.etcd_pause(hung.name)
+        try:
+            time.sleep(2 * ETCD_ELECTION + HEALTH_DETECTION)  # etcd re-elects if needed; agents mark the member
+            lab.node_stop(victim)  # cable down, agent killed -9
+            t0 = time.monotonic()
+            new = wait_for(lambda: next((n for n in others if ip in lab.floating_ips_on(n)), None), timeout=10,
+                           interval=0.02, what="another node to take the IP while an etcd member hangs")
+            took_over = time.monotonic() - t0
+            time.sleep(0.5)  # the last polls: nothing moves back or twice
+        finally:
+            lab.etcd_resume(hung.name)
+    try:
+        assert took_over < FAILOVER_BOUND, f"takeover with a hung etcd member took {took_over:.2f}s"
+        assert poller.longest_absence(ip) < FAILOVER_BOUND
+        # On exactly the new holder from then on (the dead node's kernel keeps its copy, behind its cut cable).
+        assert [w for t, w in poller.polls if t >= t0 + took_over and w.get(ip, set()) - {victim} != {new}] == []
+        assert {i: lab.holder(i, via=new) for i in gateway if i != ip} == {i: h for i, h in gateway.items() if i != ip}
+        assert all(f"etcd member {hung.url} unhealthy" in lab.agent_log(n) for n in others), lab.log_tails()
+    finally:
+        lab.node_start(victim)
+        eventually(lambda: all_serving(lab, nodes), True, timeout=20)
