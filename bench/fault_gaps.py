@@ -2,8 +2,9 @@
 
 Run as root from the repo: `.venv/bin/python bench/fault_gaps.py [--runs 5]`.
 
-The lab and probe pods of bench/failover.py (3 workers + 1 master in network namespaces, one etcd, a real egress-agent
-per node with the kernel datapath, agent defaults: probes every 20 ms, Down after 10 misses). A pod on a
+The lab and probe pods of bench/failover.py (3 workers + 1 master in network namespaces, three etcd members (one with
+--etcd-members 1), a real egress-agent per node with the kernel datapath, agent defaults: probes every 20 ms, Down
+after 10 misses). A pod on a
 node that does not hold 192.0.2.100 pings the external host through it every 10 ms (`ping -D`). Each
 fault is injected for real:
 
@@ -13,7 +14,10 @@ fault is injected for real:
                              kernel keeps forwarding meanwhile (fail static);
   * pod node's agent paused: SIGSTOP for 1 s of the agent on the pinging pod's own node (not the holder);
   * leader killed:           kill -9 of the controller leader's agent, the leader holding no IP;
-  * etcd gone:               the lab's etcd killed -9 for everyone for 4.5 s (2 lease TTLs), then restarted.
+  * etcd gone:               the lab's etcd killed -9 for everyone for 4.5 s (2 lease TTLs), then restarted;
+  * etcd member hung:        SIGSTOP of the member first in every agent's list; 3.5 s later (etcd's re-election
+                             and the agents' health checks have had their time) the holder dies as above; the
+                             member resumes 2 s after that. Needs three members.
 
 Per fault, over --runs runs: the longest silence between two answered probes from the fault on
 (median / max), probes lost, FloatingIPMoved events beyond those the fault calls for (false moves), and
@@ -113,6 +117,20 @@ def etcd_gone(r: Run) -> None:
     time.sleep(3.0)
 
 
+ETCD_SETTLE = 2 * 1.0 + 1.5  # etcd's election timeout twice, then a keepalive to the hung member timing out
+
+
+def etcd_member_hung_then_holder_dies(r: Run) -> None:
+    hung = r.lab.etcd_members[0].name
+    r.lab.etcd_pause(hung)
+    try:
+        time.sleep(ETCD_SETTLE)
+        holder_dies(r)
+    finally:
+        r.lab.etcd_resume(hung)
+    time.sleep(1.0)
+
+
 FAULTS = [
     Fault("holder dies (cable down, agent kill -9)", 1, 0, holder_dies),
     Fault("holder partitioned 2 s (cable down, agent running)", 1, 0, holder_partitioned),
@@ -120,6 +138,7 @@ FAULTS = [
     Fault("pod node's agent paused 1 s (SIGSTOP; not the holder)", 0, 0, pod_node_paused),
     Fault("leader killed (kill -9; holds no IP)", 0, 1, leader_killed),
     Fault("etcd gone for everyone 4.5 s, then back", 0, 0, etcd_gone),
+    Fault("one etcd member hung (SIGSTOP), then the holder dies", 1, 0, etcd_member_hung_then_holder_dies),
 ]
 
 
@@ -211,7 +230,8 @@ def summarize(fault: Fault, runs: list[dict]) -> dict:
 
 def render(results: dict) -> str:
     lines = [
-        "Lab: 3 workers + 1 master in network namespaces, one etcd, one egress-agent per node (kernel datapath, "
+        f"Lab: 3 workers + 1 master in network namespaces, {results['params']['etcd_members']} etcd member(s), "
+        "one egress-agent per node (kernel datapath, "
         "defaults: probes every 20 ms, Down after 10 misses, lease TTL 2 s). A pod on a node that does not hold "
         f"{FIP} pings the external host through it every 10 ms; the gap is the longest silence between two answered "
         "probes from the fault on. False moves: FloatingIPMoved events beyond those the fault calls for.",
@@ -232,11 +252,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", help="run only the faults whose name contains this text")
+    ap.add_argument("--etcd-members", type=int, choices=[1, 3], default=3)
     args = ap.parse_args()
-    faults = [f for f in FAULTS if not args.only or args.only in f.name]
-    results: dict = {"machine": describe_machine(), "params": {"runs": args.runs}, "faults": []}
+    faults = [f for f in FAULTS if (not args.only or args.only in f.name)
+              and (args.etcd_members > 1 or f.inject is not etcd_member_hung_then_holder_dies)]
+    results: dict = {"machine": describe_machine(), "params": {"runs": args.runs, "etcd_members": args.etcd_members},
+                     "faults": []}
     with tempfile.TemporaryDirectory(prefix="egress-fault-gaps-") as tmp:
-        lab = AgentLab(Path(tmp) / "run", workers=3, masters=1, prefix=os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "g-")
+        lab = AgentLab(Path(tmp) / "run", workers=3, masters=1, prefix=os.environ.get("EGRESS_TEST_NS_TAG", "eg") + "g-",
+                       etcd_members=args.etcd_members)
         try:
             names = [s.name for s in labstate.require().nodes()]
             add_probe_pods(lab)
