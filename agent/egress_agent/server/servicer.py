@@ -182,7 +182,7 @@ class EgressServicer(pb_grpc.EgressServicer):
         self.pods = pods or DirectPods(store)
         self.pod_check = pod_check
         self.health = health
-        self.writes = Writes(store)
+        self.writes = Writes(store, node)
 
     # --- gateways -------------------------------------------------------------------
 
