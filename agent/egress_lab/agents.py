@@ -154,7 +154,7 @@ def start_etcd(st: LabState, only: str | None = None) -> None:
     if not members:
         raise KeyError(f"no etcd member {only!r} in the lab")
     for m in members:
-        (T.run_dir() / "etcd" / m.name).mkdir(parents=True, exist_ok=True)
+        (T.run_dir() / "etcd" / m.name).mkdir(mode=0o700, parents=True, exist_ok=True)  # as etcd wants its data dir
         start_process(st, m.name, T.etcd_ns(), etcd_argv(st, m))
     deadline = time.monotonic() + 20
     for m in members:
