@@ -1,6 +1,6 @@
 """Failover at scale: does a holder's death on 20 agents with ~700 floating IPs move as fast as with 4?
 
-    .venv/bin/python bench/failover_scale.py [--agents 20] [--runs 5]
+    .venv/bin/python bench/failover_scale.py [--agents 20] [--runs 5] [--label NAME]
 
 Real etcd (3 members) and real `egress-agent --datapath off` processes on 127.0.0.1, default settings
 (lease TTL 2 s, UDP probes every 20 ms, Down after 10 misses), like bench/failover_control_plane.py. The
@@ -174,6 +174,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--label", default="", help="results go to failover-scale-LABEL-<date> (a day's file stays)")
     args = p.parse_args()
     out: dict = {"machine": machine(), "settings": {"agents": args.agents, "runs": args.runs}, "estates": {}}
     with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
@@ -191,7 +192,7 @@ def main() -> int:
             g.close()
             etcd.close()
     print(json.dumps(out, indent=2))
-    write_results("failover-scale", out, render(out))
+    write_results("failover-scale" + (f"-{args.label}" if args.label else ""), out, render(out))
     return 0
 
 
