@@ -61,20 +61,13 @@ def test_a_claim_lapses_for_the_others_after_turn_s(store, monkeypatch):
     assert b.yields > 0 and claim_of(store) == "a"  # held, then went ahead; the stale claim is a's to delete
 
 
-def test_a_claim_does_not_replace_another_agents_live_claim(store, monkeypatch):
-    monkeypatch.setattr(W, "_TURN_S", 30.0)
+@pytest.mark.parametrize("turn_s, holder", [(30.0, "a"), (0.0, "b")], ids=["live-claim-kept", "lapsed-claim-taken"])
+def test_a_claim_replaces_only_a_lapsed_one(store, monkeypatch, turn_s, holder):
+    monkeypatch.setattr(W, "_TURN_S", turn_s)
     a, b = Writes(store, "a"), Writes(store, "b")
     a._claim_turn(None)
     b._claim_turn(store.snapshot([META]).of(META).get(TURN))
-    assert claim_of(store) == "a"
-
-
-def test_a_lapsed_claim_can_be_taken_over(store, monkeypatch):
-    monkeypatch.setattr(W, "_TURN_S", 0.0)
-    a, b = Writes(store, "a"), Writes(store, "b")
-    a._claim_turn(None)
-    b._claim_turn(store.snapshot([META]).of(META).get(TURN))
-    assert claim_of(store) == "b"
+    assert claim_of(store) == holder
 
 
 def test_one_agent_alone_never_claims(store):
